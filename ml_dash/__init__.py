@@ -1,0 +1,48 @@
+"""ml_dash: an embedded, local experiment-metrics store.
+
+Log from a training loop, read back from anywhere, with no server::
+
+    from ml_dash import Experiment, load
+
+    with Experiment(prefix="alice/proj/exp", dash_root=".dash").run as exp:
+        for step in range(100):
+            exp.metrics("train").log(loss=1 / (step + 1), accuracy=step / 100)
+            exp.metrics.log(step=step).flush()
+
+    view = load("alice/proj/exp", dash_root=".dash")
+    losses = view.metrics("train").column("loss")    # numpy, memory-mapped
+    page = view.metrics("train").read(start_index=10, limit=5)
+
+Storage: one LMDB environment per experiment, one sub-database per stream,
+and a memory-mapped float64 column per numeric key (see docs/storage.md).
+"""
+
+from .errors import (
+    ColumnNotFoundError,
+    ConfigurationError,
+    ExperimentError,
+    MLDashError,
+    RunNotStartedError,
+    StorageError,
+    StreamNotFoundError,
+    WriterLockedError,
+)
+from .experiment import Experiment, ml_dash_experiment
+from .view import ExperimentView, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Experiment",
+    "ml_dash_experiment",
+    "load",
+    "ExperimentView",
+    "MLDashError",
+    "ConfigurationError",
+    "StorageError",
+    "ExperimentError",
+    "RunNotStartedError",
+    "WriterLockedError",
+    "StreamNotFoundError",
+    "ColumnNotFoundError",
+]

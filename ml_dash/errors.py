@@ -1,0 +1,64 @@
+"""Exception hierarchy.
+
+Every error raised on purpose by ml_dash derives from :class:`MLDashError`;
+where a builtin exception says the same thing, the class derives from it too,
+so ``except KeyError`` and ``except ml_dash.StreamNotFoundError`` both work.
+"""
+
+__all__ = [
+    "MLDashError",
+    "ConfigurationError",
+    "StorageError",
+    "ExperimentError",
+    "RunNotStartedError",
+    "WriterLockedError",
+    "StreamNotFoundError",
+    "ColumnNotFoundError",
+    "FormatVersionError",
+]
+
+
+class MLDashError(Exception):
+    """Root of every error ml_dash raises on purpose."""
+
+
+class ConfigurationError(MLDashError, ValueError):
+    """An option or argument combination that this engine does not support."""
+
+
+class StorageError(MLDashError, OSError):
+    """The store could not be read or written (disk full, I/O error, map limit).
+
+    Everything committed before the failure stays readable; a failed flush
+    leaves its snapshot staged so that calling ``flush()`` again retries it.
+    """
+
+
+class FormatVersionError(StorageError):
+    """The store was written in a format version this release cannot read."""
+
+
+class ExperimentError(MLDashError, RuntimeError):
+    """The experiment is in a state that does not allow the call."""
+
+
+class RunNotStartedError(ExperimentError):
+    """The run has not been started (or was already closed)."""
+
+
+class WriterLockedError(ExperimentError):
+    """Another live process is writing this experiment."""
+
+
+class _KeyMessageMixin:
+    # KeyError.__str__ shows repr(message); show the message itself instead.
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class StreamNotFoundError(_KeyMessageMixin, MLDashError, KeyError):
+    """The stream has never been written."""
+
+
+class ColumnNotFoundError(_KeyMessageMixin, MLDashError, KeyError):
+    """The stream has no column under that key."""

@@ -1,0 +1,237 @@
+"""Experiments and their run lifecycle.
+
+An :class:`Experiment` names a run by its prefix; ``exp.run`` starts and ends
+it (as a context manager, a decorator, or by hand).  While the run is open
+it holds the experiment's single-writer lock.
+"""
+
+import atexit
+import functools
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+from .errors import ConfigurationError, RunNotStartedError
+from .metrics import Metrics
+from .paths import parse_prefix
+from .reading import iso
+from .session import Session
+from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
+
+RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
+
+_open_experiments = set()  # strong: an open run must not vanish with its staged points
+_open_lock = threading.Lock()
+
+
+class Experiment:
+    """One run's metrics (and later params, logs and files), stored under
+    ``<dash_root>/<prefix>``.
+
+    >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP
+    ...     exp.metrics("train").log(loss=0.5).flush()
+    """
+
+    def __init__(self, prefix=None, *, description=None, readme=None, tags=None, bindrs=None,
+                 metadata=None, dash_root=".dash", dash_url=None, sync_interval=1.0,
+                 lock_timeout=0.0):
+        if dash_url is not None:
+            raise ConfigurationError(
+                f"dash_url={dash_url!r}: remote mode is not part of this engine; ml_dash stores "
+                "runs locally under dash_root")
+        if prefix is None:
+            raise TypeError("Experiment() needs prefix='owner/project/name'")
+        if sync_interval is None or float(sync_interval) < 0:
+            raise ConfigurationError(f"sync_interval must be >= 0 seconds, got {sync_interval!r}")
+        self._segments, self.path = parse_prefix(prefix, dash_root)
+        self.prefix = "/".join(self._segments)
+        self.dash_root = dash_root
+        self._given = {
+            "description": description if description is not None else readme,
+            "tags": list(tags) if tags is not None else None,
+            "bindrs": list(bindrs) if bindrs is not None else None,
+            "metadata": metadata,
+        }
+        self._record = {}
+        self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
+        self._session = None
+        self._read_store = None
+        self._metrics = Metrics(self)
+        self.run = Run(self)
+
+    # -- identity ------------------------------------------------------------------
+
+    owner = property(lambda self: self._segments[0])
+    project = property(lambda self: self._segments[1])
+    name = property(lambda self: self._segments[-1])
+
+    def _field(self, key):
+        given = self._given[key]
+        return given if given is not None else self._record.get(key)
+
+    description = property(lambda self: self._field("description"))
+    readme = description
+    tags = property(lambda self: self._field("tags") or [])
+    bindrs = property(lambda self: self._field("bindrs") or [])
+    metadata = property(lambda self: self._field("metadata"))
+
+    @property
+    def status(self):
+        """``RUNNING``, ``COMPLETED``, ``FAILED`` or ``CANCELLED`` (None before the first start)."""
+        return self._record.get("status")
+
+    def __repr__(self):
+        return f"<Experiment {self.prefix} {self.status or 'not started'}>"
+
+    # -- the open session ----------------------------------------------------------
+
+    def _open_session(self):
+        session = self._session
+        if session is None:
+            state = "is closed" if self._record else "is not started"
+            raise RunNotStartedError(
+                f"experiment {self.prefix!r}: the run {state}; use "
+                "'with Experiment(...).run as exp:' or call exp.run.start() first")
+        return session
+
+    def _reader(self):
+        """Committed data: the live session's reader, or a reader after close."""
+        if self._session is not None:
+            return self._session.reader
+        if self._read_store is None:
+            if not self._record:
+                self._open_session()  # raises: never started
+            self._read_store = StoreReader(acquire(self.path), self.path)
+        return self._read_store
+
+    @property
+    def metrics(self):
+        """The root stream; ``metrics("name")`` gives the named streams.
+
+        After the run has closed its streams can still be read, not logged to.
+        """
+        if not self._record:
+            self._open_session()  # raises: never started
+        return self._metrics
+
+    def flush(self):
+        """Commit everything staged, across all streams, as one snapshot."""
+        self._open_session().flush()
+        return self
+
+    # -- lifecycle (called by Run) ---------------------------------------------------
+
+    def _start(self):
+        if self._session is not None:
+            return
+        if self._read_store is not None:
+            release(self._read_store.env)
+            self._read_store = None
+        session = Session(self.path, **self._options)
+        try:
+            stored = session.reader.get_json(META_DB, EXPERIMENT_KEY, {})
+            now = time.time()
+            record = dict(stored)
+            record.update({k: v for k, v in self._given.items() if v is not None})
+            record.update(prefix=self.prefix, status=RUNNING, startedAt=now, endedAt=None,
+                          writer={"pid": os.getpid(), "host": socket.gethostname()})
+            record.setdefault("createdAt", now)
+            session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
+            session.flush()
+        except BaseException:
+            session.close()
+            raise
+        self._record = record
+        self._session = session
+        with _open_lock:
+            _open_experiments.add(self)
+
+    def _finish(self, status):
+        session = self._session
+        if session is None:
+            return
+        record = dict(self._record, status=status, endedAt=time.time())
+        session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
+        session.close()  # flushes; on failure the run stays open for a retry
+        self._record = record
+        self._session = None
+        with _open_lock:
+            _open_experiments.discard(self)
+
+    def _times(self):
+        return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
+
+
+class Run:
+    """``exp.run``: a context manager, a decorator, and manual controls."""
+
+    def __init__(self, experiment):
+        self._exp = experiment
+
+    def start(self):
+        """Open the run (a no-op if it is open); a closed run appends when restarted."""
+        self._exp._start()
+        return self._exp
+
+    def complete(self):
+        """Commit everything and close the run as ``COMPLETED``."""
+        self._exp._finish(COMPLETED)
+
+    def fail(self):
+        """Commit everything and close the run as ``FAILED``."""
+        self._exp._finish(FAILED)
+
+    def cancel(self):
+        """Commit everything and close the run as ``CANCELLED``."""
+        self._exp._finish(CANCELLED)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.complete()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.cancel()
+        else:
+            self.fail()
+        return False
+
+    def __call__(self, function):
+        """Decorate ``function(experiment, ...)`` to run inside this run."""
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with self as experiment:
+                return function(experiment, *args, **kwargs)
+        return wrapper
+
+
+def ml_dash_experiment(prefix, **options):
+    """Decorate ``function(..., experiment=exp)`` to run inside a new run of ``prefix``."""
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with Experiment(prefix=prefix, **options).run as experiment:
+                return function(*args, experiment=experiment, **kwargs)
+        return wrapper
+    return decorate
+
+
+@atexit.register
+def _close_open_runs():
+    """Commit what open runs staged when the interpreter exits.
+
+    A script that ends normally completes its runs; one ended by an uncaught
+    exception fails them.
+    """
+    status = FAILED if getattr(sys, "last_value", None) is not None else COMPLETED
+    with _open_lock:
+        experiments = list(_open_experiments)
+    for experiment in experiments:
+        try:
+            experiment._finish(status)
+        except Exception as exc:  # report, and keep closing the others
+            print(f"ml_dash: could not close {experiment.prefix} at exit: {exc}", file=sys.stderr)

@@ -1,0 +1,115 @@
+"""Metric streams of a live experiment: logging, flushing and reading.
+
+``log()`` only validates and stages a point in memory; ``flush()`` commits
+everything staged, across all streams, as one snapshot (see
+``storage/writer.py``).  Reading sees committed points only.
+"""
+
+from .reading import ExperimentReading, StreamReading
+from .values import _last_ts, check_fields, convert, now, resolve_ts
+
+
+class Stream(StreamReading):
+    """One named series of points, e.g. ``exp.metrics("train")``."""
+
+    def __init__(self, experiment, name, info):
+        self._exp = experiment
+        self.name = name
+        self.store_name = name or ""
+        self.info = info
+
+    def _store(self):
+        return self._exp._reader()
+
+    def log(self, _ts=None, _flush=False, **fields):
+        """Stage one point; returns the stream so calls can be chained.
+
+        ``_ts``: the point's time (default now; ``-1`` reuses the last one
+        used in this thread).  ``_flush=True`` also commits at once.
+        """
+        # The hot path of a training loop: kept inline and flat on purpose
+        # (bench/core.py measures it against a plain list append).
+        session = self._exp._session
+        if session is None:
+            self._exp._open_session()  # raises: the run is not started
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is not float and kind is not int and kind is not str \
+                    and kind is not bool and value is not None:
+                fields[key] = convert(self.name, key, value)
+        if "" in fields:
+            convert(self.name, "", None)  # raises: empty field name
+        if _ts is None:
+            _ts = _last_ts.value = now()
+        else:
+            _ts = resolve_ts(_ts)
+        staged = session.staged
+        staged.append((self, fields, _ts))
+        if _flush or len(staged) >= session.max_backlog:
+            session.flush()
+        elif not len(staged) & 255:
+            session.flush_if_old()
+        return self
+
+    def flush(self):
+        """Commit everything staged in the experiment, across all streams."""
+        self._exp.flush()
+        return self
+
+    def __repr__(self):
+        return f"<Stream {self.name!r} of {self._exp.prefix}>"
+
+
+class Metrics(Stream, ExperimentReading):
+    """The root stream, and the way to every named stream: ``metrics("train")``."""
+
+    def __init__(self, experiment):
+        super().__init__(experiment, None, {})
+        self._streams = {}
+
+    def __call__(self, name=None, *, description=None, tags=None, metadata=None):
+        """The stream called ``name`` (the root for None); the same object each time.
+
+        ``description``, ``tags`` and ``metadata`` are kept from the first call.
+        """
+        if name is None:
+            return self
+        stream = self._streams.get(name)
+        if stream is None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"stream names must be non-empty strings, got {name!r}")
+            info = {"description": description, "tags": list(tags or ()), "metadata": metadata}
+            stream = self._streams[name] = Stream(self._exp, name, info)
+        return stream
+
+    def log(self, _ts=None, _flush=False, **fields):
+        """Stage a point on the root stream, routing dict values to streams.
+
+        ``metrics.log(epoch=1, train=dict(loss=0.1))`` stages ``{epoch: 1}``
+        on the root and ``{epoch: 1, loss: 0.1}`` on ``train``, all with one
+        ``_ts``.  Only one level is routed; deeper dicts stay nested values.
+        """
+        routed = [key for key, value in fields.items() if type(value) is dict]
+        if not routed:
+            return super().log(_ts, _flush, **fields)
+        session = self._exp._open_session()
+        ts = resolve_ts(_ts)
+        scalars = {key: value for key, value in fields.items() if type(value) is not dict}
+        check_fields(None, scalars)
+        points = []
+        for key in routed:
+            stream = self(key)
+            points.append((stream, check_fields(key, {**scalars, **fields[key]}), ts))
+        if scalars:
+            points.insert(0, (self, scalars, ts))
+        session.staged.extend(points)
+        if _flush or len(session.staged) >= session.max_backlog:
+            session.flush()
+        return self
+
+    def list_all(self):
+        """A ``stats()`` summary of every stream of the experiment, by name."""
+        return self._list_streams(self._store())
+
+    def __repr__(self):
+        return f"<Metrics of {self._exp.prefix}>"

@@ -1,0 +1,180 @@
+"""The LMDB environment of one experiment, shared by everything in a process.
+
+py-lmdb refuses to open the same path twice in one process, and a notebook
+may well hold a read-only view of a run while it starts a writer on it, so
+environments live in a per-process registry keyed by real path and are
+reference counted.  After ``fork()`` the child must not touch the parent's
+environment: it is closed and reopened on first use in the child.
+
+A process that only reads opens the environment read-only; one that writes
+reopens it read-write for as long as it writes.  (Besides being the honest
+mode for a reader, LMDB keeps sub-database handles opened in a read
+transaction only in a read-only environment; in a read-write one it would
+take a write transaction, and so the writer's lock, to open them.)
+"""
+
+import os
+import threading
+import weakref
+
+import lmdb
+
+from ..errors import StorageError
+
+INITIAL_MAP_SIZE = 64 << 20
+MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
+MAX_READERS = 1024
+
+DATA_FILE = "data.mdb"
+
+_registry = {}
+_registry_lock = threading.Lock()
+_all_envs = weakref.WeakSet()
+
+
+class HandleOpened(Exception):
+    """A sub-database handle was opened; the read must start a new transaction."""
+
+
+class Environment:
+    """An open LMDB environment plus the sub-database handles opened in it."""
+
+    def __init__(self, path, writable):
+        self.path = path
+        self.refs = 0
+        self.writers = 0
+        self.writable = writable
+        self._env = None
+        self._dbs = {}
+        self._open()
+        _all_envs.add(self)
+
+    def _open(self):
+        try:
+            self._env = lmdb.open(
+                self.path,
+                readonly=not self.writable,
+                map_size=INITIAL_MAP_SIZE,
+                max_dbs=MAX_DBS,
+                max_readers=MAX_READERS,
+                subdir=True,
+                sync=False,  # durability is the writer's job: see writer.py
+                metasync=False,
+                readahead=False,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._dbs = {}
+        self._forked = False
+
+    @property
+    def lmdb(self):
+        """The py-lmdb ``Environment``, reopened first if this is a forked child."""
+        if self._forked:
+            # The parent's handle is unusable here; closing it in the child
+            # releases nothing the parent holds (its locks are per process).
+            self._env.close()
+            self._open()
+        return self._env
+
+    def db(self, name, txn, create=False):
+        """The handle of sub-database ``name`` for use in ``txn``.
+
+        ``create=True`` is for write transactions: the handle is opened (and
+        the sub-database created) in ``txn``; if ``txn`` is then aborted the
+        handle must be dropped with :meth:`forget`.  Otherwise ``txn`` is a
+        read transaction, which only sees handles opened before it began (and
+        LMDB drops handles opened inside one), so a missing handle is opened
+        on its own and :class:`HandleOpened` makes :meth:`read` start over.
+        Returns None when the sub-database does not exist.
+        """
+        handle = self._dbs.get(name)
+        if handle is None:
+            try:
+                if create:
+                    handle = self.lmdb.open_db(name, txn=txn, create=True)
+                else:
+                    handle = self.lmdb.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                return None
+            self._dbs[name] = handle
+            if not create:
+                raise HandleOpened(name)
+        return handle
+
+    def forget(self, names):
+        for name in names:
+            self._dbs.pop(name, None)
+
+    def read(self, function):
+        """``function(txn)`` in a short read transaction, never held across user code."""
+        env = self.lmdb
+        while True:
+            try:
+                txn = env.begin(buffers=False)
+            except lmdb.MapResizedError:
+                # Another process grew the map past ours: adopt its size.
+                env.set_mapsize(0)
+                continue
+            try:
+                return function(txn)
+            except HandleOpened:
+                continue
+            finally:
+                txn.abort()
+
+    def reopen(self, writable):
+        """Switch between read-only and read-write; handles are reopened lazily."""
+        if writable != self.writable:
+            self.close()
+            self.writable = writable
+            self._open()
+
+    def close(self):
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def acquire(path, writable=False):
+    """The shared :class:`Environment` for the experiment directory ``path``.
+
+    ``writable`` creates the store if needed and opens it read-write until
+    the matching :func:`release`.  A read-only acquire of a missing store
+    raises ``FileNotFoundError`` instead of creating an empty one.
+    """
+    key = os.path.realpath(path)
+    with _registry_lock:
+        env = _registry.get(key)
+        if env is None:
+            if not writable and not os.path.exists(os.path.join(key, DATA_FILE)):
+                raise FileNotFoundError(f"no ml_dash store at {path}")
+            os.makedirs(key, exist_ok=True)
+            env = _registry[key] = Environment(key, writable)
+        elif writable:
+            env.reopen(writable=True)
+        env.refs += 1
+        env.writers += bool(writable)
+        return env
+
+
+def release(env, writable=False):
+    """Drop one reference; the environment closes when nobody uses it."""
+    with _registry_lock:
+        env.refs -= 1
+        env.writers -= bool(writable)
+        if env.refs <= 0:
+            _registry.pop(env.path, None)
+            env.close()
+        elif env.writers == 0:
+            env.reopen(writable=False)
+
+
+def _after_fork_in_child():
+    for env in list(_all_envs):
+        if env._env is not None:
+            env._forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,64 @@
+"""Key layout inside the LMDB environment.
+
+Sub-databases:
+
+``meta``
+    ``format`` -> format version (ASCII int); ``experiment`` -> JSON record;
+    ``watermark`` -> JSON ``{stream id: count}`` of column data known to be on
+    disk; ``catalog_version`` -> ASCII int, bumped with every catalog change.
+``catalog``
+    ``b"s" + sid`` -> JSON stream record (its ``name`` among the fields);
+    ``b"c" + sid + cid`` -> UTF-8 column key.  Names never become LMDB keys,
+    so they can be of any length and can never collide with internal names.
+``s:<sid>``
+    one per stream: 8-byte big-endian point index -> encoded point.
+
+Stream ids and column ids are small unsigned ints packed big-endian, so that
+LMDB's byte order equals numeric order.
+"""
+
+import struct
+
+META_DB = b"meta"
+CATALOG_DB = b"catalog"
+
+FORMAT_KEY = b"format"
+EXPERIMENT_KEY = b"experiment"
+WATERMARK_KEY = b"watermark"
+CATALOG_VERSION_KEY = b"catalog_version"
+
+STREAM_PREFIX = b"s"
+COLUMN_PREFIX = b"c"
+
+_index = struct.Struct(">Q")
+_sid = struct.Struct(">I")
+_sid_cid = struct.Struct(">II")
+
+pack_index = _index.pack
+
+
+def unpack_index(key):
+    """The point index stored in an LMDB key of a stream sub-database."""
+    return _index.unpack(key)[0]
+
+
+def stream_db_name(sid):
+    """Name of the sub-database that holds the points of stream ``sid``."""
+    return b"s:%d" % sid
+
+
+def stream_key(sid):
+    return STREAM_PREFIX + _sid.pack(sid)
+
+
+def column_key(sid, cid):
+    return COLUMN_PREFIX + _sid_cid.pack(sid, cid)
+
+
+def parse_column_key(key):
+    """``(sid, cid)`` from a catalog column key."""
+    return _sid_cid.unpack(key[1:])
+
+
+def parse_stream_key(key):
+    return _sid.unpack(key[1:])[0]

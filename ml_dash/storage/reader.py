@@ -1,0 +1,144 @@
+"""Reads from an experiment's store: short read transactions, never held.
+
+Used by the live experiment (reading its own committed data) and by the
+read-only views of ``ml_dash.load``.  Every call opens one read transaction,
+takes what it needs and ends it before returning, so a reader never pins
+pages the writer wants to reuse.
+"""
+
+import json
+
+from ..errors import FormatVersionError
+from . import keys
+from .catalog import Catalog
+from .codec import FORMAT_VERSION, decode_point
+from .columns import DTYPE, ColumnMap, column_path
+
+import numpy as np
+
+_EMPTY = np.empty(0, dtype=DTYPE)
+_EMPTY.flags.writeable = False
+
+
+class StoreReader:
+    def __init__(self, env, directory):
+        self.env = env
+        self.directory = directory
+        self._catalog = Catalog()
+        self._maps = {}
+        version = self.env.read(lambda txn: self._get(txn, keys.META_DB, keys.FORMAT_KEY))
+        if version and int(version) != FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{directory} was written in store format {int(version)}; this ml_dash "
+                f"reads format {FORMAT_VERSION}: upgrade ml_dash to open it")
+
+    def _get(self, txn, db_name, key):
+        db = self.env.db(db_name, txn)
+        return None if db is None else txn.get(key, db=db)
+
+    def _stream(self, txn, name):
+        """``(entry, db, count)`` for stream ``name``; None if never written."""
+        self._catalog.refresh(txn, self.env)
+        entry = self._catalog.by_name.get(name)
+        if entry is None:
+            return None
+        db = self.env.db(entry.db_name, txn)
+        if db is None:
+            return None
+        cursor = txn.cursor(db=db)
+        if not cursor.last():
+            return None
+        return entry, db, keys.unpack_index(cursor.key()) + 1
+
+    def count(self, name):
+        found = self.env.read(lambda txn: self._stream(txn, name))
+        return found[2] if found else 0
+
+    def page(self, name, start, limit):
+        """``(rows, has_more)``; rows are ``(index, created, ts, data)``."""
+        def read(txn):
+            found = self._stream(txn, name)
+            if found is None or limit == 0 or start >= found[2]:
+                return [], False
+            _, db, count = found
+            cursor = txn.cursor(db=db)
+            cursor.set_key(keys.pack_index(start))
+            rows = []
+            for key, value in cursor:
+                rows.append((keys.unpack_index(key), *decode_point(value)))
+                if len(rows) == limit:
+                    break
+            return rows, start + len(rows) < count
+        return self.env.read(read)
+
+    def ends(self, name):
+        """``(entry, count, first point, last point)`` of a stream, or None."""
+        def read(txn):
+            found = self._stream(txn, name)
+            if found is None:
+                return None
+            entry, db, count = found
+            cursor = txn.cursor(db=db)
+            cursor.first()
+            first = decode_point(cursor.value())
+            cursor.last()
+            return entry, count, first, decode_point(cursor.value())
+        return self.env.read(read)
+
+    def stream_names(self):
+        """Names of every stream with at least one committed point."""
+        def read(txn):
+            self._catalog.refresh(txn, self.env)
+            return [name for name in self._catalog.by_name if self._stream(txn, name)]
+        return self.env.read(read)
+
+    def column_keys(self, name):
+        found = self.env.read(lambda txn: self._stream(txn, name))
+        return list(found[0].columns) if found else []
+
+    def columns(self, name, wanted, start, stop):
+        """``({key: read-only array of points [start, stop)}, unknown keys)``.
+
+        ``wanted`` None means every column.
+        """
+        found = self.env.read(lambda txn: self._stream(txn, name))
+        if found is None:
+            return {}, list(wanted or ())
+        entry, _, count = found
+        stop = count if stop is None else min(stop, count)
+        start = min(start, stop)
+        wanted = list(entry.columns) if wanted is None else wanted
+        out = {}
+        for key in wanted:
+            cid = entry.columns.get(key)
+            if cid is not None:
+                out[key] = self._map(entry.sid, cid).view(count)[start:stop] if stop > start else _EMPTY
+        return out, [key for key in wanted if key not in entry.columns]
+
+    def _map(self, sid, cid):
+        column = self._maps.get((sid, cid))
+        if column is None:
+            column = self._maps[(sid, cid)] = ColumnMap(column_path(self.directory, sid, cid))
+        return column
+
+    def get_json(self, db_name, key, default=None):
+        """A JSON record from sub-database ``db_name``, or ``default``."""
+        value = self.env.read(lambda txn: self._get(txn, db_name, key))
+        return json.loads(value) if value else default
+
+    def scan(self, db_name, start=None, limit=None):
+        """``(key, value)`` pairs of ``db_name`` from key ``start`` on, in key order."""
+        def read(txn):
+            db = self.env.db(db_name, txn)
+            if db is None:
+                return []
+            cursor = txn.cursor(db=db)
+            if not (cursor.set_range(start) if start is not None else cursor.first()):
+                return []
+            out = []
+            for item in cursor:
+                out.append(item)
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+        return self.env.read(read)

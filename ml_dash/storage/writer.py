@@ -1,0 +1,415 @@
+"""The one write path: every LMDB write transaction of ml_dash starts here.
+
+A snapshot (everything staged since the last flush, across streams, plus any
+records such as the experiment's status) is committed as exactly one write
+transaction, so a reader sees all of it or none of it.
+
+Order inside a commit, and why:
+
+1. encode every point and write its column slots, growing column files if
+   needed.  Column slots are written *before* the LMDB commit: a reader takes
+   the valid length of a column from the committed row count, so a slot is
+   never visible before its value is there.  A commit that then fails leaves
+   values past the committed count, which mean nothing and are overwritten
+   by the next snapshot (every slot of every column of a point is written,
+   NaN where the point lacks the key).
+2. one write transaction: new catalog items, one append per stream, extra
+   records; commit.  ``MapFullError`` aborts it, doubles the map and retries
+   the whole snapshot.
+
+Durability: commits use ``sync=False``, so a committed snapshot survives a
+killed process at once, and a background thread fsyncs every
+``sync_interval`` seconds while there is unsynced data (at most about that
+much is lost if the machine itself goes down).  ``sync_interval=0`` fsyncs
+after every commit.  The same thread msyncs the column files and records in
+``meta`` the count of points whose column values are known to be on disk
+(the watermark); after an unclean shutdown the columns are rebuilt from the
+rows past it.
+"""
+
+import json
+import threading
+import time
+import warnings
+
+import lmdb
+
+from ..errors import FormatVersionError, StorageError
+from . import keys
+from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
+from .codec import FORMAT_VERSION, PointEncoder, decode_point
+from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
+from .lock import WriterLock
+
+MAX_MAP_SIZE = 1 << 40
+READER_CHECK_EVERY = 10  # syncs
+
+
+class _StreamState:
+    """What the writer keeps per stream: committed count and open columns."""
+
+    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout")
+
+    def __init__(self, entry, count=0):
+        self.entry = entry
+        self.count = count
+        self.files = {}  # column key -> ColumnFile
+        self.capacity = 0
+        self.db = None  # sub-database handle once its creation committed
+        self.synced = count
+        # (field names, their column arrays, the _ts array) of the last point
+        # when it filled every column: the next point of the same shape
+        # writes its slots without any lookup.  Reset when columns change.
+        self.layout = None
+
+
+class Writer:
+    """Owns an experiment's store for writing; one per experiment per process."""
+
+    def __init__(self, env, directory, sync_interval=1.0, lock_timeout=0.0):
+        self.env = env
+        self.directory = directory
+        self.sync_interval = float(sync_interval)
+        self._lock = threading.Lock()
+        self._writer_lock = WriterLock(directory, timeout=lock_timeout)
+        self._encode = PointEncoder().pack
+        self._catalog = Catalog()
+        self._streams = {}
+        self._pending_catalog = []  # catalog items not yet committed
+        self._dirty = False
+        self._closed = False
+        self._syncs = 0
+        try:
+            self._open_store()
+        except BaseException:
+            self._writer_lock.release()
+            raise
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._sync_loop, name=f"ml_dash sync {directory}", daemon=True)
+        self._thread.start()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open_store(self):
+        env = self.env.lmdb
+        env.reader_check()
+        with env.begin(write=True) as txn:
+            meta = self.env.db(keys.META_DB, txn, create=True)
+            self.env.db(keys.CATALOG_DB, txn, create=True)
+            version = txn.get(keys.FORMAT_KEY, db=meta)
+            if version is None:
+                txn.put(keys.FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
+            elif int(version) != FORMAT_VERSION:
+                raise FormatVersionError(
+                    f"{self.directory} was written in store format {int(version)}; this "
+                    f"ml_dash reads format {FORMAT_VERSION}: upgrade ml_dash to open it")
+            self._catalog.refresh(txn, self.env)
+            watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
+            for entry in self._catalog.by_id.values():
+                db = self.env.db(entry.db_name, txn, create=True)
+                state = _StreamState(entry, _count(txn, db))
+                state.db = db
+                self._streams[entry.name] = state
+                self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
+        self._write_watermark()
+
+    def _open_columns(self, state, txn, watermark):
+        """Map a stream's column files and rebuild what a crash may have lost."""
+        state.capacity = _capacity_for(state.count)
+        for key, cid in state.entry.columns.items():
+            path = column_path(self.directory, state.entry.sid, cid)
+            try:
+                existing = ColumnFile.size_of(path)
+            except FileNotFoundError:
+                existing = 0
+            if existing < state.count:
+                watermark = 0  # a lost or truncated file: rebuild it whole
+            state.files[key] = ColumnFile(path, state.capacity, fresh=existing == 0)
+        if watermark < state.count:
+            cursor = txn.cursor(db=state.db)
+            cursor.set_range(keys.pack_index(watermark))
+            for key, value in cursor:
+                _, ts, data = decode_point(value)
+                self._write_slots(state, keys.unpack_index(key), ts, data)
+        state.synced = state.count
+
+    # -- the write path ----------------------------------------------------------
+
+    def commit(self, points, records=()):
+        """Commit ``points`` and ``records`` as one transaction.
+
+        ``points``: ``(stream, data, ts)`` tuples in logging order, where
+        ``stream`` has ``.store_name`` (``""`` for the root) and ``.info``
+        (the stream's description, tags and metadata).  ``records``:
+        ``(db_name, key, value)`` puts, or deletes where ``value`` is None.
+        On failure nothing is committed and the caller keeps the snapshot.
+        """
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"the store at {self.directory} is closed")
+            created = time.time()
+            batches = self._stage_points(points, created)
+            self._transact(batches, records)
+            for state, rows in batches.values():
+                state.count += len(rows)
+            self._dirty = True
+            if self.sync_interval == 0:
+                self._sync_locked(full=False)
+
+    def _stage_points(self, points, created):
+        """Encode points and fill their column slots; returns rows per stream."""
+        batches = {}
+        encode = self._encode
+        pack_index = keys.pack_index
+        for stream, data, ts in points:
+            batch = batches.get(stream)
+            if batch is None:
+                name = stream.store_name
+                state = self._streams.get(name) or self._new_stream(stream, created)
+                batch = batches[stream] = (state, [])
+            state, rows = batch
+            index = state.count + len(rows)
+            try:
+                value = encode((created, ts, data))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise TypeError(f"{_label(stream.store_name)}: cannot store {data!r}: {exc}") from exc
+            rows.append((pack_index(index), value))
+            # The fast path of _write_slots, inline: a point of the same shape
+            # as the last one writes its slots without any lookup.
+            layout = state.layout
+            if layout is not None and index < state.capacity and layout[0] == tuple(data):
+                try:
+                    for array, number in zip(layout[1], data.values()):
+                        kind = type(number)
+                        if kind is not float and kind is not int and kind is not bool:
+                            break
+                        array[index] = number
+                    else:
+                        layout[2][index] = ts
+                        continue
+                except OverflowError:
+                    pass
+            self._write_slots(state, index, ts, data)
+        return batches
+
+    def _transact(self, batches, records):
+        while True:
+            txn = self.env.lmdb.begin(write=True)
+            created_dbs = []
+            try:
+                self._put_all(txn, batches, records, created_dbs)
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                self._forget(created_dbs)
+                self._grow_map()
+                continue
+            except lmdb.Error as exc:
+                txn.abort()
+                self._forget(created_dbs)
+                raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
+            except BaseException:
+                txn.abort()
+                self._forget(created_dbs)
+                raise
+            self._pending_catalog.clear()
+            return
+
+    def _put_all(self, txn, batches, records, created_dbs):
+        if self._pending_catalog:
+            catalog = self.env.db(keys.CATALOG_DB, txn)
+            for key, value in self._pending_catalog:
+                txn.put(key, value, db=catalog)
+            meta = self.env.db(keys.META_DB, txn)
+            version = int(txn.get(keys.CATALOG_VERSION_KEY, b"0", db=meta)) + 1
+            txn.put(keys.CATALOG_VERSION_KEY, b"%d" % version, db=meta)
+        for state, rows in batches.values():
+            if state.db is None:
+                state.db = self.env.db(state.entry.db_name, txn, create=True)
+                created_dbs.append(state)
+            if len(rows) == 1:
+                stored = txn.put(rows[0][0], rows[0][1], db=state.db, append=True)
+            else:
+                stored = txn.cursor(db=state.db).putmulti(rows, append=True)[1] == len(rows)
+            if not stored:
+                # MDB_APPEND refuses a key that is not past the last one.
+                raise StorageError(
+                    f"{_label(state.entry.name)} in {self.directory}: point index "
+                    f"{state.count} is not past the last stored index; another process "
+                    "may have written this experiment")
+        for db_name, key, value in records:
+            db = self.env.db(db_name, txn, create=True)
+            if value is None:
+                txn.delete(key, db=db)
+            else:
+                txn.put(key, value, db=db)
+
+    def _forget(self, created):
+        self.env.forget([state.entry.db_name for state in created])
+        for state in created:
+            state.db = None
+
+    def _grow_map(self):
+        size = self.env.lmdb.info()["map_size"]
+        if size >= MAX_MAP_SIZE:
+            raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
+        self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+
+    # -- streams and columns ------------------------------------------------------
+
+    def _new_stream(self, stream, created):
+        entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
+                            dict(stream.info, createdAt=created))
+        self._catalog.add(entry)
+        self._pending_catalog.append(self._catalog.encode_stream(entry))
+        state = self._streams[stream.store_name] = _StreamState(entry)
+        state.capacity = INITIAL_CAPACITY
+        self._new_column(state, TS_KEY)
+        return state
+
+    def _new_column(self, state, key):
+        entry = state.entry
+        cid = len(entry.columns)
+        entry.columns[key] = cid
+        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
+        column = state.files[key] = ColumnFile(
+            column_path(self.directory, entry.sid, cid), state.capacity, fresh=True)
+        state.layout = None
+        return column
+
+    def _write_slots(self, state, index, ts, data):
+        """Write slot ``index`` of every column of the stream (NaN if absent)."""
+        if index >= state.capacity:
+            self._grow_columns(state, index + 1)
+        files = state.files
+        files[TS_KEY].values[index] = ts
+        written = 1
+        nested = False
+        for key, value in data.items():
+            kind = type(value)
+            if kind is float or kind is int or kind is bool:
+                column = files.get(key) or self._new_column(state, key)
+                _assign(column.values, index, value)
+                written += 1
+            elif kind is dict:
+                nested = True
+        if nested or written != len(files):
+            self._write_sparse_slots(state, index, data)
+        elif written == len(data) + 1:
+            state.layout = (tuple(data), [files[key].values for key in data], files[TS_KEY].values)
+
+    def _write_sparse_slots(self, state, index, data):
+        present = {TS_KEY}
+        for key, value in _numeric_leaves(data):
+            column = state.files.get(key) or self._new_column(state, key)
+            _assign(column.values, index, value)
+            present.add(key)
+        for key, column in state.files.items():
+            if key not in present:
+                column.values[index] = NAN
+
+    def _grow_columns(self, state, needed):
+        capacity = _capacity_for(needed)
+        for column in state.files.values():
+            if column.capacity < capacity:
+                column.grow(capacity)
+        state.capacity = capacity
+        state.layout = None
+
+    # -- durability ------------------------------------------------------------------
+
+    def sync(self):
+        """Make everything committed so far durable on disk (fsync)."""
+        with self._lock:
+            if not self._closed:
+                self._sync_locked(full=True)
+
+    def _sync_locked(self, full):
+        if full:
+            for state in self._streams.values():
+                if state.count > state.synced:
+                    for column in state.files.values():
+                        column.sync()
+            self._write_watermark()
+        self.env.lmdb.sync(True)
+        self._dirty = False
+
+    def _write_watermark(self):
+        marks = {str(state.entry.sid): state.count for state in self._streams.values()}
+        with self.env.lmdb.begin(write=True) as txn:
+            txn.put(keys.WATERMARK_KEY, json.dumps(marks).encode(),
+                    db=self.env.db(keys.META_DB, txn))
+        for state in self._streams.values():
+            state.synced = state.count
+
+    def _sync_loop(self):
+        period = self.sync_interval or 1.0
+        while not self._stop.wait(period):
+            try:
+                with self._lock:
+                    if self._closed:
+                        return
+                    if self._dirty or any(s.count > s.synced for s in self._streams.values()):
+                        self._sync_locked(full=True)
+                    self._syncs += 1
+                    if self._syncs % READER_CHECK_EVERY == 0:
+                        # A killed reader's slot pins old pages: the file would grow forever.
+                        self.env.lmdb.reader_check()
+            except Exception as exc:  # never let the thread die silently
+                warnings.warn(f"ml_dash: background sync of {self.directory} failed: {exc}")
+
+    def close(self):
+        """Sync everything, stop the sync thread and release the writer lock."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._sync_locked(full=True)
+            finally:
+                self._closed = True
+                self._stop.set()
+                for state in self._streams.values():
+                    for column in state.files.values():
+                        column.close()
+                self._writer_lock.release()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def _label(name):
+    return f"stream {name!r}" if name else "the root stream"
+
+
+def _count(txn, db):
+    """Committed points of a stream: its last index + 1."""
+    if db is None:
+        return 0
+    cursor = txn.cursor(db=db)
+    return keys.unpack_index(cursor.key()) + 1 if cursor.last() else 0
+
+
+def _capacity_for(count):
+    capacity = INITIAL_CAPACITY
+    while capacity < count:
+        capacity *= 2
+    return capacity
+
+
+def _assign(values, index, number):
+    try:
+        values[index] = number
+    except OverflowError:  # an int beyond float64's range
+        values[index] = float("inf") if number > 0 else float("-inf")
+
+
+def _numeric_leaves(data, prefix=""):
+    """``(key, number)`` for every int, float and bool, nested keys as ``a.b``."""
+    for key, value in data.items():
+        kind = type(value)
+        if kind is float or kind is int or kind is bool:
+            yield prefix + key, value
+        elif kind is dict:
+            yield from _numeric_leaves(value, f"{prefix}{key}.")
+
+

@@ -1,0 +1,135 @@
+"""Read-only views of experiments, for analysis scripts in any process.
+
+A view never takes the writer lock and never holds a read transaction
+between calls, so it neither blocks nor slows a live writer; it sees only
+flushed snapshots.
+"""
+
+import os
+
+from .errors import ExperimentError
+from .paths import parse_prefix
+from .reading import ExperimentReading, StreamReading, iso
+from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
+
+
+def load(prefix, dash_root=".dash"):
+    """A read-only :class:`ExperimentView` of the experiment ``prefix``.
+
+    Raises ``FileNotFoundError`` naming the prefix when there is no such run.
+    """
+    segments, path = parse_prefix(prefix, dash_root)
+    try:
+        env = acquire(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no experiment {prefix!r} under {dash_root!r}") from None
+    try:
+        store = StoreReader(env, path)
+    except BaseException:
+        release(env)
+        raise
+    return ExperimentView("/".join(segments), path, store)
+
+
+class StreamView(StreamReading):
+    """Read-only access to one stream of a view."""
+
+    def __init__(self, store, name):
+        self._reader = store
+        self.name = name
+        self.store_name = name or ""
+
+    def _store(self):
+        return self._reader
+
+    def __repr__(self):
+        return f"<StreamView {self.name!r}>"
+
+
+class MetricsView(StreamView, ExperimentReading):
+    """The root stream of a view; ``metrics("train")`` gives the others."""
+
+    def __init__(self, store):
+        super().__init__(store, None)
+        self._streams = {}
+
+    def __call__(self, name=None):
+        if name is None:
+            return self
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = StreamView(self._reader, name)
+        return stream
+
+    def names(self):
+        """Names of the streams with committed points (None for the root)."""
+        return [name or None for name in self._reader.stream_names()]
+
+    def list_all(self):
+        return self._list_streams(self._reader)
+
+
+class ExperimentView:
+    """What ``ml_dash.load()`` returns: metrics, status and description of a run."""
+
+    def __init__(self, prefix, path, store):
+        self.prefix = prefix
+        self.path = path
+        self._store = store
+        self.metrics = MetricsView(store)
+
+    def _record(self):
+        return self._store.get_json(META_DB, EXPERIMENT_KEY, {})
+
+    status = property(lambda self: self._record().get("status"))
+    description = property(lambda self: self._record().get("description"))
+    tags = property(lambda self: self._record().get("tags") or [])
+    metadata = property(lambda self: self._record().get("metadata"))
+
+    @property
+    def info(self):
+        """The whole experiment record, with times as ISO strings and ``stale``."""
+        record = self._record()
+        for key in ("createdAt", "startedAt", "endedAt"):
+            record[key] = iso(record.get(key))
+        record["stale"] = _is_stale(record)
+        return record
+
+    @property
+    def stale(self):
+        """True for a ``RUNNING`` run whose writer process is gone."""
+        return _is_stale(self._record())
+
+    def close(self):
+        """Release the view's handle on the store (also done when it is collected)."""
+        if self._store is not None:
+            release(self._store.env)
+            self._store = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<ExperimentView {self.prefix} {self.status}>"
+
+
+def _is_stale(record):
+    if record.get("status") != "RUNNING":
+        return False
+    writer = record.get("writer") or {}
+    pid = writer.get("pid")
+    if not pid:
+        return True
+    import socket
+    if writer.get("host") != socket.gethostname():
+        return False  # another machine's process: cannot tell, assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,18 @@
+import pytest
+
+from ml_dash import Experiment
+
+
+@pytest.fixture
+def dash_root(tmp_path):
+    return str(tmp_path / "dash")
+
+
+@pytest.fixture
+def exp(dash_root):
+    """A started experiment, closed after the test."""
+    experiment = Experiment(prefix="alice/proj/exp", dash_root=dash_root)
+    experiment.run.start()
+    yield experiment
+    if experiment._session is not None:
+        experiment.run.complete()
