@@ -9,6 +9,10 @@ from .reading import ExperimentReading, StreamReading
 from .values import _last_ts, check_fields, convert, now, resolve_ts
 
 
+# Values that need no conversion: checked in one C-level pass by log().
+_PLAIN_TYPES = frozenset((float, int, str, bool, type(None)))
+
+
 class Stream(StreamReading):
     """One named series of points, e.g. ``exp.metrics("train")``."""
 
@@ -32,13 +36,10 @@ class Stream(StreamReading):
         session = self._exp._session
         if session is None:
             self._exp._open_session()  # raises: the run is not started
-        for key, value in fields.items():
-            kind = type(value)
-            if kind is not float and kind is not int and kind is not str \
-                    and kind is not bool and value is not None:
-                fields[key] = convert(self.name, key, value)
-        if "" in fields:
-            convert(self.name, "", None)  # raises: empty field name
+        if not _PLAIN_TYPES.issuperset(map(type, fields.values())) or "" in fields:
+            if self.name is None and dict in map(type, fields.values()):
+                return self._route(_ts, _flush, fields)
+            check_fields(self.name, fields)
         if _ts is None:
             _ts = _last_ts.value = now()
         else:
@@ -53,7 +54,10 @@ class Stream(StreamReading):
 
     def flush(self):
         """Commit everything staged in the experiment, across all streams."""
-        self._exp.flush()
+        session = self._exp._session
+        if session is None:
+            self._exp._open_session()  # raises: the run is not open
+        session.flush()
         return self
 
     def __repr__(self):
@@ -82,24 +86,19 @@ class Metrics(Stream, ExperimentReading):
             stream = self._streams[name] = Stream(self._exp, name, info)
         return stream
 
-    def log(self, _ts=None, _flush=False, **fields):
+    def _route(self, _ts, _flush, fields):
         """Stage a point on the root stream, routing dict values to streams.
 
         ``metrics.log(epoch=1, train=dict(loss=0.1))`` stages ``{epoch: 1}``
         on the root and ``{epoch: 1, loss: 0.1}`` on ``train``, all with one
         ``_ts``.  Only one level is routed; deeper dicts stay nested values.
         """
-        routed = [key for key, value in fields.items() if type(value) is dict]
-        if not routed:
-            return super().log(_ts, _flush, **fields)
         session = self._exp._open_session()
         ts = resolve_ts(_ts)
         scalars = {key: value for key, value in fields.items() if type(value) is not dict}
         check_fields(None, scalars)
-        points = []
-        for key in routed:
-            stream = self(key)
-            points.append((stream, check_fields(key, {**scalars, **fields[key]}), ts))
+        points = [(self(key), check_fields(key, {**scalars, **value}), ts)
+                  for key, value in fields.items() if type(value) is dict]
         if scalars:
             points.insert(0, (self, scalars, ts))
         session.staged.extend(points)

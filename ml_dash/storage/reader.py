@@ -64,10 +64,10 @@ class StoreReader:
             cursor = txn.cursor(db=db)
             cursor.set_key(keys.pack_index(start))
             rows = []
-            for key, value in cursor:
-                rows.append((keys.unpack_index(key), *decode_point(value)))
-                if len(rows) == limit:
-                    break
+            # Indices are contiguous from 0, so the row's index is its position.
+            for index, value in zip(range(start, min(count, start + limit)),
+                                    cursor.iternext(keys=False)):
+                rows.append((index, *decode_point(value)))
             return rows, start + len(rows) < count
         return self.env.read(read)
 

@@ -42,13 +42,14 @@ from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
 from .lock import WriterLock
 
 MAX_MAP_SIZE = 1 << 40
+_NUMBER_TYPES = frozenset((float, int, bool))
 READER_CHECK_EVERY = 10  # syncs
 
 
 class _StreamState:
     """What the writer keeps per stream: committed count and open columns."""
 
-    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout")
+    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "rows")
 
     def __init__(self, entry, count=0):
         self.entry = entry
@@ -61,6 +62,7 @@ class _StreamState:
         # when it filled every column: the next point of the same shape
         # writes its slots without any lookup.  Reset when columns change.
         self.layout = None
+        self.rows = []  # (key, value) of the snapshot being committed
 
 
 class Writer:
@@ -148,57 +150,65 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StorageError(f"the store at {self.directory} is closed")
-            created = time.time()
-            batches = self._stage_points(points, created)
-            self._transact(batches, records)
-            for state, rows in batches.values():
-                state.count += len(rows)
+            touched = self._stage_points(points, time.time())
+            try:
+                self._transact(touched, records)
+            except BaseException:
+                for state in touched:
+                    state.rows = []
+                raise
+            for state in touched:
+                state.count += len(state.rows)
+                state.rows = []
             self._dirty = True
             if self.sync_interval == 0:
                 self._sync_locked(full=False)
 
     def _stage_points(self, points, created):
-        """Encode points and fill their column slots; returns rows per stream."""
-        batches = {}
+        """Encode points into each stream's ``rows`` and fill their column slots.
+
+        Returns the streams touched.  This and ``Stream.log`` are the hot
+        path of a training loop, hence the flat, inlined code.
+        """
         encode = self._encode
         pack_index = keys.pack_index
-        for stream, data, ts in points:
-            batch = batches.get(stream)
-            if batch is None:
-                name = stream.store_name
-                state = self._streams.get(name) or self._new_stream(stream, created)
-                batch = batches[stream] = (state, [])
-            state, rows = batch
-            index = state.count + len(rows)
-            try:
-                value = encode((created, ts, data))
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise TypeError(f"{_label(stream.store_name)}: cannot store {data!r}: {exc}") from exc
-            rows.append((pack_index(index), value))
-            # The fast path of _write_slots, inline: a point of the same shape
-            # as the last one writes its slots without any lookup.
-            layout = state.layout
-            if layout is not None and index < state.capacity and layout[0] == tuple(data):
-                try:
-                    for array, number in zip(layout[1], data.values()):
-                        kind = type(number)
-                        if kind is not float and kind is not int and kind is not bool:
-                            break
-                        array[index] = number
-                    else:
+        streams = self._streams
+        touched = []
+        try:
+            for stream, data, ts in points:
+                state = streams.get(stream.store_name) or self._new_stream(stream, created)
+                rows = state.rows
+                if not rows:
+                    touched.append(state)
+                index = state.count + len(rows)
+                rows.append((pack_index(index), encode((created, ts, data))))
+                # A point of the same shape as the last one of its stream
+                # writes its column slots without any lookup.
+                layout = state.layout
+                if layout is not None and index < state.capacity and layout[0] == tuple(data) \
+                        and _NUMBER_TYPES.issuperset(map(type, data.values())):
+                    try:
+                        for array, number in zip(layout[1], data.values()):
+                            array[index] = number
                         layout[2][index] = ts
                         continue
-                except OverflowError:
-                    pass
-            self._write_slots(state, index, ts, data)
-        return batches
+                    except OverflowError:  # an int past float64: the slow path clamps it
+                        pass
+                self._write_slots(state, index, ts, data)
+        except BaseException as exc:
+            for state in touched:
+                state.rows = []
+            if isinstance(exc, (TypeError, ValueError, OverflowError)) and not isinstance(exc, StorageError):
+                raise TypeError(f"{_label(stream.store_name)}: cannot store {data!r}: {exc}") from exc
+            raise
+        return touched
 
-    def _transact(self, batches, records):
+    def _transact(self, touched, records):
         while True:
             txn = self.env.lmdb.begin(write=True)
             created_dbs = []
             try:
-                self._put_all(txn, batches, records, created_dbs)
+                self._put_all(txn, touched, records, created_dbs)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
@@ -216,7 +226,7 @@ class Writer:
             self._pending_catalog.clear()
             return
 
-    def _put_all(self, txn, batches, records, created_dbs):
+    def _put_all(self, txn, touched, records, created_dbs):
         if self._pending_catalog:
             catalog = self.env.db(keys.CATALOG_DB, txn)
             for key, value in self._pending_catalog:
@@ -224,12 +234,13 @@ class Writer:
             meta = self.env.db(keys.META_DB, txn)
             version = int(txn.get(keys.CATALOG_VERSION_KEY, b"0", db=meta)) + 1
             txn.put(keys.CATALOG_VERSION_KEY, b"%d" % version, db=meta)
-        for state, rows in batches.values():
+        for state in touched:
             if state.db is None:
                 state.db = self.env.db(state.entry.db_name, txn, create=True)
                 created_dbs.append(state)
+            rows = state.rows
             if len(rows) == 1:
-                stored = txn.put(rows[0][0], rows[0][1], db=state.db, append=True)
+                stored = txn.put(*rows[0], db=state.db, append=True)
             else:
                 stored = txn.cursor(db=state.db).putmulti(rows, append=True)[1] == len(rows)
             if not stored:
