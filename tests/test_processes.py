@@ -124,3 +124,21 @@ def test_forked_child_reads_and_parent_keeps_writing(dash_root):
         assert os.waitstatus_to_exitcode(status) == 0
         exp.metrics("train").log(step=1).flush()
         assert len(view.metrics("train")) == 2
+
+
+def test_interpreter_exit_commits_open_runs(dash_root):
+    script = textwrap.dedent("""
+        import sys, ml_dash
+        exp = ml_dash.Experiment(prefix="w/exit", dash_root=sys.argv[1])
+        exp.run.start()
+        exp.metrics("train").log(loss=0.5)   # staged, never flushed by the script
+        if sys.argv[2] == "raise":
+            raise RuntimeError("boom")
+    """)
+    for mode, status in (("ok", "COMPLETED"), ("raise", "FAILED")):
+        done = subprocess.run([sys.executable, "-c", script, dash_root, mode], capture_output=True, text=True)
+        assert (done.returncode == 0) == (mode == "ok"), done.stderr
+        view = load("w/exit", dash_root=dash_root)
+        assert view.status == status
+        assert view.metrics("train").read()["data"][-1]["data"]["loss"] == 0.5
+        view.close()
