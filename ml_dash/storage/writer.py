@@ -192,7 +192,7 @@ class Writer:
                             array[index] = number
                         layout[2][index] = ts
                         continue
-                    except OverflowError:  # an int past float64: the slow path clamps it
+                    except (OverflowError, ValueError):  # an int past float64: the slow path clamps it
                         pass
                 self._write_slots(state, index, ts, data)
         except BaseException as exc:
@@ -410,7 +410,7 @@ def _capacity_for(count):
 def _assign(values, index, number):
     try:
         values[index] = number
-    except OverflowError:  # an int beyond float64's range
+    except (OverflowError, ValueError):  # an int beyond float64's range (memoryview says ValueError)
         values[index] = float("inf") if number > 0 else float("-inf")
 
 
