@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from ..errors import StorageError
+from . import faults
 
 DTYPE = np.dtype("<f8")
 ITEM = DTYPE.itemsize
@@ -68,6 +69,8 @@ class ColumnFile:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if capacity * ITEM > os.fstat(fd).st_size:
+                if faults.ACTIVE:
+                    faults.hit("column_growth", self.path)
                 os.posix_fallocate(fd, 0, capacity * ITEM)
             # An old mapping may still be exported to numpy views held by the
             # user; it is left to the garbage collector instead of closed.
@@ -110,7 +113,8 @@ class ColumnMap:
                 with open(self.path, "rb") as f:
                     mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError) as exc:
-                raise StorageError(f"cannot map column file {self.path}: {exc}") from exc
+                raise StorageError(f"cannot map column file {self.path}: {exc}; "
+                                   "ml_dash.check(..., repair=True) rebuilds it") from exc
             self._array = np.frombuffer(mm, dtype=DTYPE)
             if len(self._array) < count:
                 raise StorageError(

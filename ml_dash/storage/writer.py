@@ -35,7 +35,7 @@ import warnings
 import lmdb
 
 from ..errors import FormatVersionError, StorageError
-from . import keys
+from . import faults, keys
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
 from .codec import FORMAT_VERSION, PointEncoder, decode_point
 from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
@@ -150,6 +150,8 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StorageError(f"the store at {self.directory} is closed")
+            if faults.ACTIVE:
+                faults.hit("before_columns")
             touched = self._stage_points(points, time.time())
             try:
                 self._transact(touched, records)
@@ -157,6 +159,8 @@ class Writer:
                 for state in touched:
                     state.rows = []
                 raise
+            if faults.ACTIVE:
+                faults.hit("after_commit")
             for state in touched:
                 state.count += len(state.rows)
                 state.rows = []
@@ -209,15 +213,19 @@ class Writer:
             created_dbs = []
             try:
                 self._put_all(txn, touched, records, created_dbs)
+                if faults.ACTIVE:
+                    faults.hit("before_commit", self.directory)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
                 self._forget(created_dbs)
                 self._grow_map()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:
                 txn.abort()
                 self._forget(created_dbs)
+                if isinstance(exc, StorageError):
+                    raise
                 raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
             except BaseException:
                 txn.abort()
@@ -265,7 +273,12 @@ class Writer:
         size = self.env.lmdb.info()["map_size"]
         if size >= MAX_MAP_SIZE:
             raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
-        self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        try:
+            if faults.ACTIVE:
+                faults.hit("map_growth", self.directory)
+            self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        except (lmdb.Error, OSError) as exc:
+            raise StorageError(f"cannot grow the map of the store at {self.directory}: {exc}") from exc
 
     # -- streams and columns ------------------------------------------------------
 
