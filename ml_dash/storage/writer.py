@@ -350,6 +350,8 @@ class Writer:
                 self._sync_locked(full=True)
 
     def _sync_locked(self, full):
+        if faults.ACTIVE:
+            faults.hit("sync", self.directory)
         if full:
             for state in self._streams.values():
                 if state.count > state.synced:
