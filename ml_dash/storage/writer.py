@@ -166,7 +166,11 @@ class Writer:
                 state.rows = []
             self._dirty = True
             if self.sync_interval == 0:
-                self._sync_locked(full=False)
+                try:
+                    self._sync_locked(full=False)
+                except StorageError as exc:
+                    exc.committed = True  # readers see it already: retrying would store it twice
+                    raise
 
     def _stage_points(self, points, created):
         """Encode points into each stream's ``rows`` and fill their column slots.
@@ -350,15 +354,20 @@ class Writer:
                 self._sync_locked(full=True)
 
     def _sync_locked(self, full):
-        if faults.ACTIVE:
-            faults.hit("sync", self.directory)
-        if full:
-            for state in self._streams.values():
-                if state.count > state.synced:
-                    for column in state.files.values():
-                        column.sync()
-            self._write_watermark()
-        self.env.lmdb.sync(True)
+        try:
+            if faults.ACTIVE:
+                faults.hit("sync", self.directory)
+            if full:
+                for state in self._streams.values():
+                    if state.count > state.synced:
+                        for column in state.files.values():
+                            column.sync()
+                self._write_watermark()
+            self.env.lmdb.sync(True)
+        except (lmdb.Error, OSError) as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot sync the store at {self.directory} to disk: {exc}") from exc
         self._dirty = False
 
     def _write_watermark(self):
