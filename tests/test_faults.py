@@ -143,6 +143,37 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", path], check=True)
 
 
+def test_really_full_disk_while_committing_rows(small_disk):
+    """Fill a real small filesystem: the failure is a StorageError, the retry succeeds."""
+    dash_root = os.path.join(small_disk, "dash")
+    filler = os.path.join(small_disk, "filler")
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (1 << 20))
+    exp = Experiment(prefix=PREFIX, dash_root=dash_root)
+    exp.run.start()
+    i, error = 0, None
+    while error is None and i < 200_000:
+        for k in range(200):
+            exp.metrics("train").log(i=i, text="z" * 400)
+            exp.metrics("eval").log(i=i)
+            i += 1
+        try:
+            exp.flush()
+        except StorageError as exc:
+            error = exc
+    assert error is not None, "the disk never filled"
+    assert small_disk in str(error) and "no space left" in str(error).lower()
+    committed = stored(dash_root)
+    assert committed == list(range(len(committed))) and len(committed) < i
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+    os.remove(filler)  # free space: the staged snapshot now commits
+    exp.flush()
+    exp.run.complete()
+    assert stored(dash_root) == list(range(i))
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+    assert np.array_equal(load(PREFIX, dash_root=dash_root).metrics("train").column("i"), np.arange(i))
+
+
 def test_really_full_disk_while_creating_columns(small_disk):
     dash_root = os.path.join(small_disk, "dash")
     filler = os.path.join(small_disk, "filler")

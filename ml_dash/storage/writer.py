@@ -28,6 +28,7 @@ rows past it.
 """
 
 import json
+import os
 import threading
 import time
 import warnings
@@ -230,7 +231,8 @@ class Writer:
                 self._forget(created_dbs)
                 if isinstance(exc, StorageError):
                     raise
-                raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
+                raise StorageError(f"cannot commit to the store at {self.directory}: "
+                                   f"{exc}{_full_disk_note(self.directory)}") from exc
             except BaseException:
                 txn.abort()
                 self._forget(created_dbs)
@@ -413,6 +415,16 @@ class Writer:
                 self._writer_lock.release()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _full_disk_note(directory):
+    """Why a write failed when LMDB only says EIO: it reports a short write so."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return ""
+    free = stat.f_bavail * stat.f_frsize
+    return f"; no space left on the device ({free} bytes free)" if free < 1 << 20 else ""
 
 
 def _label(name):
