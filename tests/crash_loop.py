@@ -226,6 +226,8 @@ def run(kills, seed=0, dash_root=None, full_every=25, named_share=0.4, points=NA
                 nth = rng.randint(1, 3) if named in ("map_growth", "column_growth", "sync") \
                     else rng.randint(1, 300)
                 environ["ML_DASH_FAULT"] = f"{named}:kill:{nth}"
+                if named == "sync":  # reach the sync point within the wait
+                    environ["CRASH_SYNC"] = rng.choice(["0", "0.02"])
                 named_tried[named] = named_tried.get(named, 0) + 1
             child = subprocess.Popen([sys.executable, __file__, "--child", dash_root], env=environ,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
