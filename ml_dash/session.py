@@ -69,7 +69,8 @@ class Session:
                 self.writer.commit(points, records)
             except BaseException as exc:
                 if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
-                    staged.extendleft(reversed(points))
+                    rejected = getattr(exc, "rejected", None)  # one unstorable point: drop it alone
+                    staged.extendleft(reversed([p for p in points if p is not rejected]))
                     self._records[:0] = records
                 raise
             finally:
