@@ -137,7 +137,7 @@ class StoreMachine(RuleBasedStateMachine):
         want = {key: expect(value) for key, value in point.items()}
         self.ts += 0.5
         stream = self.exp.metrics(name)
-        if REFUSED in want.values():
+        if REFUSED in want.values() or "" in want:
             with pytest.raises((TypeError, ValueError)) as info:
                 stream.log(_ts=self.ts, **point)
             assert repr(name)[:20] in str(info.value) or "stream" in str(info.value)
@@ -225,11 +225,7 @@ def test_bad_prefixes_are_refused_and_good_ones_round_trip(prefix):
             assert "prefix" in str(exc)
             return
         assert os.path.realpath(exp.path).startswith(os.path.realpath(dash_root) + os.sep)
-        try:
-            exp.run.start()
-        except (OSError, UnicodeEncodeError) as exc:  # a name the filesystem cannot hold
-            assert not isinstance(exc, ml_dash.MLDashError) or "store" in str(exc)
-            return
+        exp.run.start()
         exp.metrics("t").log(x=1).flush()
         exp.run.complete()
         assert load(prefix, dash_root=dash_root).metrics("t").column("x")[-1] == 1.0
