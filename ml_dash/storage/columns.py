@@ -86,11 +86,6 @@ class ColumnFile:
         if old < capacity:
             np.frombuffer(self._mmap, dtype=DTYPE)[old:capacity] = NAN
 
-    def sync(self):
-        """Flush written slots to disk (msync)."""
-        if self._mmap is not None:
-            self._mmap.flush()
-
     def close(self):
         self.values = None
         self._mmap = None
