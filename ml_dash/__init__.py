@@ -28,6 +28,7 @@ from .errors import (
     WriterLockedError,
 )
 from .experiment import Experiment, ml_dash_experiment
+from .maintenance import CheckReport, check, compact
 from .view import ExperimentView, load
 
 __version__ = "0.1.0"
@@ -37,6 +38,9 @@ __all__ = [
     "ml_dash_experiment",
     "load",
     "ExperimentView",
+    "check",
+    "compact",
+    "CheckReport",
     "MLDashError",
     "ConfigurationError",
     "StorageError",

@@ -36,10 +36,10 @@ import warnings
 import lmdb
 
 from ..errors import FormatVersionError, StorageError
-from . import keys
+from . import faults, keys
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
 from .codec import FORMAT_VERSION, PointEncoder, decode_point
-from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
+from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
 from .lock import WriterLock
 
 MAX_MAP_SIZE = 1 << 40
@@ -151,15 +151,23 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StorageError(f"the store at {self.directory} is closed")
+            if faults.ACTIVE:
+                faults.hit("before_columns")
             rows = self._stage_points(points, time.time())
             try:
                 self._transact(rows, records)
             except BaseException:
                 _rewind(rows)
                 raise
+            if faults.ACTIVE:
+                faults.hit("after_commit")
             self._dirty = True
             if self.sync_interval == 0:
-                self._sync_locked(full=False)
+                try:
+                    self._sync_locked(full=False)
+                except StorageError as exc:
+                    exc.committed = True  # readers see it already: retrying would store it twice
+                    raise
 
     def _stage_points(self, points, created):
         """Encode points into ``(stream state, key, value)`` rows and fill their column slots.
@@ -205,15 +213,19 @@ class Writer:
             created_dbs = []
             try:
                 self._put_all(txn, rows, records, created_dbs)
+                if faults.ACTIVE:
+                    faults.hit("before_commit", self.directory)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
                 self._forget(created_dbs)
                 self._grow_map()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:
                 txn.abort()
                 self._forget(created_dbs)
+                if isinstance(exc, StorageError):
+                    raise
                 raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
             except BaseException:
                 txn.abort()
@@ -258,7 +270,12 @@ class Writer:
         size = self.env.lmdb.info()["map_size"]
         if size >= MAX_MAP_SIZE:
             raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
-        self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        try:
+            if faults.ACTIVE:
+                faults.hit("map_growth", self.directory)
+            self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        except (lmdb.Error, OSError) as exc:
+            raise StorageError(f"cannot grow the map of the store at {self.directory}: {exc}") from exc
 
     # -- streams and columns ------------------------------------------------------
 
@@ -331,11 +348,18 @@ class Writer:
                 self._sync_locked(full=True)
 
     def _sync_locked(self, full):
-        if full:
-            for path in self._unsynced_columns():
-                _fsync(path)
-            self._write_watermark(self._marks())
-        self.env.lmdb.sync(True)
+        try:
+            if faults.ACTIVE:
+                faults.hit("sync", self.directory)
+            if full:
+                for path in self._unsynced_columns():
+                    sync_column(path)
+                self._write_watermark(self._marks())
+            self.env.lmdb.sync(True)
+        except (lmdb.Error, OSError) as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot sync the store at {self.directory} to disk: {exc}") from exc
         self._dirty = False
 
     def _marks(self):
@@ -370,9 +394,15 @@ class Writer:
             self._dirty = False
             marks = self._marks()
             paths = self._unsynced_columns()
-        for path in paths:
-            _fsync(path)
-        self.env.lmdb.sync(True)  # an fdatasync: safe beside a write transaction
+        try:
+            if faults.ACTIVE:
+                faults.hit("sync", self.directory)
+            for path in paths:
+                sync_column(path)
+            self.env.lmdb.sync(True)  # an fdatasync: safe beside a write transaction
+        except BaseException:
+            self._dirty = True  # try again at the next round
+            raise
         with self._lock:
             if not self._closed:
                 self._write_watermark(marks)
@@ -428,20 +458,6 @@ def _count(txn, db):
     return keys.unpack_index(cursor.key()) + 1 if cursor.last() else 0
 
 
-def _fsync(path):
-    """Flush a column file's written slots to disk.
-
-    ``fsync`` of the file covers pages written through its shared mapping (on
-    Linux ``msync`` is the same call), and unlike ``mmap.flush`` it releases
-    the GIL while it waits.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _capacity_for(count):
     capacity = INITIAL_CAPACITY
     while capacity < count:
@@ -452,7 +468,7 @@ def _capacity_for(count):
 def _assign(values, index, number):
     try:
         values[index] = number
-    except OverflowError:  # an int beyond float64's range
+    except (OverflowError, ValueError):  # an int beyond float64's range (memoryview says ValueError)
         values[index] = float("inf") if number > 0 else float("-inf")
 
 
