@@ -5,14 +5,14 @@ staged or stored); ``exp.metrics.buffer.log_summary("mean", "p90")`` logs one
 point per stream with ``loss.mean``, ``loss.p90``... and clears the buffers.
 The legacy ``stream.summary_cache`` does the same with its own store.
 
-``buffer()`` sits in the inner loop of training, so it only appends the
-call's keyword dict to the stream's list when every value is a plain number
-(one C-level type check); the values are turned into numpy arrays when they
-are summarized.  Keeping one list per key instead was measured slower: it
-costs a dict lookup and an append per key on every call.
+``buffer()`` sits in the inner loop of training, so it appends each value,
+as a float, to a plain list per key; numpy turns the lists into arrays when
+they are summarized.  Keeping the call's keyword dict instead (one append
+per call) was measured slower on both ends: thousands of retained dicts
+wake the garbage collector during buffering, and pulling the values back
+out of the dicts cost more than the statistics themselves.
 """
 
-import operator
 import warnings
 
 import numpy as np
@@ -23,7 +23,6 @@ AGGREGATIONS = ("mean", "std", "min", "max", "count", "median", "sum",
                 "p50", "p90", "p95", "p99", "first", "last")
 SUMMARY_CACHE_AGGS = ("mean", "min", "max", "count", "std")
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
-_NUMBERS = frozenset((float, int, bool))
 NAN = float("nan")
 
 
@@ -31,78 +30,62 @@ def _label(stream):
     return "the root stream" if stream is None else f"stream {stream!r}"
 
 
-def checked_values(stream, values):
-    """``values`` with each value as ``float()`` makes it (None is NaN), or ``ValueError``."""
-    out = {}
-    for key, value in values.items():
-        if value is None:
-            out[key] = NAN
-            continue
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{_label(stream)}: buffered value of {key!r} is a {type(value).__name__}, "
-                "not a number; buffer() takes values that float() accepts, or None") from None
-    return out
+def as_float(stream, key, value, call, lists):
+    """``float(value)`` (None is NaN); otherwise undo the call's earlier appends
+    and raise ``ValueError`` naming the key, so a failed call buffers nothing."""
+    if value is None:
+        return NAN
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        for done in call:
+            if done == key:
+                break
+            lists[done].pop()
+        raise ValueError(
+            f"{_label(stream)}: buffered value of {key!r} is a {type(value).__name__}, "
+            "not a number; buffer() takes values that float() accepts, or None") from None
 
 
 class Pending:
-    """Buffered calls of one stream: a list of keyword dicts."""
+    """Buffered values of one stream: ``{key: [float, ...]}``."""
 
-    __slots__ = ("calls",)
+    __slots__ = ("lists",)
 
     def __init__(self):
-        self.calls = []
+        self.lists = {}
 
     def add(self, stream, values):
-        if not _NUMBERS.issuperset(map(type, values.values())):
-            values = checked_values(stream, values)
-        self.calls.append(values)
+        lists = self.lists
+        for key, value in values.items():
+            if type(value) is not float:
+                value = as_float(stream, key, value, values, lists)
+            try:
+                lists[key].append(value)
+            except KeyError:
+                lists[key] = [value]
 
     def take(self, clear=True):
-        """The buffered calls so far; removed unless ``clear`` is false.
+        """``{key: float64 array}`` of the values so far; removed unless ``clear`` is false.
 
-        Calls appended by other threads meanwhile stay for the next summary.
+        Values appended by other threads meanwhile stay for the next summary.
         """
-        calls = self.calls
-        count = len(calls)
-        taken = calls[:count]
-        if clear:
-            del calls[:count]
-        return taken
+        out = {}
+        for key, values in list(self.lists.items()):
+            count = len(values)
+            if count:
+                out[key] = np.fromiter(values, np.float64, count)
+                if clear:
+                    del values[:count]
+        return out
 
     def __len__(self):
-        return len(self.calls)
-
-    def arrays(self, calls):
-        """``{key: float64 array}`` of ``calls``, NaN where a call lacks the key."""
-        keys = {}
-        for call in calls:
-            keys.update(dict.fromkeys(call))
-        keys = list(keys)
-        if not keys:
-            return {}
-        try:
-            pick = operator.itemgetter(*keys)
-            rows = np.array(list(map(pick, calls)), dtype=np.float64)
-            rows = rows.reshape(len(calls), len(keys))
-            return {key: rows[:, i] for i, key in enumerate(keys)}
-        except (KeyError, TypeError, ValueError):  # calls with different keys
-            return {key: np.fromiter((call.get(key, NAN) for call in calls), np.float64, len(calls))
-                    for key in keys}
+        return sum(map(len, self.lists.values()))
 
     def last(self, keys, limit):
-        """The last ``limit`` buffered values of each key, oldest first."""
-        out = {}
-        for call in reversed(self.calls):
-            for key, value in call.items():
-                if keys and key not in keys:
-                    continue
-                values = out.setdefault(key, [])
-                if len(values) < limit:
-                    values.append(float(value))
-        return {key: values[::-1] for key, values in out.items()}
+        """The last ``limit`` buffered values of each key (all keys if none given)."""
+        return {key: values[-limit:] if limit else []
+                for key, values in self.lists.items() if values and (not keys or key in keys)}
 
 
 def check_aggregations(aggs):
@@ -147,10 +130,10 @@ def summarize(array, aggs):
     return out
 
 
-def summary_fields(pending, calls, aggs):
-    """``{"<key>.<agg>": value}`` for the buffered ``calls``."""
+def summary_fields(arrays, aggs):
+    """``{"<key>.<agg>": value}`` for ``{key: values}``."""
     fields = {}
-    for key, array in pending.arrays(calls).items():
+    for key, array in arrays.items():
         for agg, value in summarize(array, aggs).items():
             fields[f"{key}.{agg}"] = value
     return fields
@@ -160,14 +143,26 @@ class Buffered:
     """Mixin of streams: ``buffer()`` and ``summary_cache``."""
 
     def buffer(self, **values):
-        """Keep ``values`` in memory for the next ``log_summary()``; returns the stream."""
+        """Keep ``values`` in memory for the next ``log_summary()``; returns the stream.
+
+        Values go through ``float()`` (None is NaN); anything else raises
+        ``ValueError`` naming the key, and nothing of the call is kept.
+        """
+        # The inner loop of training: Pending.add inlined (bench/api.py).
         if self._exp._session is None:
             self._exp._open_session()  # raises: the run is not started
         try:
-            self._pending.add(self.name, values)
+            lists = self._buffered.lists
         except AttributeError:
-            self._pending = Pending()
-            self._pending.add(self.name, values)
+            self._buffered = Pending()
+            lists = self._buffered.lists
+        for key, value in values.items():
+            if type(value) is not float:
+                value = as_float(self.name, key, value, values, lists)
+            try:
+                lists[key].append(value)
+            except KeyError:
+                lists[key] = [value]
         return self
 
     @property
@@ -181,7 +176,7 @@ class Buffered:
 
 
 def _pending_of(stream):
-    return getattr(stream, "_pending", None)
+    return getattr(stream, "_buffered", None)
 
 
 class BufferSet:
@@ -212,14 +207,14 @@ class BufferSet:
         metrics = self._metrics
         if metrics._exp._session is None:
             metrics._exp._open_session()  # raises: the run is not started
-        work = [(stream, pending, pending.take()) for stream in self._streams()
+        work = [(stream, pending.take()) for stream in self._streams()
                 for pending in [_pending_of(stream)] if pending]
         if not work:
             return metrics
         ts = resolve_ts(ts)
-        for stream, pending, calls in work:
+        for stream, arrays in work:
             fields = dict(extra)
-            fields.update(summary_fields(pending, calls, aggs))
+            fields.update(summary_fields(arrays, aggs))
             if fields:
                 stream.log(_ts=ts, **fields)
         return metrics
@@ -242,7 +237,7 @@ class BufferSet:
         return out
 
     def unsummarized(self):
-        """``{stream name: buffered call count}`` of streams with buffered values."""
+        """``{stream name: count of buffered values}`` of streams with any."""
         out = {}
         for stream in self._streams():
             for pending in (_pending_of(stream), getattr(stream, "_summary_cache", None)):
@@ -286,9 +281,8 @@ class SummaryCache:
         ``clear=False`` keeps the values (and fields) accumulating.
         """
         self._stream._exp._open_session()
-        calls = self._pending.take(clear)
         fields = dict(self._fixed)
-        fields.update(summary_fields(self._pending, calls, SUMMARY_CACHE_AGGS))
+        fields.update(summary_fields(self._pending.take(clear), SUMMARY_CACHE_AGGS))
         if clear:
             self._fixed = {}
         if fields:
