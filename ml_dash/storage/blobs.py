@@ -8,14 +8,17 @@ one write path; a crash in between leaves an unreferenced content file, never
 a record without its contents.  Names given by users never become paths
 here: a content file is named by its random id.
 
-Contents are copied in one pass that hashes each chunk as it is written, so
-the checksum is that of the bytes stored, even if the source changes under
-us.  (Copying with ``sendfile`` and hashing the source separately was the
-alternative: it reads the source twice and could store a checksum of other
-bytes than those copied.)
+Copies run in the kernel (``copy_file_range``) chunk by chunk, while a
+helper thread hashes each chunk of the *target* as soon as it is there (from
+the page cache), so the checksum is that of the bytes stored, even if the
+source changes under us, and a large copy costs about the hashing alone.
+Where the kernel copy is not available, a read/write loop hashes each chunk
+as it writes it.  (Hashing the source separately was the alternative
+rejected: it could record a checksum of other bytes than those copied.)
 """
 
 import concurrent.futures
+import errno
 import hashlib
 import itertools
 import os
@@ -40,12 +43,57 @@ def new_id():
 
 
 def _copy(source, target):
-    """Copy the open binary file ``source`` into ``target``; ``(size, sha256)``.
+    """Copy the open binary file ``source`` into ``target``; ``(size, sha256)``."""
+    try:
+        return _kernel_copy(source.fileno(), target.fileno())
+    except _NoKernelCopy:
+        return _loop_copy(source, target)
 
-    Each chunk is hashed on a helper thread while it is written (both
-    release the GIL), so a large copy costs about the slower of the two
-    rather than their sum; two buffers let the next read start meanwhile.
-    """
+
+class _NoKernelCopy(Exception):
+    pass
+
+
+_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def _hash_range(digest, fd, offset, count):
+    while count:
+        data = os.pread(fd, min(count, CHUNK), offset)
+        if not data:
+            raise StorageError(f"file shrank while being stored (at byte {offset})")
+        digest.update(data)
+        offset += len(data)
+        count -= len(data)
+
+
+def _kernel_copy(source, target):
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is None:
+        raise _NoKernelCopy
+    digest = hashlib.sha256()
+    size = 0
+    hashed = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # one thread: chunks in order
+        while True:
+            try:
+                count = copy_range(source, target, CHUNK)
+            except OSError as exc:
+                if size == 0 and exc.errno in _NO_COPY_RANGE:
+                    raise _NoKernelCopy from exc
+                raise
+            if not count:
+                break
+            hashed.append(pool.submit(_hash_range, digest, target, size, count))
+            size += count
+    for future in hashed:
+        future.result()
+    return size, digest.hexdigest()
+
+
+def _loop_copy(source, target):
+    """Read/write copy; each chunk is hashed on a helper thread while it is
+    written (both release the GIL); two buffers let the next read start."""
     digest = hashlib.sha256()
     buffers = [bytearray(CHUNK), bytearray(CHUNK)]
     size = 0
@@ -60,10 +108,7 @@ def _copy(source, target):
             if not count:
                 break
             chunk = memoryview(buffer)[:count]
-            if count < CHUNK and size == 0:  # small: not worth the thread
-                digest.update(chunk)
-            else:
-                hashing = pool.submit(digest.update, chunk)
+            hashing = pool.submit(digest.update, chunk)
             target.write(chunk)
             size += count
     return size, digest.hexdigest()
@@ -84,7 +129,7 @@ def write(directory, file_id, source):
     final = content_path(directory, file_id)
     temp = os.path.join(root, f".tmp-{file_id}")
     try:
-        with open(temp, "wb") as target:
+        with open(temp, "w+b") as target:
             if isinstance(source, (bytes, bytearray, memoryview)):
                 target.write(source)
                 size, checksum = len(source), hashlib.sha256(source).hexdigest()
@@ -116,7 +161,7 @@ def copy_verified(directory, file_id, checksum, destination, label):
     os.makedirs(parent, exist_ok=True)
     temp = os.path.join(parent, f".{os.path.basename(destination)}.ml_dash-{new_id()}")
     try:
-        with open(content_path(directory, file_id), "rb") as source, open(temp, "wb") as target:
+        with open(content_path(directory, file_id), "rb") as source, open(temp, "w+b") as target:
             _, actual = _copy(source, target)
         if actual != checksum:
             raise StorageError(
