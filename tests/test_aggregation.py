@@ -207,3 +207,18 @@ def test_summary_cache_without_clear_keeps_accumulating(exp):
 def test_summary_cache_rejects_non_numbers(exp):
     with pytest.raises(ValueError, match="'loss'"):
         exp.metrics("train").summary_cache.store(loss=object())
+
+
+def test_a_failing_buffer_call_keeps_none_of_its_values(exp):
+    stream = exp.metrics("train")
+    stream.buffer(a=1.0, b=2.0)
+    with pytest.raises(ValueError, match="'c'"):
+        stream.buffer(a=3.0, b=4, c="x", d=5.0)
+    assert exp.metrics.buffer.peek("train") == {"a": [1.0], "b": [2.0]}
+
+
+def test_bad_extra_fields_raise_before_buffers_are_cleared(exp):
+    exp.metrics("train").buffer(loss=1.0)
+    with pytest.raises(TypeError, match="'note'"):
+        exp.metrics.buffer.log_summary(note=object())
+    assert exp.metrics.buffer.peek("train") == {"loss": [1.0]}

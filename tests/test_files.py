@@ -247,3 +247,33 @@ def test_save_fig_with_matplotlib(exp):
     exp.files("plots").save_fig(fig, to="loss.png")
     plt.close(fig)
     assert exp.files("plots/loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+WRITER = """
+import hashlib, sys
+from ml_dash import Experiment
+exp = Experiment(prefix="alice/proj/kill", dash_root=sys.argv[1]).run.start()
+for i in range(10_000):
+    data = hashlib.sha256(str(i).encode()).digest() * (8192 * (1 + i % 4))
+    exp.files("ckpt").save_blob(data, to=f"{i % 5}.bin", metadata={"i": i})
+    print(i, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_only_whole_files(dash_root):
+    child = subprocess.Popen([sys.executable, "-c", WRITER, dash_root], stdout=subprocess.PIPE,
+                             text=True)
+    for _ in range(12):  # a dozen saves committed, then kill it mid-way through the next
+        child.stdout.readline()
+    child.kill()
+    child.wait()
+    with load("alice/proj/kill", dash_root=dash_root) as view:
+        records = view.files.list()
+        assert 1 <= len(records) <= 5
+        for record in records:
+            i = record["metadata"]["i"]
+            expected = hashlib.sha256(str(i).encode()).digest() * (8192 * (1 + i % 4))
+            assert view.files(f"ckpt/{record['filename']}").read_bytes() == expected
+    with Experiment(prefix="alice/proj/kill", dash_root=dash_root).run as exp:
+        exp.files("ckpt").save_blob(b"after", to="0.bin")
+        assert exp.files("ckpt/0.bin").read_text() == "after"
