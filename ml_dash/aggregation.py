@@ -65,7 +65,7 @@ class Pending:
             try:
                 lists[key].append(value)
             except KeyError:
-                lists[key] = array.array("d", (value,))
+                lists.setdefault(key, array.array("d")).append(value)
 
     def take(self, clear=True):
         """``{key: float64 array}`` of the values so far; removed unless ``clear`` is false.
@@ -156,16 +156,15 @@ class Buffered:
             self._exp._open_session()  # raises: the run is not started
         try:
             lists = self._buffered.lists
-        except AttributeError:
-            self._buffered = Pending()
-            lists = self._buffered.lists
+        except AttributeError:  # first call; setdefault: two threads may race here
+            lists = self.__dict__.setdefault("_buffered", Pending()).lists
         for key, value in values.items():
             if type(value) is not float:
                 value = as_float(self.name, key, value, values, lists)
             try:
                 lists[key].append(value)
             except KeyError:
-                lists[key] = array.array("d", (value,))
+                lists.setdefault(key, array.array("d")).append(value)
         return self
 
     @property
@@ -174,8 +173,7 @@ class Buffered:
         try:
             return self._summary_cache
         except AttributeError:
-            self._summary_cache = SummaryCache(self)
-            return self._summary_cache
+            return self.__dict__.setdefault("_summary_cache", SummaryCache(self))
 
 
 def _pending_of(stream):

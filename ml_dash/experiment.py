@@ -31,7 +31,7 @@ _open_lock = threading.Lock()
 
 
 class Experiment:
-    """One run's metrics (and later params, logs and files), stored under
+    """One run's metrics, params, logs and files, stored under
     ``<dash_root>/<prefix>``.
 
     >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP

@@ -222,3 +222,21 @@ def test_bad_extra_fields_raise_before_buffers_are_cleared(exp):
     with pytest.raises(TypeError, match="'note'"):
         exp.metrics.buffer.log_summary(note=object())
     assert exp.metrics.buffer.peek("train") == {"loss": [1.0]}
+
+
+def test_threads_buffering_at_once_lose_nothing(exp):
+    import threading
+
+    def work():
+        for i in range(2_000):
+            exp.metrics("train").buffer(loss=1.0, acc=float(i))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    exp.metrics.buffer.log_summary("count", "sum").flush()
+    point = exp.metrics("train").read()["data"][0]["data"]
+    assert point["loss.count"] == point["acc.count"] == 8_000
+    assert point["acc.sum"] == 4 * sum(range(2_000))
