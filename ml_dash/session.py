@@ -42,8 +42,12 @@ class Session:
 
     def stage_record(self, db_name, key, value):
         """Stage a put (or, with ``value`` None, a delete) for the next flush."""
+        self.stage_records([(db_name, key, value)])
+
+    def stage_records(self, records):
+        """Stage ``(db_name, key, value)`` puts and deletes; one flush takes all or none."""
         with self._flush_lock:
-            self._records.append((db_name, key, value))
+            self._records.extend(records)
 
     @property
     def pending(self):
