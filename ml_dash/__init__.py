@@ -27,7 +27,13 @@ from .errors import (
     StreamNotFoundError,
     WriterLockedError,
 )
+from .analysis.export import export
+from .analysis.listing import list_experiments
+from .analysis.plotting import plot
+from .analysis.ranges import align
+from .analysis.tables import runs_table
 from .experiment import Experiment, ml_dash_experiment
+from .maintenance import CheckReport, check, compact
 from .view import ExperimentView, load
 
 __version__ = "0.1.0"
@@ -37,6 +43,14 @@ __all__ = [
     "ml_dash_experiment",
     "load",
     "ExperimentView",
+    "check",
+    "compact",
+    "CheckReport",
+    "list_experiments",
+    "align",
+    "runs_table",
+    "export",
+    "plot",
     "MLDashError",
     "ConfigurationError",
     "StorageError",

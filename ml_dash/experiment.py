@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from .errors import ConfigurationError, RunNotStartedError
+from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Files
 from .logs import Logs
 from .metrics import Metrics
@@ -122,6 +122,18 @@ class Experiment:
         if not self._record:
             self._open_session()  # raises: never started
         return self._metrics
+
+    def check(self, repair=False):
+        """Verify this experiment's store: :func:`ml_dash.check` on its prefix.
+
+        On a live run only the read-only check is possible; repair after closing.
+        """
+        if repair and self._session is not None:
+            raise ExperimentError(
+                f"experiment {self.prefix!r}: close the run before check(repair=True); "
+                "repairs need the writer lock")
+        from .maintenance import check
+        return check(self.prefix, self.dash_root, repair=repair)
 
     def _started(self, part):
         if not self._record:

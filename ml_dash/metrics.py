@@ -47,9 +47,10 @@ class Stream(Buffered, StreamReading):
             _ts = resolve_ts(_ts)
         staged = session.staged
         staged.append((self, fields, _ts))
-        if _flush or len(staged) >= session.max_backlog:
+        backlog = len(staged)
+        if _flush or backlog >= session.max_backlog:
             session.flush()
-        elif not len(staged) & 255:
+        elif not backlog & 255:
             session.flush_if_old()
         return self
 

@@ -63,9 +63,10 @@ class Session:
                 return
             try:
                 self.writer.commit(points, records)
-            except BaseException:
-                staged.extendleft(reversed(points))
-                self._records[:0] = records
+            except BaseException as exc:
+                if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
+                    staged.extendleft(reversed(points))
+                    self._records[:0] = records
                 raise
             finally:
                 self._flushed_at = time.monotonic()

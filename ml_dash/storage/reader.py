@@ -11,7 +11,7 @@ import json
 from ..errors import FormatVersionError
 from . import keys
 from .catalog import Catalog
-from .codec import FORMAT_VERSION, decode_point, decode_value
+from .codec import FORMAT_VERSION, decode_created, decode_point, decode_value
 from .columns import DTYPE, ColumnMap, column_path
 
 import numpy as np
@@ -90,6 +90,35 @@ class StoreReader:
         def read(txn):
             self._catalog.refresh(txn, self.env)
             return [name for name in self._catalog.by_name if self._stream(txn, name)]
+        return self.env.read(read)
+
+    def stream_counts(self):
+        """``{name: committed points}`` of every stream, in one read transaction."""
+        def read(txn):
+            self._catalog.refresh(txn, self.env)
+            counts = {}
+            for name in self._catalog.by_name:
+                found = self._stream(txn, name)
+                if found:
+                    counts[name] = found[2]
+            return counts
+        return self.env.read(read)
+
+    def commit_times(self, name, start, stop):
+        """Commit times of points ``[start, stop)`` as a float64 array (one row scan)."""
+        def read(txn):
+            found = self._stream(txn, name)
+            if found is None:
+                return _EMPTY
+            count = found[2]
+            end = count if stop is None else min(stop, count)
+            if start >= end:
+                return _EMPTY
+            cursor = txn.cursor(db=found[1])
+            cursor.set_key(keys.pack_index(start))
+            values = cursor.iternext(keys=False)
+            return np.fromiter((decode_created(next(values)) for _ in range(end - start)),
+                               dtype=DTYPE, count=end - start)
         return self.env.read(read)
 
     def column_keys(self, name):
