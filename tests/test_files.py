@@ -237,9 +237,13 @@ def test_save_image_round_trips_with_pillow(exp):
     assert gray["contentType"] == "image/jpeg"
 
 
-def test_save_fig_with_matplotlib(exp):
-    pytest.importorskip("matplotlib")
-    import matplotlib
+def test_save_fig_with_matplotlib_or_a_clear_error(exp):
+    try:
+        import matplotlib
+    except ImportError:
+        with pytest.raises(ImportError, match=r"ml-dash\[plot\]"):
+            exp.files("plots").save_fig(None, to="loss.png")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
