@@ -32,21 +32,31 @@ def _label(stream):
     return "the root stream" if stream is None else f"stream {stream!r}"
 
 
-def as_float(stream, key, value, call, lists):
-    """``float(value)`` (None is NaN); otherwise undo the call's earlier appends
-    and raise ``ValueError`` naming the key, so a failed call buffers nothing."""
+def as_float(stream, key, value):
+    """``float(value)``, None as NaN, or ``ValueError`` naming the key."""
     if value is None:
         return NAN
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError):
-        for done in call:
-            if done == key:
-                break
-            lists[done].pop()
         raise ValueError(
             f"{_label(stream)}: buffered value of {key!r} is a {type(value).__name__}, "
             "not a number; buffer() takes values that float() accepts, or None") from None
+
+
+def append_slowly(stream, values, lists, failed):
+    """The careful path of ``buffer()``, after its fast path stopped at key ``failed``
+    (a new key, or a value ``array("d")`` refused): undo that call's earlier
+    appends, then convert every value first and append, so a bad value keeps
+    nothing of the call."""
+    if failed is not None:
+        for key in values:
+            if key == failed:
+                break
+            lists[key].pop()
+    converted = {key: as_float(stream, key, value) for key, value in values.items()}
+    for key, value in converted.items():
+        lists.setdefault(key, array.array("d")).append(value)
 
 
 class Pending:
@@ -58,14 +68,7 @@ class Pending:
         self.lists = {}
 
     def add(self, stream, values):
-        lists = self.lists
-        for key, value in values.items():
-            if type(value) is not float:
-                value = as_float(stream, key, value, values, lists)
-            try:
-                lists[key].append(value)
-            except KeyError:
-                lists.setdefault(key, array.array("d")).append(value)
+        append_slowly(stream, values, self.lists, None)
 
     def take(self, clear=True):
         """``{key: float64 array}`` of the values so far; removed unless ``clear`` is false.
@@ -158,13 +161,14 @@ class Buffered:
             lists = self._buffered.lists
         except AttributeError:  # first call; setdefault: two threads may race here
             lists = self.__dict__.setdefault("_buffered", Pending()).lists
-        for key, value in values.items():
-            if type(value) is not float:
-                value = as_float(self.name, key, value, values, lists)
-            try:
-                lists[key].append(value)
-            except KeyError:
-                lists.setdefault(key, array.array("d")).append(value)
+        # array("d").append takes ints, bools and anything with __float__ (numpy
+        # and torch scalars) itself; a new key, None or a string stops the loop.
+        key = None
+        try:
+            for key in values:
+                lists[key].append(values[key])
+        except (KeyError, TypeError, OverflowError):
+            append_slowly(self.name, values, lists, key)
         return self
 
     @property

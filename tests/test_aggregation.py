@@ -135,6 +135,15 @@ def test_buffer_converts_with_float_and_rejects_non_numbers(exp):
         stream.buffer(name="abc")
     peeked = exp.metrics.buffer.peek("train")
     assert peeked["loss"] == [0.5] and peeked["flag"] == [1.0] and math.isnan(peeked["n"][0])
+    import numpy as np
+    stream.buffer(loss=np.float32(0.25), flag=np.int64(3), n=np.array(2.0))
+    stream.buffer(loss=None, flag=2**80, n="1e3")
+    peeked = exp.metrics.buffer.peek("train")
+    assert peeked["loss"][1:2] == [0.25] and math.isnan(peeked["loss"][2])
+    assert peeked["flag"] == [1.0, 3.0, 2.0**80] and peeked["n"][1:] == [2.0, 1000.0]
+    with pytest.raises(ValueError, match="'flag'"):
+        stream.buffer(loss=1.0, flag=10**400)
+    assert len(exp.metrics.buffer.peek("train")["loss"]) == 3
 
 
 def test_peek_shows_last_values_without_changing_anything(exp):

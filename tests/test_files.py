@@ -237,9 +237,13 @@ def test_save_image_round_trips_with_pillow(exp):
     assert gray["contentType"] == "image/jpeg"
 
 
-def test_save_fig_with_matplotlib(exp):
-    pytest.importorskip("matplotlib")
-    import matplotlib
+def test_save_fig_with_matplotlib_or_a_clear_error(exp):
+    try:
+        import matplotlib
+    except ImportError:
+        with pytest.raises(ImportError, match=r"ml-dash\[plot\]"):
+            exp.files("plots").save_fig(None, to="loss.png")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
@@ -274,6 +278,37 @@ def test_a_killed_writer_leaves_only_whole_files(dash_root):
             i = record["metadata"]["i"]
             expected = hashlib.sha256(str(i).encode()).digest() * (8192 * (1 + i % 4))
             assert view.files(f"ckpt/{record['filename']}").read_bytes() == expected
+    from ml_dash import check
+    assert check("alice/proj/kill", dash_root=dash_root, repair=True).ok  # leftovers removed
+    assert check("alice/proj/kill", dash_root=dash_root).ok
     with Experiment(prefix="alice/proj/kill", dash_root=dash_root).run as exp:
         exp.files("ckpt").save_blob(b"after", to="0.bin")
         assert exp.files("ckpt/0.bin").read_text() == "after"
+
+
+def test_check_verifies_file_contents_and_removes_leftovers(dash_root):
+    from ml_dash import check
+    with Experiment(prefix="alice/proj/chk", dash_root=dash_root).run as exp:
+        exp.params.set(a=1)
+        exp.log("hello")
+        kept = exp.files.save_blob(b"kept", to="a.bin")
+        damaged = exp.files.save_blob(b"original", to="b.bin")
+    assert check("alice/proj/chk", dash_root=dash_root).ok
+    folder = os.path.join(exp.path, "files")
+    with open(os.path.join(folder, "0123abcd"), "wb") as handle:  # as a killed save leaves it
+        handle.write(b"orphan")
+    with open(os.path.join(folder, damaged["id"]), "r+b") as handle:
+        handle.write(b"X")
+    report = check("alice/proj/chk", dash_root=dash_root)
+    assert not report.ok
+    assert any("'b.bin'" in p and "damaged" in p for p in report.problems)
+    assert any("0123abcd" in p for p in report.problems)
+    assert not any("'a.bin'" in p for p in report.problems)
+    repaired = check("alice/proj/chk", dash_root=dash_root, repair=True)
+    assert any("0123abcd" in r for r in repaired.repaired)
+    assert not os.path.exists(os.path.join(folder, "0123abcd"))
+    assert os.path.exists(os.path.join(folder, kept["id"]))
+    assert [p for p in repaired.problems if "b.bin" in p]  # lost contents stay reported
+    os.unlink(os.path.join(folder, kept["id"]))
+    assert any("'a.bin'" in p and "missing" in p
+               for p in check("alice/proj/chk", dash_root=dash_root).problems)

@@ -58,6 +58,8 @@ def test_bad_arguments(exp):
         exp.log("x", level="verbose")
     with pytest.raises(TypeError, match="'obj'"):
         exp.logs.info("x", obj=object())
+    with pytest.raises(TypeError, match="dict"):
+        exp.log("x", metadata=["not", "a", "dict"])
     with pytest.raises(ValueError):
         exp.logs.read(start_index=-1)
     with pytest.raises(ValueError):

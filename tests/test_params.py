@@ -1,6 +1,7 @@
 """exp.params: set/log, flattening, merging, conflicts, conversion, atomicity, get()."""
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from ml_dash import Experiment, load
@@ -116,3 +117,29 @@ def test_params_before_start_raise(dash_root):
     exp.run.complete()
     with pytest.raises(RuntimeError, match="closed"):
         params.set(a=2)
+
+
+keys = st.text(alphabet=st.characters(blacklist_characters=".", blacklist_categories=("Cs",)),
+               min_size=1, max_size=8)
+scalars = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=False), st.booleans(),
+                    st.text(max_size=10), st.none(), st.lists(st.integers(), max_size=3))
+trees = st.recursive(scalars, lambda inner: st.dictionaries(keys, inner, min_size=1, max_size=4),
+                     max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def params_exp(tmp_path_factory):
+    experiment = Experiment(prefix="alice/proj/hyp", dash_root=str(tmp_path_factory.mktemp("dash")))
+    experiment.run.start()
+    yield experiment
+    experiment.run.complete()
+
+
+@settings(max_examples=100, deadline=None)
+@given(tree=st.dictionaries(keys, trees, min_size=1, max_size=4))
+def test_nested_params_round_trip(params_exp, tree):
+    case = f"case{len(params_exp.params.get())}"  # a new top-level key per example
+    params_exp.params.set(**{case: tree})
+    assert params_exp.params.get(flatten=False)[case] == tree
+    with load(params_exp.prefix, dash_root=params_exp.dash_root) as view:
+        assert view.params.get(flatten=False)[case] == tree

@@ -26,7 +26,8 @@ import uuid
 
 from ..errors import StorageError
 
-CHUNK = 4 << 20
+CHUNK = 4 << 20  # read/write loop
+KERNEL_CHUNK = 1 << 20  # small enough that hashing starts soon after copying does
 FOLDER = "files"
 
 
@@ -57,34 +58,37 @@ class _NoKernelCopy(Exception):
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 
 
-def _hash_range(digest, fd, offset, count):
+def _hash_range(digest, buffer, fd, offset, count):
+    """Hash ``count`` bytes of ``fd`` from ``offset``, read into the reused ``buffer``."""
+    view = memoryview(buffer)
     while count:
-        data = os.pread(fd, min(count, CHUNK), offset)
-        if not data:
+        got = os.preadv(fd, [view[:min(count, len(buffer))]], offset)
+        if not got:
             raise StorageError(f"file shrank while being stored (at byte {offset})")
-        digest.update(data)
-        offset += len(data)
-        count -= len(data)
+        digest.update(view[:got])
+        offset += got
+        count -= got
 
 
 def _kernel_copy(source, target):
     copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is None:
+    if copy_range is None or not hasattr(os, "preadv"):
         raise _NoKernelCopy
     digest = hashlib.sha256()
+    buffer = bytearray(KERNEL_CHUNK)  # used by the one hashing thread only
     size = 0
     hashed = []
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # one thread: chunks in order
         while True:
             try:
-                count = copy_range(source, target, CHUNK)
+                count = copy_range(source, target, KERNEL_CHUNK)
             except OSError as exc:
                 if size == 0 and exc.errno in _NO_COPY_RANGE:
                     raise _NoKernelCopy from exc
                 raise
             if not count:
                 break
-            hashed.append(pool.submit(_hash_range, digest, target, size, count))
+            hashed.append(pool.submit(_hash_range, digest, buffer, target, size, count))
             size += count
     for future in hashed:
         future.result()
