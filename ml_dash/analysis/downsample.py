@@ -108,7 +108,8 @@ def _long_bucket_extrema(values, start, stop, release):
 def lttb(values, n, x=None):
     """Indices of ``n`` points chosen by LTTB, plus the smallest and largest point."""
     if len(values) > EXACT_LTTB:
-        candidates = minmax(values, 8 * n)
+        # The ends too: LTTB always keeps the first and last point.
+        candidates = np.union1d(minmax(values, 8 * n), [0, len(values) - 1])
     else:
         candidates = np.flatnonzero(np.isfinite(values))
     ys = np.asarray(values[candidates], dtype=np.float64)
