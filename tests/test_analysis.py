@@ -189,7 +189,8 @@ def reference_minmax(values, n):
 def test_minmax_keeps_each_buckets_smallest_and_largest_point(values, n):
     from ml_dash.analysis.downsample import downsample
     array = np.array(values, dtype=np.float64)
-    picked = downsample(array, n, "minmax")
+    picked, ys = downsample(array, n, "minmax")
+    assert np.array_equal(ys, array[picked], equal_nan=True)
     if len(values) <= n:
         assert picked.tolist() == list(range(len(values)))
     else:
@@ -197,12 +198,31 @@ def test_minmax_keeps_each_buckets_smallest_and_largest_point(values, n):
         assert len(picked) <= n
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 3).map(float), st.just(float("nan"))),
+                min_size=1, max_size=400),
+       st.integers(2, 12), st.sampled_from([2, 4, 16]), st.sampled_from([8, 64, 1 << 20]))
+def test_minmax_in_runs_and_chunks_equals_the_reference(values, n, sub, chunk):
+    # Small runs and chunks take, on short columns, the paths long columns take.
+    from ml_dash.analysis import downsample as module
+    array = np.array(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "SUB", sub)
+        patch.setattr(module, "CHUNK", chunk)
+        picked, ys = module.downsample(array, n, "minmax")
+    if len(values) > n:
+        assert picked.tolist() == reference_minmax(array, n)
+    assert np.array_equal(ys, array[picked], equal_nan=True)
+
+
 def test_minmax_walks_long_buckets_in_chunks(monkeypatch):
     from ml_dash.analysis import downsample as module
     monkeypatch.setattr(module, "CHUNK", 64)  # buckets of 500 points span several chunks
     values = np.sin(np.arange(2000) / 37.0) * np.arange(2000)
     values[100:700] = np.nan
-    assert module.downsample(values, 8, "minmax").tolist() == reference_minmax(values, 8)
+    picked, ys = module.downsample(values, 8, "minmax")
+    assert picked.tolist() == reference_minmax(values, 8) and np.array_equal(ys, values[picked])
+    assert np.array_equal(module.take(values, picked[::-1]), values[picked[::-1]])
 
 
 def reference_lttb(x, y, n):
@@ -226,7 +246,8 @@ def test_lttb_matches_the_algorithm_and_keeps_the_extremes():
     from ml_dash.analysis.downsample import downsample
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=5000))
-    picked = downsample(y, 100, "lttb")
+    picked, ys = downsample(y, 100, "lttb")
+    assert np.array_equal(ys, y[picked])
     reference = reference_lttb(np.arange(5000.0), y, 100)
     assert picked[0] == 0 and picked[-1] == 4999
     assert int(y.argmin()) in picked and int(y.argmax()) in picked
@@ -242,7 +263,8 @@ def test_lttb_beyond_the_exact_limit_preselects_with_minmax(monkeypatch):
     rng = np.random.default_rng(2)
     y = np.cumsum(rng.normal(size=20_000))
     y[500:600] = np.nan
-    picked = module.downsample(y, 50, "lttb")
+    picked, ys = module.downsample(y, 50, "lttb")
+    assert np.array_equal(ys, y[picked])
     assert 50 <= len(picked) <= 51 and np.all(np.diff(picked) > 0)
     assert {0, int(np.nanargmin(y)), int(np.nanargmax(y)), 19_999} <= set(picked.tolist())
     assert not np.isnan(y[picked]).any()
