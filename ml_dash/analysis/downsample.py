@@ -103,7 +103,7 @@ def _block_extrema(block, offset):
 
 def _row_arg(block, reduce, arg):
     """``arg(block, axis=1)`` (first position of each row's min or max; NaN
-    counts as both, as numpy's argmin does), in two levels.
+    counts as both, as numpy's argmin does), without copying the block.
 
     ``argmin`` is about three times slower than ``min`` on float64, so each
     row is cut into runs of ``sub`` points: the runs are reduced with
@@ -114,7 +114,7 @@ def _row_arg(block, reduce, arg):
     sub = SUB
     runs = width // sub
     if runs < 4:
-        return arg(block, axis=1)
+        return _first_equal(block, reduce.reduce(block, axis=1))
     head = block[:, :runs * sub].reshape(rows, runs, sub)
     best = arg(reduce.reduce(head, axis=2), axis=1)  # NaN propagates: its run is picked
     everywhere = np.arange(rows)
@@ -122,12 +122,25 @@ def _row_arg(block, reduce, arg):
     found = best * sub + inside
     if runs * sub < width:  # the rest of each row, shorter than a run
         tail = block[:, runs * sub:]
-        tail_at = arg(tail, axis=1)
+        tail_at = _first_equal(tail, reduce.reduce(tail, axis=1))
         tail_value = tail[everywhere, tail_at]
         value = block[everywhere, found]
         better = reduce(tail_value, value) != value  # strictly better, or NaN only in the tail
         better &= ~np.isnan(value)
         found[better] = runs * sub + tail_at[better]
+    return found
+
+
+def _first_equal(block, best):
+    """Position of the first value equal to ``best[row]`` in each row (the
+    first NaN where ``best`` is NaN).
+
+    Not ``argmin(axis=1)``: numpy copies a 2-D operand for it, which would
+    put a whole chunk in private memory.
+    """
+    found = (block == best[:, None]).argmax(axis=1)
+    for r in np.flatnonzero(np.isnan(best)):
+        found[r] = np.isnan(block[r]).argmax()
     return found
 
 
