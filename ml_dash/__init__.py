@@ -27,6 +27,11 @@ from .errors import (
     StreamNotFoundError,
     WriterLockedError,
 )
+from .analysis.export import export
+from .analysis.listing import list_experiments
+from .analysis.plotting import plot
+from .analysis.ranges import align
+from .analysis.tables import runs_table
 from .experiment import Experiment, ml_dash_experiment
 from .maintenance import CheckReport, check, compact
 from .view import ExperimentView, load
@@ -41,6 +46,11 @@ __all__ = [
     "check",
     "compact",
     "CheckReport",
+    "list_experiments",
+    "align",
+    "runs_table",
+    "export",
+    "plot",
     "MLDashError",
     "ConfigurationError",
     "StorageError",

@@ -1,7 +1,208 @@
-"""Command line: ``ml-dash`` (also ``python -m ml_dash``)."""
+"""Command line: ``ml-dash`` (also ``python -m ml_dash``).
+
+Every subcommand is a thin call to the public API; what it prints is
+formatted by :mod:`ml_dash.cli_output`.  Errors a user can cause (an unknown
+run, stream or key, a missing extra) print one line naming the problem and
+the close matches, and exit with status 1.
+"""
 
 import argparse
+import difflib
+import json
+import os
 import sys
+import time
+
+from . import cli_output as output
+
+ROOT_NAMES = ("", ".", "root")  # how the root stream is named on the command line
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 1."""
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _load(args, prefix=None):
+    import ml_dash
+    prefix = prefix or args.prefix
+    try:
+        return ml_dash.load(prefix, dash_root=args.dash_root)
+    except FileNotFoundError:
+        known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
+        close = difflib.get_close_matches(prefix.strip("/"), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else (
+            f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
+            else "; it holds no runs")
+        raise UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}") from None
+
+
+def _stream(view, name):
+    """The stream called ``name`` (``''``, ``.`` or ``root`` for the root)."""
+    names = view.metrics.names()
+    if name in names:
+        return view.metrics(name)
+    if name in ROOT_NAMES and None in names:
+        return view.metrics(None)
+    shown = sorted("root" if n is None else n for n in names)
+    close = difflib.get_close_matches(name, shown, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UserError(f"run {view.prefix!r} has no stream {name!r}{hint} (its streams: "
+                    f"{', '.join(shown) or 'none'})")
+
+
+def _key(stream, key):
+    keys = stream.keys()
+    if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"stream {stream.name or 'root'!r} has no column {key!r}{hint} "
+                        f"(its columns: {', '.join(keys)})")
+    return key
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def _ls(args):
+    import ml_dash
+    listing = ml_dash.list_experiments(args.dash_root, args.pattern)
+    if args.json:
+        print(json.dumps(listing, indent=1))
+    elif listing:
+        print(output.runs(listing))
+    else:
+        where = f"matching {args.pattern!r} " if args.pattern else ""
+        print(f"no runs {where}under {args.dash_root}", file=sys.stderr)
+    return 0
+
+
+def _show(args):
+    with _load(args) as view:
+        info = view.info
+        print(f"{view.prefix}  {info.get('status')}{' (stale)' if info.get('stale') else ''}")
+        for key in ("description", "tags", "createdAt", "startedAt", "endedAt"):
+            if info.get(key):
+                print(f"  {key}: {output.cell(info[key])}")
+        params = getattr(view, "params", None)  # parameters, where this version stores them
+        if params is not None:
+            values = params.get()
+            if values:
+                print("\nparams")
+                print(output.table(sorted(values.items()), ["KEY", "VALUE"]))
+        rows = []
+        for stats in view.metrics.list_all():
+            stream = view.metrics(stats["name"])
+            first = stream.read(0, 1)["data"][0]["data"]
+            last = stream.read(stats["count"] - 1, 1)["data"][0]["data"]
+            fields = [k for k in last if k != "_ts"] or list(last)
+            rows.append([stats["name"] or "(root)", stats["count"],
+                         ", ".join(f"{k}={output.cell(first.get(k))}" for k in fields),
+                         ", ".join(f"{k}={output.cell(last.get(k))}" for k in fields)])
+        print("\nstreams")
+        print(output.table(rows, ["STREAM", "POINTS", "FIRST", "LAST"]))
+        logs = getattr(view, "logs", None)  # logs, where this version stores them
+        if logs is not None:
+            recent = logs.read(start_index=0, limit=100_000)["data"][-args.logs:]
+            if recent:
+                print("\nrecent logs")
+                for record in recent:
+                    print(f"  {record['timestamp']} [{record['level'].upper()}] {record['message']}")
+    return 0
+
+
+def _read(args):
+    with _load(args) as view:
+        stream = _stream(view, args.stream)
+        count = len(stream)
+        start = max(count - args.tail, 0) if args.tail is not None else args.start
+        page = stream.read(start_index=start, limit=args.limit)
+        keys = _print_rows(page["data"], args.json, None)
+        if not args.follow:
+            return 0
+        start += len(page["data"])
+        try:
+            while True:
+                page = stream.read(start_index=start, limit=args.limit)
+                if page["data"]:
+                    keys = _print_rows(page["data"], args.json, keys)
+                    start += len(page["data"])
+                    continue
+                if view.status != "RUNNING" or view.stale:
+                    return 0  # the run has ended: nothing more will come
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _print_rows(rows, as_json, keys):
+    """Print rows; the header only for the first page (``keys`` None), whose
+    columns later pages of a followed run keep."""
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+    elif rows:
+        first = keys is None
+        text, keys = output.points(rows, keys)
+        print(text if first else text.split("\n", 1)[1])
+    sys.stdout.flush()
+    return keys
+
+
+def _export(args):
+    import ml_dash
+    fmt = args.format or (os.path.splitext(args.output)[1].lstrip(".") if args.output else "csv")
+    path = args.output or f"{args.prefix.strip('/').replace('/', '_')}.{fmt}"
+    _load(args).close()  # a clear error for an unknown run
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    written = ml_dash.export(args.prefix, path, fmt, dash_root=args.dash_root,
+                             progress=output.Progress(f"export {path}") if show else None)
+    print(f"wrote {written:,} points to {path}")
+    return 0
+
+
+def _plot(args):
+    import ml_dash
+    with _load(args) as view:
+        stream = _stream(view, args.stream)
+        _key(stream, args.key)
+        name = stream.name
+    drawn = ml_dash.plot(args.prefix, name, args.key, args.output, compare=args.compare,
+                         dash_root=args.dash_root, points=args.points, method=args.method,
+                         x=args.x)
+    print(f"wrote {args.output} ({len(drawn)} run{'s' if len(drawn) != 1 else ''})")
+    return 0
+
+
+def _maintenance(name):
+    import ml_dash
+    function = getattr(ml_dash, name, None)
+    if function is None:
+        raise UserError(f"'{name}' is not available in this version of ml_dash "
+                        f"(ml_dash.{name} is missing)")
+    return function
+
+
+def _check(args):
+    check = _maintenance("check")
+    _load(args).close()
+    report = check(args.prefix, dash_root=args.dash_root, repair=args.repair)
+    print(repr(report))
+    for problem in getattr(report, "problems", []):
+        print(f"  problem: {problem}")
+    for fixed in getattr(report, "repaired", []):
+        print(f"  repaired: {fixed}")
+    return 0 if report else 1
+
+
+def _compact(args):
+    compact = _maintenance("compact")
+    _load(args).close()
+    before, after = compact(args.prefix, dash_root=args.dash_root)
+    print(f"compacted {args.prefix}: {before:,} -> {after:,} bytes")
+    return 0
 
 
 def _demo(args):
@@ -10,19 +211,112 @@ def _demo(args):
     return 0
 
 
+# -- the parser --------------------------------------------------------------------
+
+
+def _formatter(prog):
+    # A fixed width, so that --help (and docs/cli.md made from it) does not
+    # depend on the terminal.
+    return argparse.HelpFormatter(prog, width=90)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="ml-dash", description="Local experiment-metrics store.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="log a synthetic training run and read it back")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dash-root", default=".dash", metavar="DIR",
+                        help="where runs are stored (default .dash)")
+    parser = argparse.ArgumentParser(
+        prog="ml-dash", formatter_class=_formatter,
+        description="Local experiment-metrics store: list, inspect, export and plot runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, handler, help, description=None):
+        sub = commands.add_parser(name, parents=[common], help=help, formatter_class=_formatter,
+                                  description=description or help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    ls = command("ls", _ls, "list runs with status, times and stream counts",
+                 "List runs with their status (stale: RUNNING but its writer is gone), start and "
+                 "end times and points per stream. Reads no history: fast on any number of "
+                 "points.")
+    ls.add_argument("pattern", nargs="?", metavar="PATTERN",
+                    help="glob over prefixes: * within a segment, ** across them "
+                         "(e.g. 'alice/proj/*', '**/lr-*')")
+    ls.add_argument("--json", action="store_true", help="print the listing as JSON")
+
+    show = command("show", _show, "show a run: params, streams with first and last values, logs")
+    show.add_argument("prefix", metavar="PREFIX", help="the run, e.g. alice/proj/exp")
+    show.add_argument("--logs", type=int, default=10, metavar="N",
+                      help="recent log lines to show (default 10)")
+
+    read = command("read", _read, "print points of a stream, or follow a live run",
+                   "Print a page of points of a stream. The root stream is '' or '.' or 'root'.")
+    read.add_argument("prefix", metavar="PREFIX", help="the run")
+    read.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
+    read.add_argument("--start", type=int, default=0, metavar="N", help="first point index")
+    read.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="points per page (default 20)")
+    read.add_argument("--tail", type=int, metavar="N", help="start N points before the end")
+    read.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new points until the run ends (Ctrl-C stops)")
+    read.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
+                      help="polling interval with --follow (default 0.5)")
+    read.add_argument("--json", action="store_true", help="one JSON object per point")
+
+    export = command("export", _export, "export a run to CSV, JSON lines or Parquet",
+                     "Export every stream of a run into one file. CSV and Parquet: one row per "
+                     "point with stream, index, createdAt, _ts and every numeric column; JSON "
+                     "lines: every field as logged. Parquet needs the 'arrow' extra.")
+    export.add_argument("prefix", metavar="PREFIX", help="the run")
+    export.add_argument("-o", "--output", metavar="PATH",
+                        help="output file (default: the prefix with / as _, plus the format)")
+    export.add_argument("--format", choices=["csv", "jsonl", "parquet"],
+                        help="default: from the output's suffix, else csv")
+    export.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+
+    plot = command("plot", _plot, "plot a key of a stream, downsampled, into an image",
+                   "Plot KEY of STREAM into an image file (the 'plot' extra: matplotlib).")
+    plot.add_argument("prefix", metavar="PREFIX", help="the run")
+    plot.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
+    plot.add_argument("key", metavar="KEY", help="column to plot, e.g. loss")
+    plot.add_argument("-o", "--output", required=True, metavar="PATH",
+                      help="image file, e.g. out.png")
+    plot.add_argument("--compare", metavar="PATTERN",
+                      help="also draw the runs matching this glob on the same axes")
+    plot.add_argument("--points", type=int, default=2000, metavar="N",
+                      help="points per curve after downsampling (default 2000)")
+    plot.add_argument("--method", choices=["minmax", "lttb"], default="minmax",
+                      help="downsampling method (default minmax)")
+    plot.add_argument("--x", metavar="KEY", help="column for the x axis (default: point index)")
+
+    check = command("check", _check, "verify a run's stored points and columns",
+                    "Verify counts, index continuity, every point and every column against its "
+                    "rows. Exit status 1 when problems remain.")
+    check.add_argument("prefix", metavar="PREFIX", help="the run")
+    check.add_argument("--repair", action="store_true", help="rebuild wrong columns from the rows")
+
+    compact = command("compact", _compact, "rewrite a closed run's file without free pages")
+    compact.add_argument("prefix", metavar="PREFIX", help="the run")
+
+    demo = command("demo", _demo, "log a synthetic training run and read it back")
     demo.add_argument("--steps", type=int, default=100_000, help="training steps (default 100,000)")
-    demo.add_argument("--dash-root", default=".dash", help="where runs are stored (default .dash)")
-    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import MLDashError
+    try:
+        return args.handler(args)
+    except (UserError, MLDashError, ImportError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"ml-dash {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `ml-dash read ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Read methods shared by live streams and the read-only views of ``load()``."""
 
 import datetime
+import difflib
 import math
 
+from .analysis.stream import StreamAnalysis
 from .errors import ColumnNotFoundError, StreamNotFoundError
 
 _UTC = datetime.timezone.utc
@@ -38,8 +40,9 @@ def _check_range(start_index, limit):
         raise ValueError(f"start_index and limit must be >= 0, got {start_index} and {limit}")
 
 
-class StreamReading:
-    """Reading one stream.  Subclasses provide ``name`` (None for the root),
+class StreamReading(StreamAnalysis):
+    """Reading one stream (the analysis methods come from ``StreamAnalysis``).
+    Subclasses provide ``name`` (None for the root),
     ``store_name`` and ``_store()`` (a ``StoreReader``)."""
 
     def _label(self):
@@ -73,12 +76,16 @@ class StreamReading:
         """Names of the stream's columns (its numeric fields, and ``_ts``)."""
         return self._store().column_keys(self.store_name)
 
-    def column(self, key, start=0, stop=None):
+    def column(self, key, start=0, stop=None, *, downsample=None, method="minmax"):
         """Committed values of ``key`` for points ``[start, stop)``.
 
         A read-only float64 view of the column's memory map (NaN where a point
         lacks the key); copy it to keep it past the run's lifetime cheaply.
+        ``downsample=n``: at most ``n`` values picked by ``method`` (see
+        :meth:`downsample`, which also gives their x positions).
         """
+        if downsample is not None:
+            return self.downsample(key, downsample, method, start=start, stop=stop)[1]
         return self.columns(key, start=start, stop=stop)[key]
 
     def columns(self, *keys, start=0, stop=None):
@@ -87,8 +94,10 @@ class StreamReading:
         found, missing = self._store().columns(self.store_name, list(keys) or None, start, stop)
         if missing:
             available = self.keys()
+            close = difflib.get_close_matches(missing[0], available, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             raise ColumnNotFoundError(
-                f"{self._label()} has no column {missing[0]!r}; its columns are {available}"
+                f"{self._label()} has no column {missing[0]!r}{hint}; its columns are {available}"
                 if available else f"{self._label()} has no committed points, so no column {missing[0]!r}")
         return found
 

@@ -23,6 +23,7 @@ class Session:
     def __init__(self, path, sync_interval, lock_timeout):
         self.path = path
         self.pid = os.getpid()
+        self.forked = False  # set in a child process: see _after_fork_in_child
         self.env = acquire(path, writable=True)
         try:
             self.writer = Writer(self.env, path, sync_interval=sync_interval, lock_timeout=lock_timeout)
@@ -48,8 +49,12 @@ class Session:
 
     def stage_record(self, db_name, key, value):
         """Stage a put (or, with ``value`` None, a delete) for the next flush."""
+        self.stage_records([(db_name, key, value)])
+
+    def stage_records(self, records):
+        """Stage ``(db_name, key, value)`` puts and deletes; one flush takes all or none."""
         with self._flush_lock:
-            self._records.append((db_name, key, value))
+            self._records.extend(records)
 
     @property
     def pending(self):
@@ -57,7 +62,7 @@ class Session:
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
-        if self.pid != os.getpid():
+        if self.forked:
             raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
@@ -78,7 +83,7 @@ class Session:
 
     def close(self):
         """Flush, sync and release the store; raises if the flush fails."""
-        if self.pid != os.getpid():
+        if self.forked:
             raise _forked_error(self)
         self.flush()
         self.writer.close()
@@ -117,6 +122,7 @@ _sessions = weakref.WeakSet()
 
 def _after_fork_in_child():
     for session in list(_sessions):
+        session.forked = True
         session.staged = _ParentsQueue(session)
 
 

@@ -8,7 +8,9 @@ imports ``lmdb``.
 
 from .env import acquire, release
 from .keys import EXPERIMENT_KEY, META_DB
+from .lock import held_flocks, writer_alive
 from .reader import StoreReader
 from .writer import Writer
 
-__all__ = ["Writer", "StoreReader", "acquire", "release", "META_DB", "EXPERIMENT_KEY"]
+__all__ = ["Writer", "StoreReader", "acquire", "release", "META_DB", "EXPERIMENT_KEY",
+           "writer_alive", "held_flocks"]

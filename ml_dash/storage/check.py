@@ -34,6 +34,7 @@ from .codec import FORMAT_VERSION, decode_point
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
 from .env import DATA_FILE, acquire, release
 from .lock import WriterLock
+from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
 
 CHUNK = 65536
@@ -111,6 +112,7 @@ class _Checker:
             count = counts.get(entry.sid, 0)
             self.report.streams[entry.name or None] = count
             self._check_stream(entry, count)
+        check_records(self.env, self.path, self.report, self.repair)
 
     def _meta_and_counts(self, txn, catalog):
         meta = self.env.db(keys.META_DB, txn)

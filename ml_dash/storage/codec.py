@@ -15,6 +15,8 @@ also the smallest (33 bytes against 37 and 46).  Pickle and marshal are not
 options: analysis scripts on any Python version must read these files.
 """
 
+import struct
+
 import msgpack
 
 FORMAT_VERSION = 1
@@ -44,7 +46,32 @@ class PointEncoder:
         return self.pack((created, ts, data))
 
 
+def encode_value(value):
+    """Bytes of a record value (params, logs, file records): MessagePack, big ints kept."""
+    return msgpack.packb(value, default=_encode_extra)
+
+
+def decode_value(data):
+    """The value :func:`encode_value` stored."""
+    return msgpack.unpackb(data, ext_hook=_decode_ext)
+
+
 def decode_point(value):
     """``(created, ts, data)`` from a stored point."""
     created, ts, data = msgpack.unpackb(value, ext_hook=_decode_ext)
     return created, ts, data
+
+
+_CREATED = struct.Struct(">d")
+_CREATED_HEAD = b"\x93\xcb"  # a 3-element array whose first item is a float64
+
+
+def decode_created(value):
+    """The commit time of a stored point without decoding its fields.
+
+    Every point the encoder writes starts with these two bytes followed by
+    the big-endian float64 commit time; anything else is decoded in full.
+    """
+    if value[:2] == _CREATED_HEAD:
+        return _CREATED.unpack_from(value, 2)[0]
+    return decode_point(value)[0]

@@ -30,6 +30,20 @@ def column_path(root, sid, cid):
     return os.path.join(root, "columns", str(sid), f"{cid}.f64")
 
 
+def sync_column(path):
+    """Flush a column file's written slots to disk.
+
+    ``fsync`` of the file covers pages written through a shared mapping of it
+    (on Linux ``msync`` ends in the same call) and, unlike ``mmap.flush``,
+    releases the GIL while it waits, so logging goes on meanwhile.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ColumnFile:
     """The writer's handle on one column file.
 
@@ -90,9 +104,8 @@ class ColumnFile:
             np.frombuffer(self._mmap, dtype=DTYPE)[old:capacity] = NAN
 
     def sync(self):
-        """Flush written slots to disk (msync)."""
-        if self._mmap is not None:
-            self._mmap.flush()
+        """Flush the written slots to disk."""
+        sync_column(self.path)
 
     def close(self):
         self.values = None

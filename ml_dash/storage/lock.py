@@ -50,3 +50,51 @@ class WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def writer_alive(directory, pid=None, host=None, held=None):
+    """Whether a live process holds the writer lock of ``directory``.
+
+    Asked without taking the lock (taking it, even briefly, would make a
+    writer starting at that moment fail): on Linux by finding the lock file
+    among the kernel's ``flock`` locks in ``/proc/locks`` (``held`` is that
+    set, read once by :func:`held_flocks` when many runs are asked about);
+    elsewhere by whether process ``pid`` on this ``host`` still exists.
+    """
+    if held is None:
+        held = held_flocks()
+    if held is not None:
+        try:
+            st = os.stat(os.path.join(directory, LOCK_FILE))
+        except FileNotFoundError:
+            return False
+        return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
+    if not pid or host != socket.gethostname():
+        return bool(pid)  # another machine's process: cannot tell, assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def held_flocks():
+    """``{(major, minor, inode)}`` of every file ``flock``-ed on this machine, or
+    None where ``/proc/locks`` cannot be read."""
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    held = set()
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields:
+            try:
+                major, minor, inode = fields[fields.index("FLOCK") + 4].split(":")
+                held.add((int(major, 16), int(minor, 16), int(inode)))
+            except (IndexError, ValueError):
+                continue
+    return held

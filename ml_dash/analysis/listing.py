@@ -1,0 +1,152 @@
+"""Finding runs: ``list_experiments(dash_root, pattern)``.
+
+A run is a directory under ``dash_root`` that holds an LMDB store.  Listing
+reads, per run, the experiment record and each stream's last key: never any
+history, so its cost does not depend on how long the runs are.
+"""
+
+import os
+import re
+
+from ..errors import MLDashError
+from ..reading import iso
+from ..storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, held_flocks, release, writer_alive
+from ..storage.env import DATA_FILE
+
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+def list_experiments(dash_root=".dash", pattern=None):
+    """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
+
+    ``pattern`` is a glob over prefixes: ``*`` and ``?`` stay within one
+    segment, ``**`` spans any number of them (``"alice/proj/*"``,
+    ``"**/lr-*"``); None lists every run.  Each dict holds ``prefix``,
+    ``path``, ``status``, ``stale`` (a ``RUNNING`` run whose writer is gone),
+    ``createdAt``, ``startedAt``, ``endedAt``, ``description``, ``tags``,
+    ``streams`` (``[{"name", "count"}]``, the root stream named None) and
+    ``points``.  A run that cannot be read is listed with status
+    ``UNREADABLE`` and an ``error``.  Sorted by prefix.
+    """
+    root = os.path.realpath(dash_root)
+    matches = _compile(pattern) if pattern else None
+    held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
+    out = []
+    for prefix, directory in _runs(root, pattern):
+        if matches is None or matches(prefix):
+            out.append(_summary(prefix, directory, held))
+    out.sort(key=lambda run: run["prefix"])
+    return out
+
+
+def _runs(root, pattern):
+    """``(prefix, directory)`` of every store under ``root`` that ``pattern`` can match.
+
+    Starts at the pattern's literal leading folders and, for a pattern
+    without ``**``, goes no deeper than its number of segments.
+    """
+    base, depth = [], None
+    if pattern:
+        segments = pattern.strip("/").split("/")
+        for segment in segments:
+            if _WILDCARDS.search(segment) or segment in ("", ".", ".."):
+                break
+            base.append(segment)
+        if "**" not in pattern:
+            depth = len(segments)
+    start = os.path.join(root, *base)
+    stack = [(start, base)]
+    while stack:
+        directory, segments = stack.pop()
+        if os.path.exists(os.path.join(directory, DATA_FILE)):
+            if len(segments) >= 2:
+                yield "/".join(segments), directory
+            continue  # a run's own folders (columns/, files/) hold no runs
+        if depth is not None and len(segments) >= depth:
+            continue
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, segments + [entry.name]))
+
+
+def _summary(prefix, directory, held):
+    run = {"prefix": prefix, "path": directory}
+    try:
+        env = acquire(directory)
+    except (FileNotFoundError, MLDashError, OSError) as exc:
+        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
+    try:
+        store = StoreReader(env, directory)
+        record = store.get_json(META_DB, EXPERIMENT_KEY, {})
+        counts = store.stream_counts()
+    except (MLDashError, OSError) as exc:
+        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
+    finally:
+        release(env)
+    writer = record.get("writer") or {}
+    status = record.get("status")
+    streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
+    run.update(
+        status=status,
+        stale=status == "RUNNING" and not writer_alive(
+            directory, writer.get("pid"), writer.get("host"), held=held()),
+        createdAt=iso(record.get("createdAt")),
+        startedAt=iso(record.get("startedAt")),
+        endedAt=iso(record.get("endedAt")),
+        description=record.get("description"),
+        tags=record.get("tags") or [],
+        streams=streams,
+        points=sum(counts.values()),
+    )
+    return run
+
+
+class _Once:
+    """A call made on first use and remembered: the flock table of the
+    machine can be large, and only runs still marked RUNNING need it."""
+
+    def __init__(self, function):
+        self._function = function
+        self._done = False
+        self._value = None
+
+    def __call__(self):
+        if not self._done:
+            self._value, self._done = self._function(), True
+        return self._value
+
+
+def _compile(pattern):
+    """A ``match(prefix)`` function for a glob over prefixes."""
+    pattern = pattern.strip("/")
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and pattern.find("]", i + 2) != -1:
+            end = pattern.find("]", i + 2)
+            body = pattern[i + 1:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + r"\Z").match

@@ -1,0 +1,42 @@
+"""Plots of one key across runs, downsampled, written to an image file.
+
+matplotlib is optional (extra ``plot``) and used with its file-only Agg
+backend, so plotting works on machines without a display.
+"""
+
+from ..view import load
+from .listing import list_experiments
+from .tables import require
+
+
+def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2000,
+         method="minmax", x=None):
+    """Draw ``key`` of ``stream`` (None for the root) of run ``prefix`` into ``path``.
+
+    ``compare``: a glob of more runs to draw on the same axes (see
+    :func:`list_experiments`).  Each curve is downsampled to ``points``
+    points with ``method``; ``x`` is the column for the x axis (default
+    the point index).  Returns the prefixes drawn.
+    """
+    matplotlib = require("matplotlib", "plot")
+    matplotlib.use("Agg")
+    pyplot = require("matplotlib.pyplot", "plot")
+    prefixes = [prefix]
+    if compare:
+        prefixes += [r["prefix"] for r in list_experiments(dash_root, compare) if r["prefix"] != prefix]
+    figure, axes = pyplot.subplots(figsize=(9, 5))
+    try:
+        for run in prefixes:
+            with load(run, dash_root=dash_root) as view:
+                xs, ys = view.metrics(stream).downsample(key, points, method, x=x)
+                axes.plot(xs, ys, label=run, linewidth=1)
+        axes.set_xlabel(x or "index")
+        axes.set_ylabel(key)
+        axes.set_title(f"{stream or 'root'} / {key}")
+        if len(prefixes) > 1:
+            axes.legend(fontsize="small")
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+    finally:
+        pyplot.close(figure)
+    return prefixes

@@ -1,0 +1,118 @@
+"""Tables for pandas and Arrow: one stream, or many runs in one long table.
+
+pandas and pyarrow are optional (extras ``pandas`` and ``arrow``): the
+store itself needs only numpy, and a training job should not pull them in.
+"""
+
+import importlib
+
+import numpy as np
+
+ROOT_LABEL = ""  # the root stream's name in the ``stream`` column of tables
+
+
+def require(module, extra):
+    """Import ``module`` or raise ``ImportError`` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"this needs {module.split('.')[0]}: pip install 'ml-dash[{extra}]'") from None
+
+
+def frame(columns, index=None):
+    """A ``pandas.DataFrame`` of ``{name: array}`` (``index`` names the index column)."""
+    pd = require("pandas", "pandas")
+    df = pd.DataFrame(columns, copy=False)
+    return df.set_index(index) if index else df
+
+
+def arrow_table(columns):
+    """A ``pyarrow.Table`` of ``{name: array}``."""
+    pa = require("pyarrow", "arrow")
+    return pa.table({name: _arrow_column(pa, values) for name, values in columns.items()})
+
+
+def _arrow_column(pa, values):
+    if isinstance(values, Labels):
+        return pa.DictionaryArray.from_arrays(values.codes, values.names)
+    return values
+
+
+class Labels:
+    """A column of repeated strings, as codes into ``names`` (a category)."""
+
+    def __init__(self, codes, names):
+        self.codes = codes
+        self.names = names
+
+    def __len__(self):
+        return len(self.codes)
+
+
+def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="pandas"):
+    """One long table of many runs: ``run, stream, index, _ts, keys...``.
+
+    ``pattern`` selects runs as in :func:`list_experiments`; ``streams``
+    (names, None for the root) and ``keys`` restrict what is taken (default
+    all).  A key a stream lacks is NaN.  The root stream is named ``""``.
+    ``to``: ``"pandas"`` (a DataFrame with categorical ``run`` and
+    ``stream``), ``"arrow"`` (a Table with dictionary columns) or
+    ``"numpy"`` (a dict of arrays, ``run`` and ``stream`` as object arrays).
+    """
+    from ..view import load  # here: views import this module through reading.py
+    from .listing import list_experiments
+
+    if to not in ("pandas", "arrow", "numpy"):
+        raise ValueError(f"to={to!r}: use 'pandas', 'arrow' or 'numpy'")
+    wanted = None if streams is None else {s or None for s in streams}
+    parts, labels = [], {}  # (run code, stream code, {key: column})
+    order = ["_ts"]
+    for run in list_experiments(dash_root, pattern):
+        with load(run["prefix"], dash_root=dash_root) as view:
+            for entry in run["streams"]:
+                name = entry["name"]
+                if wanted is not None and name not in wanted:
+                    continue
+                stream = view.metrics(name)
+                available = stream.keys()
+                taken = [k for k in (keys or available) if k in available]
+                # Copies: the view's maps are closed with the view.
+                columns = {k: np.array(v) for k, v in stream.columns("_ts", *taken).items()}
+                order.extend(k for k in columns if k not in order)
+                parts.append((labels.setdefault(run["prefix"], len(labels)),
+                              labels.setdefault(("stream", name), len(labels)), columns))
+    return _assemble(parts, labels, order, to)
+
+
+def _assemble(parts, labels, order, to):
+    total = sum(len(p[2]["_ts"]) for p in parts)
+    runs = [label for label in labels if not isinstance(label, tuple)]
+    names = [label[1] for label in labels if isinstance(label, tuple)]
+    run_code = {labels[r]: i for i, r in enumerate(runs)}
+    stream_code = {labels[("stream", s)]: i for i, s in enumerate(names)}
+    run_codes = np.empty(total, np.int32)
+    stream_codes = np.empty(total, np.int32)
+    index = np.empty(total, np.int64)
+    out = {key: np.full(total, np.nan) for key in order}
+    at = 0
+    for run, stream, columns in parts:
+        length = len(columns["_ts"])
+        run_codes[at:at + length] = run_code[run]
+        stream_codes[at:at + length] = stream_code[stream]
+        index[at:at + length] = np.arange(length)
+        for key, values in columns.items():
+            out[key][at:at + length] = values
+        at += length
+    stream_names = [ROOT_LABEL if s is None else s for s in names]
+    if to == "numpy":
+        return {"run": np.array(runs, dtype=object)[run_codes],
+                "stream": np.array(stream_names, dtype=object)[stream_codes],
+                "index": index, **out}
+    run_col, stream_col = Labels(run_codes, runs), Labels(stream_codes, stream_names)
+    if to == "arrow":
+        return arrow_table({"run": run_col, "stream": stream_col, "index": index, **out})
+    pd = require("pandas", "pandas")
+    return frame({"run": pd.Categorical.from_codes(run_codes, runs),
+                  "stream": pd.Categorical.from_codes(stream_codes, stream_names),
+                  "index": index, **out})

@@ -1,0 +1,116 @@
+"""Text the command line prints: tables, values, a progress line, its reference.
+
+Kept apart from ``cli.py`` so that the commands stay thin calls to the
+public API and all formatting choices live in one place.
+"""
+
+import json
+import math
+import sys
+import time
+
+
+def table(rows, headers):
+    """Rows of strings as aligned columns under ``headers`` (numbers right-aligned)."""
+    rows = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric)).rstrip()
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def _is_number(text):
+    try:
+        float(text.replace(",", ""))
+        return True
+    except ValueError:
+        return text == ""
+
+
+def cell(value):
+    """One value as table text: floats to 6 significant digits (large ones to
+    milliseconds), None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        # Times such as _ts (1.8e9 seconds) keep their milliseconds.
+        return f"{value:.3f}" if abs(value) >= 1e6 else f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def runs(listing):
+    """The ``ls`` table."""
+    rows = []
+    for run in listing:
+        status = run["status"] or ""
+        if run.get("stale"):
+            status += " (stale)"
+        streams = ", ".join(f"{s['name'] or '(root)'}:{s['count']:,}" for s in run["streams"])
+        rows.append([run["prefix"], status, (run.get("startedAt") or "")[:19],
+                     (run.get("endedAt") or "")[:19], run["points"], streams])
+    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS"])
+
+
+def points(page_rows, keys=None):
+    """A page of ``read()`` rows as a table: index, createdAt and the fields."""
+    if keys is None:
+        keys = []
+        for row in page_rows:
+            keys.extend(k for k in row["data"] if k not in keys)
+    rows = [[row["index"], row["createdAt"], *(row["data"].get(k) for k in keys)]
+            for row in page_rows]
+    return table(rows, ["INDEX", "CREATED", *keys]), keys
+
+
+class Progress:
+    """A one-line progress bar on a stream (stderr), redrawn at most 10 times a second."""
+
+    def __init__(self, label, out=None):
+        self.label = label
+        self.out = out or sys.stderr
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def __call__(self, done, total):
+        now = time.monotonic()
+        if now - self.shown < 0.1 and done < total:
+            return
+        self.shown = now
+        fraction = done / total if total else 1.0
+        bar = "#" * int(fraction * 30)
+        rate = done / max(now - self.started, 1e-9)
+        self.out.write(f"\r{self.label} [{bar:<30}] {fraction:6.1%} {done:,}/{total:,} points "
+                       f"{rate:,.0f}/s")
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def reference(parser):
+    """Markdown of ``--help`` of the command and every subcommand (docs/cli.md)."""
+    parts = ["# Command line reference", "",
+             "Generated from `--help` by `python docs/make_cli_md.py`; a test checks it is current.",
+             "", "```text", parser.format_help().rstrip(), "```"]
+    for name, sub in _subcommands(parser):
+        parts += ["", f"## ml-dash {name}", "", "```text", sub.format_help().rstrip(), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def _subcommands(parser):
+    for action in parser._actions:
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict):
+            return list(choices.items())
+    return []
