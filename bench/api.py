@@ -180,13 +180,13 @@ def main():
         print(f"ml_dash {ml_dash.__version__}, numpy {np.__version__}, Python "
               f"{sys.version.split()[0]}; {repeats} rounds")
         floor = "floor: list append of kwargs"
-        # Many short rounds: each round's ratio compares two runs a moment apart,
-        # which a shared machine's changing load disturbs less than the medians.
-        rounds = repeats * 4
+        # Each round's ratio compares two runs a moment apart, which a shared
+        # machine's changing load disturbs less than the medians do.
+        rounds = repeats * 2
         buffer_figures = interleaved(rounds, [
-            (floor, lambda: floor_list_append(calls // 4)),
-            ("ml_dash buffer()", lambda: ml_dash_buffer(fresh(root, "buf"), calls // 4))])
-        report(f"buffer(loss, accuracy), microseconds per call ({calls // 4} calls x {rounds})",
+            (floor, lambda: floor_list_append(calls)),
+            ("ml_dash buffer()", lambda: ml_dash_buffer(fresh(root, "buf"), calls))])
+        report(f"buffer(loss, accuracy), microseconds per call ({calls} calls x {rounds})",
                "us", buffer_figures, baseline=floor)
         ratios = [ours / base for ours, base in zip(buffer_figures["ml_dash buffer()"],
                                                      buffer_figures[floor])]
