@@ -264,7 +264,8 @@ def _close_open_runs():
     """
     status = FAILED if getattr(sys, "last_value", None) is not None else COMPLETED
     with _open_lock:
-        experiments = list(_open_experiments)
+        # a forked child's copies of its parent's runs are the parent's to close
+        experiments = [e for e in _open_experiments if e._session.pid == os.getpid()]
     for experiment in experiments:
         try:
             experiment._finish(status)

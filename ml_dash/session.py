@@ -6,9 +6,12 @@ the staging queue that ``log()`` appends to.
 """
 
 import collections
+import os
 import threading
 import time
+import weakref
 
+from .errors import ExperimentError
 from .storage import Writer, StoreReader, acquire, release
 
 # Defaults chosen so that a loop that flushes every step never reaches them.
@@ -18,6 +21,9 @@ MAX_AGE = 60.0  # seconds since the last flush
 
 class Session:
     def __init__(self, path, sync_interval, lock_timeout):
+        self.path = path
+        self.pid = os.getpid()
+        self.forked = False  # set in a child process: see _after_fork_in_child
         self.env = acquire(path, writable=True)
         try:
             self.writer = Writer(self.env, path, sync_interval=sync_interval, lock_timeout=lock_timeout)
@@ -34,6 +40,7 @@ class Session:
         self.max_backlog = MAX_BACKLOG
         self._max_age = MAX_AGE
         self._flushed_at = time.monotonic()
+        _sessions.add(self)
 
     def flush_if_old(self):
         """Flush when the last flush is older than the age threshold."""
@@ -55,6 +62,8 @@ class Session:
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
+        if self.forked:
+            raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
             points = [staged.popleft() for _ in range(len(staged))]
@@ -73,7 +82,47 @@ class Session:
 
     def close(self):
         """Flush, sync and release the store; raises if the flush fails."""
+        if self.forked:
+            raise _forked_error(self)
         self.flush()
         self.writer.close()
         release(self.env, writable=True)
         self.env = None
+
+
+class _ParentsQueue:
+    """The staging queue of a session inherited through ``fork()``: refuses points.
+
+    The child shares the parent's store but not its writer; a point it staged
+    would be lost (or, flushed, clash with the parent's).  Reading is fine.
+    """
+
+    def __init__(self, session):
+        self._session = session
+
+    def __len__(self):
+        return 0
+
+    def append(self, item):
+        raise _forked_error(self._session)
+
+    extend = append
+
+
+def _forked_error(session):
+    return ExperimentError(
+        f"{session.path} is written by process {session.pid}; this forked child of it "
+        "can read the run but not write to it: log to an Experiment of its own, or send "
+        "the values to the parent")
+
+
+_sessions = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for session in list(_sessions):
+        session.forked = True
+        session.staged = _ParentsQueue(session)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

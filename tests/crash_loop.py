@@ -2,7 +2,7 @@
 
     python tests/crash_loop.py --kills 50          # what tests/test_crash.py runs
     python tests/crash_loop.py --long              # 1,000 kills
-    python tests/crash_loop.py --kills 200 --seed 3 --dir /tmp/crash
+    python tests/crash_loop.py --kills 200 --seed 3 --dir /tmp/crash --full-every 10
 
 The writer logs values that are a deterministic function of (stream, index),
 so after every kill the whole store can be compared with what it must hold:
@@ -195,18 +195,29 @@ def _first_with_key(stream, key, count):
 
 # -- the loop ------------------------------------------------------------------------------
 
-def run(kills, seed=0, dash_root=None, full_every=25, named_share=0.4, points=NAMED, log=print):
+def run(kills, seed=0, dash_root=None, full_every=25, named_share=0.4, points=NAMED,
+        rotate=200_000, log=print):
     """Kill ``kills`` writers; returns a summary dict.  Raises :class:`Damage`.
 
-    ``named_share`` of the writers kill themselves at one of ``points``.
+    ``named_share`` of the writers kill themselves at one of ``points``.  Once
+    a run holds ``rotate`` points it is finished and checked, and the loop
+    goes on with a new run (which also exercises a fresh store again).
     """
     rng = random.Random(seed)
     own = dash_root is None
-    dash_root = dash_root or tempfile.mkdtemp(prefix="ml_dash_crash_")
+    top = dash_root or tempfile.mkdtemp(prefix="ml_dash_crash_")
+    runs = 1
+    dash_root = os.path.join(top, "run-1")
     counts, named_fired, named_tried = {}, {}, {}
+    points_checked = 0
     started = time.monotonic()
     try:
         for kill in range(1, kills + 1):
+            if counts.get("a", 0) > rotate:
+                points_checked += sum(finish(dash_root, counts).values())
+                runs += 1
+                dash_root = os.path.join(top, f"run-{runs}")
+                counts = {}
             environ = dict(os.environ, CRASH_SYNC=rng.choice(["0", "0.02", "1"]))
             environ.pop("ML_DASH_FAULT", None)
             named = None
@@ -215,6 +226,8 @@ def run(kills, seed=0, dash_root=None, full_every=25, named_share=0.4, points=NA
                 nth = rng.randint(1, 3) if named in ("map_growth", "column_growth", "sync") \
                     else rng.randint(1, 300)
                 environ["ML_DASH_FAULT"] = f"{named}:kill:{nth}"
+                if named == "sync":  # reach the sync point within the wait
+                    environ["CRASH_SYNC"] = rng.choice(["0", "0.02"])
                 named_tried[named] = named_tried.get(named, 0) + 1
             child = subprocess.Popen([sys.executable, __file__, "--child", dash_root], env=environ,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -233,18 +246,24 @@ def run(kills, seed=0, dash_root=None, full_every=25, named_share=0.4, points=NA
                 counts = verify(dash_root, counts, full=kill % full_every == 0)
             if kill % 50 == 0:
                 log(f"{kill} kills, counts {counts}, {time.monotonic() - started:.0f} s")
-        # a last writer runs to completion: the store is writable, the run completes
-        finish = subprocess.run([sys.executable, "-c", _FINISH, dash_root], capture_output=True, text=True)
-        if finish.returncode != 0:
-            raise Damage(f"a writer after the kills failed: {finish.stderr}")
-        final = verify(dash_root, counts, full=True)
-        if final["a"] <= counts.get("a", 0):
-            raise Damage("the final writer could not continue the run")
-        return {"kills": kills, "named_fired": named_fired, "named_tried": named_tried,
-                "counts": final, "seconds": round(time.monotonic() - started, 1)}
+        final = finish(dash_root, counts)
+        return {"kills": kills, "runs": runs, "named_fired": named_fired, "named_tried": named_tried,
+                "counts": final, "points_checked": points_checked + sum(final.values()),
+                "seconds": round(time.monotonic() - started, 1)}
     finally:
         if own:
-            shutil.rmtree(dash_root, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
+
+
+def finish(dash_root, counts):
+    """A last writer runs to completion (no unlock needed); then check everything."""
+    done = subprocess.run([sys.executable, "-c", _FINISH, dash_root], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Damage(f"a writer after the kills failed: {done.stderr}")
+    final = verify(dash_root, counts, full=True)
+    if final["a"] <= counts.get("a", 0):
+        raise Damage("the final writer could not continue the run")
+    return final
 
 
 _FINISH = """
@@ -273,13 +292,16 @@ def main():
     parser.add_argument("--long", action="store_true", help="1,000 kills")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", help="keep the store here (default: a temporary directory)")
+    parser.add_argument("--full-every", type=int, default=25,
+                        help="re-read every row and run ml_dash.check every N kills")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         writer_main(args.child)
         return
     kills = 1000 if args.long else args.kills
-    summary = run(kills, seed=args.seed, dash_root=args.dir, log=lambda text: print(text, flush=True))
+    summary = run(kills, seed=args.seed, dash_root=args.dir, full_every=args.full_every,
+                  log=lambda text: print(text, flush=True))
     print(json.dumps(summary))
 
 

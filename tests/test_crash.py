@@ -17,13 +17,14 @@ import crash_loop  # noqa: E402
 
 
 def test_random_kills_lose_nothing_flushed(tmp_path):
-    summary = crash_loop.run(16, seed=11, dash_root=str(tmp_path), full_every=8, named_share=0)
+    summary = crash_loop.run(16, seed=11, dash_root=str(tmp_path), full_every=8, named_share=0,
+                             rotate=20_000)
     assert summary["counts"]["a"] > 0
 
 
 @pytest.mark.parametrize("point", crash_loop.NAMED)
 def test_kill_at_each_named_point(tmp_path, point):
-    summary = crash_loop.run(3, seed=hash(point) % 1000, dash_root=str(tmp_path), full_every=3,
+    summary = crash_loop.run(3, seed=crash_loop.NAMED.index(point), dash_root=str(tmp_path), full_every=3,
                              named_share=1.0, points=[point])
     assert summary["named_fired"].get(point, 0) >= 1, summary  # the kill did happen there
 

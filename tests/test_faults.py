@@ -125,3 +125,89 @@ def test_unknown_format_version_is_refused(exp, dash_root):
         with pytest.raises(FormatVersionError, match="format 99.*upgrade ml_dash"):
             open_it()
     assert not ml_dash.check(PREFIX, dash_root=dash_root).ok
+def _can_mount_tmpfs(path):
+    os.makedirs(path)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", path],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MB filesystem, or skip when this machine does not allow mounting one."""
+    path = str(tmp_path / "small")
+    if not _can_mount_tmpfs(path):
+        pytest.skip("mounting a small tmpfs needs root")
+    yield path
+    subprocess.run(["umount", "-l", path], check=True)
+
+
+def test_really_full_disk_while_committing_rows(small_disk):
+    """Fill a real small filesystem: the failure is a StorageError, the retry succeeds."""
+    dash_root = os.path.join(small_disk, "dash")
+    filler = os.path.join(small_disk, "filler")
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (1 << 20))
+    exp = Experiment(prefix=PREFIX, dash_root=dash_root)
+    exp.run.start()
+    i, error = 0, None
+    while error is None and i < 200_000:
+        for k in range(200):
+            exp.metrics("train").log(i=i, text="z" * 400)
+            exp.metrics("eval").log(i=i)
+            i += 1
+        try:
+            exp.flush()
+        except StorageError as exc:
+            error = exc
+    assert error is not None, "the disk never filled"
+    assert small_disk in str(error) and "no space left" in str(error).lower()
+    committed = stored(dash_root)
+    assert committed == list(range(len(committed))) and len(committed) < i
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+    os.remove(filler)  # free space: the staged snapshot now commits
+    exp.flush()
+    exp.run.complete()
+    assert stored(dash_root) == list(range(i))
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+    assert np.array_equal(load(PREFIX, dash_root=dash_root).metrics("train").column("i"), np.arange(i))
+
+
+def test_really_full_disk_while_creating_columns(small_disk):
+    dash_root = os.path.join(small_disk, "dash")
+    filler = os.path.join(small_disk, "filler")
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (2 << 20))
+    with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+        log_points(exp, 0, 100)
+        exp.flush()
+        wide = {f"k{c}": float(c) for c in range(40)}  # 40 new columns of 32 KB each
+        exp.metrics("train").log(i=100, **wide)
+        exp.metrics("eval").log(i=100)
+        with pytest.raises(StorageError, match="column file .*small.*No space left"):
+            exp.flush()
+        assert stored(dash_root) == list(range(100))
+        assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+        os.remove(filler)
+        exp.flush()
+    assert stored(dash_root) == list(range(101))
+    view = load(PREFIX, dash_root=dash_root)
+    assert view.metrics("train").column("k39")[100] == 39.0 and np.isnan(view.metrics("train").column("k39")[99])
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_disk_full_while_creating_a_stream_or_its_columns(fault, exp, dash_root, nth):
+    log_points(exp, 0, 3)
+    exp.flush()
+    exp.metrics("fresh").log(a=1.0, b=2.0)  # new stream: its _ts, a and b columns are created
+    fault(f"column_growth:enospc:{nth}")
+    with pytest.raises(StorageError, match="column file"):
+        exp.flush()
+    fault(None)
+    exp.flush()
+    assert exp.metrics("fresh").read()["data"][0]["data"]["b"] == 2.0
+    assert list(exp.metrics("fresh").column("b")) == [2.0]
+    exp.run.complete()
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok

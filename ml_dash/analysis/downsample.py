@@ -26,15 +26,18 @@ import mmap
 import numpy as np
 
 CHUNK = 1 << 20  # points per step: 8 MB of float64
+SUB = 1024  # points per run in the two-level arg-min/max (8 KB)
+FOLIO = (2 << 20) // 8  # points in the largest page-cache folio mapped at once (2 MB)
 EXACT_LTTB = 1 << 20
 METHODS = ("minmax", "lttb")
 
 
 def downsample(values, n, method="minmax", x=None):
-    """Increasing indices of at most ``n`` points of ``values`` to draw it.
+    """``(indices, values)`` of at most ``n`` points of ``values`` to draw it.
 
-    ``x``: the points' x coordinates for ``lttb`` (default: their index).
-    A column of at most ``n`` points is returned whole.
+    Indices are increasing; ``x``: the points' x coordinates for ``lttb``
+    (default: their index).  A column of at most ``n`` points is returned
+    whole.
     """
     if method not in METHODS:
         raise ValueError(f"unknown downsampling method {method!r}; use one of {list(METHODS)}")
@@ -42,14 +45,15 @@ def downsample(values, n, method="minmax", x=None):
     if n < 2:
         raise ValueError(f"downsample needs n >= 2 points, got {n}")
     if len(values) <= n:
-        return np.arange(len(values), dtype=np.int64)
+        return np.arange(len(values), dtype=np.int64), np.array(values, dtype=np.float64)
     if method == "minmax":
         return minmax(values, n)
     return lttb(values, n, x)
 
 
 def minmax(values, n):
-    """Indices of the smallest and largest point of each of ``n // 2`` buckets."""
+    """``(indices, values)`` of the smallest and largest point of each of
+    ``n // 2`` buckets."""
     size = len(values)
     buckets = max(n // 2, 1)
     width = -(-size // buckets)  # ceil: the last bucket may be shorter
@@ -61,65 +65,122 @@ def minmax(values, n):
         for row in range(0, full, rows):
             last = min(row + rows, full)
             block = values[row * width:last * width].reshape(-1, width)
-            picked.append(_block_extrema(block) + row * width)
+            picked.append(_block_extrema(block, row * width))
             release(row * width, last * width)
         if full * width < size:
-            picked.append(_block_extrema(values[full * width:].reshape(1, -1)) + full * width)
+            picked.append(_block_extrema(values[full * width:].reshape(1, -1), full * width))
     else:
         for start in range(0, size, width):
             picked.append(_long_bucket_extrema(values, start, min(start + width, size), release))
-    return np.unique(np.concatenate(picked)) if picked else np.empty(0, np.int64)
+    release(-FOLIO, size + FOLIO)  # what chunk edges left mapped
+    if not picked:
+        return np.empty(0, np.int64), np.empty(0)
+    indices, first = np.unique(np.concatenate([p[0] for p in picked]), return_index=True)
+    return indices, np.concatenate([p[1] for p in picked])[first]
 
 
-def _block_extrema(block):
-    """Indices (in the flattened block) of each row's min and max, NaN ignored."""
+def _block_extrema(block, offset):
+    """``(indices, values)`` of each row's min and max, NaN ignored; indices
+    count from ``offset`` at the block's first point."""
     width = block.shape[1]
-    low = block.argmin(axis=1)
-    high = block.argmax(axis=1)
+    low = _row_arg(block, np.minimum, np.argmin)
+    high = _row_arg(block, np.maximum, np.argmax)
     rows = np.arange(len(block))
+    low_values, high_values = block[rows, low], block[rows, high]
     # argmin/argmax stop at a NaN: redo only those rows, ignoring NaN.
-    nan_rows = np.flatnonzero(np.isnan(block[rows, low]) | np.isnan(block[rows, high]))
     keep = np.ones(len(block), bool)
-    for r in nan_rows:
+    for r in np.flatnonzero(np.isnan(low_values) | np.isnan(high_values)):
         row = block[r]
         if np.isnan(row).all():
             keep[r] = False
         else:
             low[r], high[r] = np.nanargmin(row), np.nanargmax(row)
-    offsets = rows * width
-    return np.concatenate([(low + offsets)[keep], (high + offsets)[keep]])
+            low_values[r], high_values[r] = row[low[r]], row[high[r]]
+    starts = rows[keep] * width + offset
+    return (np.concatenate([low[keep] + starts, high[keep] + starts]),
+            np.concatenate([low_values[keep], high_values[keep]]))
+
+
+def _row_arg(block, reduce, arg):
+    """``arg(block, axis=1)`` (first position of each row's min or max; NaN
+    counts as both, as numpy's argmin does), without copying the block.
+
+    ``argmin`` is about three times slower than ``min`` on float64, so each
+    row is cut into runs of ``sub`` points: the runs are reduced with
+    ``reduce`` (one fast pass), the best run of each row found, and ``arg``
+    run only inside it.
+    """
+    rows, width = block.shape
+    sub = SUB
+    runs = width // sub
+    if runs < 4:
+        return _first_equal(block, reduce.reduce(block, axis=1))
+    head = block[:, :runs * sub].reshape(rows, runs, sub)
+    best = arg(reduce.reduce(head, axis=2), axis=1)  # NaN propagates: its run is picked
+    everywhere = np.arange(rows)
+    inside = arg(head[everywhere, best], axis=1)
+    found = best * sub + inside
+    if runs * sub < width:  # the rest of each row, shorter than a run
+        tail = block[:, runs * sub:]
+        tail_at = _first_equal(tail, reduce.reduce(tail, axis=1))
+        tail_value = tail[everywhere, tail_at]
+        value = block[everywhere, found]
+        better = reduce(tail_value, value) != value  # strictly better, or NaN only in the tail
+        better &= ~np.isnan(value)
+        found[better] = runs * sub + tail_at[better]
+    return found
+
+
+def _first_equal(block, best):
+    """Position of the first value equal to ``best[row]`` in each row (the
+    first NaN where ``best`` is NaN).
+
+    Not ``argmin(axis=1)``: numpy copies a 2-D operand for it, which would
+    put a whole chunk in private memory.
+    """
+    found = (block == best[:, None]).argmax(axis=1)
+    for r in np.flatnonzero(np.isnan(best)):
+        found[r] = np.isnan(block[r]).argmax()
+    return found
 
 
 def _long_bucket_extrema(values, start, stop, release):
-    """Min and max indices of one bucket longer than a chunk, walked chunk by chunk."""
-    best = []  # (index, value) candidates: each chunk's min and max
+    """Min and max of one bucket longer than a chunk, walked chunk by chunk."""
+    indices, found = [], []
     for a in range(start, stop, CHUNK):
         b = min(a + CHUNK, stop)
-        found = _block_extrema(values[a:b].reshape(1, -1))
-        best.extend((a + i, values[a + i]) for i in found)
+        chunk_indices, chunk_values = _block_extrema(values[a:b].reshape(1, -1), a)
+        indices.extend(chunk_indices.tolist())
+        found.extend(chunk_values.tolist())
         release(a, b)
-    if not best:
-        return np.empty(0, np.int64)
-    low = min(best, key=lambda item: item[1])[0]
-    high = max(best, key=lambda item: item[1])[0]
-    return np.array([low, high], dtype=np.int64)
+    if not indices:
+        return np.empty(0, np.int64), np.empty(0)
+    low, high = int(np.argmin(found)), int(np.argmax(found))
+    return np.array([indices[low], indices[high]]), np.array([found[low], found[high]])
 
 
 def lttb(values, n, x=None):
-    """Indices of ``n`` points chosen by LTTB, plus the smallest and largest point."""
+    """``(indices, values)`` of ``n`` points chosen by LTTB, plus the smallest
+    and largest point."""
     if len(values) > EXACT_LTTB:
-        candidates = minmax(values, 8 * n)
+        candidates, ys = minmax(values, 8 * n)
+        # The ends too: LTTB always keeps the first and last point.
+        ends = [i for i in (0, len(values) - 1) if i not in (candidates[0], candidates[-1])]
+        if ends:
+            candidates = np.union1d(candidates, ends)
+            ys = take(values, candidates)
     else:
         candidates = np.flatnonzero(np.isfinite(values))
-    ys = np.asarray(values[candidates], dtype=np.float64)
+        ys = np.array(values[candidates], dtype=np.float64)
+        _pager(values)(-FOLIO, len(values) + FOLIO)
     finite = np.isfinite(ys)
     if not finite.all():
         candidates, ys = candidates[finite], ys[finite]
-    xs = candidates.astype(np.float64) if x is None else np.asarray(x[candidates], dtype=np.float64)
     if len(candidates) <= n:
-        return candidates
+        return candidates, ys
+    xs = candidates.astype(np.float64) if x is None else take(x, candidates)
     chosen = _lttb(xs, ys, n)
-    return candidates[chosen]
+    return candidates[chosen], ys[chosen]
 
 
 def _lttb(x, y, n):
@@ -154,6 +215,31 @@ def _lttb(x, y, n):
     return np.union1d(out, extra).astype(np.int64) if extra else out
 
 
+def take(values, indices):
+    """``values[indices]`` as a new float64 array, leaving no pages of a map behind.
+
+    A read of one value maps a whole page-cache folio (hundreds of KB on
+    recent kernels): 2,000 scattered reads would map most of a 100M-point
+    column into the process at once.  So values are gathered one span of
+    ``CHUNK`` points at a time, releasing each span's pages after it.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    release = _pager(values)
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    out = np.empty(len(indices), dtype=np.float64)
+    if not len(indices):
+        return out
+    spans = np.arange(ordered[0] // CHUNK * CHUNK, ordered[-1] + CHUNK + 1, CHUNK)
+    bounds = np.searchsorted(ordered, spans)
+    for k in range(len(spans) - 1):
+        a, b = bounds[k], bounds[k + 1]
+        if a < b:
+            out[order[a:b]] = values[ordered[a:b]]
+            release(int(spans[k]) - FOLIO, int(spans[k + 1]) + FOLIO)
+    return out
+
+
 def _pager(values):
     """A ``release(i, j)`` that unmaps the pages of ``values[i:j]`` from this process.
 
@@ -163,7 +249,7 @@ def _pager(values):
     """
     base = values
     while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
     if base is None or not hasattr(base, "madvise") or not values.flags.c_contiguous:
         return lambda i, j: None
     origin = np.frombuffer(base, dtype=np.uint8).ctypes.data
@@ -171,9 +257,13 @@ def _pager(values):
     item = values.itemsize
     page = mmap.PAGESIZE
 
+    size = len(base)
+
     def release(i, j):
-        begin = -(-(offset + i * item) // page) * page
-        end = (offset + j * item) // page * page
+        begin = max(offset + i * item, 0) // page * page
+        end = min(-(-(offset + j * item) // page) * page, size)
+        # Widened to whole pages: a value shares its page with neighbours,
+        # and a released page is simply mapped again on its next read.
         if end > begin:
             base.madvise(mmap.MADV_DONTNEED, begin, end - begin)
     return release

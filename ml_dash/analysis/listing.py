@@ -30,7 +30,7 @@ def list_experiments(dash_root=".dash", pattern=None):
     """
     root = os.path.realpath(dash_root)
     matches = _compile(pattern) if pattern else None
-    held = held_flocks()  # read once for all runs
+    held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
     for prefix, directory in _runs(root, pattern):
         if matches is None or matches(prefix):
@@ -93,7 +93,7 @@ def _summary(prefix, directory, held):
     run.update(
         status=status,
         stale=status == "RUNNING" and not writer_alive(
-            directory, writer.get("pid"), writer.get("host"), held=held),
+            directory, writer.get("pid"), writer.get("host"), held=held()),
         createdAt=iso(record.get("createdAt")),
         startedAt=iso(record.get("startedAt")),
         endedAt=iso(record.get("endedAt")),
@@ -103,6 +103,21 @@ def _summary(prefix, directory, held):
         points=sum(counts.values()),
     )
     return run
+
+
+class _Once:
+    """A call made on first use and remembered: the flock table of the
+    machine can be large, and only runs still marked RUNNING need it."""
+
+    def __init__(self, function):
+        self._function = function
+        self._done = False
+        self._value = None
+
+    def __call__(self):
+        if not self._done:
+            self._value, self._done = self._function(), True
+        return self._value
 
 
 def _compile(pattern):

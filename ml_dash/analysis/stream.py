@@ -22,9 +22,8 @@ class StreamAnalysis:
         """
         values = self.column(key, start=start, stop=stop)
         xs = None if x is None else self.column(x, start=start, stop=stop)
-        picked = _downsample.downsample(values, n, method, x=xs)
-        ys = np.asarray(values[picked], dtype=np.float64)
-        return (picked + start if xs is None else np.asarray(xs[picked], dtype=np.float64)), ys
+        picked, ys = _downsample.downsample(values, n, method, x=xs)
+        return (picked + start if xs is None else _downsample.take(xs, picked)), ys
 
     def index_range(self, low=None, high=None, key="_ts"):
         """``(start, stop)`` of the points whose ``key`` lies in ``[low, high)``.

@@ -155,23 +155,6 @@ class StoreReader:
         value = self.env.read(lambda txn: self._get(txn, db_name, key))
         return json.loads(value) if value else default
 
-    def scan(self, db_name, start=None, limit=None):
-        """``(key, value)`` pairs of ``db_name`` from key ``start`` on, in key order."""
-        def read(txn):
-            db = self.env.db(db_name, txn)
-            if db is None:
-                return []
-            cursor = txn.cursor(db=db)
-            if not (cursor.set_range(start) if start is not None else cursor.first()):
-                return []
-            out = []
-            for item in cursor:
-                out.append(item)
-                if limit is not None and len(out) >= limit:
-                    break
-            return out
-        return self.env.read(read)
-
     def get_value(self, db_name, key, default=None):
         """One record of ``db_name`` (see ``codec.encode_value``), or ``default``."""
         value = self.env.read(lambda txn: self._get(txn, db_name, key))

@@ -226,7 +226,8 @@ class Writer:
                 self._forget(created_dbs)
                 if isinstance(exc, StorageError):
                     raise
-                raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
+                raise StorageError(f"cannot commit to the store at {self.directory}: "
+                                   f"{exc}{_full_disk_note(self.directory)}") from exc
             except BaseException:
                 txn.abort()
                 self._forget(created_dbs)
@@ -282,20 +283,23 @@ class Writer:
     def _new_stream(self, stream, created):
         entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
                             dict(stream.info, createdAt=created))
+        state = _StreamState(entry)
+        state.capacity = INITIAL_CAPACITY
+        self._new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
         self._catalog.add(entry)
         self._pending_catalog.append(self._catalog.encode_stream(entry))
-        state = self._streams[stream.store_name] = _StreamState(entry)
-        state.capacity = INITIAL_CAPACITY
-        self._new_column(state, TS_KEY)
+        self._streams[stream.store_name] = state
         return state
 
     def _new_column(self, state, key):
         entry = state.entry
         cid = len(entry.columns)
-        entry.columns[key] = cid
-        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
+        # The file first: if it cannot be made (disk full) the column is not
+        # registered, and the retried snapshot creates it again under this id.
         column = state.files[key] = ColumnFile(
             column_path(self.directory, entry.sid, cid), state.capacity, fresh=True)
+        entry.columns[key] = cid
+        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
         state.layout = None
         return column
 
@@ -438,6 +442,16 @@ class Writer:
                 self._writer_lock.release()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _full_disk_note(directory):
+    """Why a write failed when LMDB only says EIO: it reports a short write so."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return ""
+    free = stat.f_bavail * stat.f_frsize
+    return f"; no space left on the device ({free} bytes free)" if free < 1 << 20 else ""
 
 
 def _label(name):
