@@ -376,3 +376,12 @@ def test_plot_writes_an_image_of_several_runs(dash_root, tmp_path):
     assert drawn == ["alice/proj/lr-1", "alice/proj/lr-2"]
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_analysis_benchmark_runs_in_quick_mode():
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "bench", "analysis.py")
+    done = subprocess.run([sys.executable, bench, "--quick"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| `minmax` |" in done.stdout and "over 30 runs" in done.stdout
