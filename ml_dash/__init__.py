@@ -33,6 +33,7 @@ from .analysis.plotting import plot
 from .analysis.ranges import align
 from .analysis.tables import runs_table
 from .experiment import Experiment, ml_dash_experiment
+from .maintenance import CheckReport, check, compact
 from .view import ExperimentView, load
 
 __version__ = "0.1.0"
@@ -42,6 +43,9 @@ __all__ = [
     "ml_dash_experiment",
     "load",
     "ExperimentView",
+    "check",
+    "compact",
+    "CheckReport",
     "list_experiments",
     "align",
     "runs_table",

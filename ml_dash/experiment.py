@@ -14,8 +14,11 @@ import sys
 import threading
 import time
 
-from .errors import ConfigurationError, RunNotStartedError
+from .errors import ConfigurationError, ExperimentError, RunNotStartedError
+from .files import Files
+from .logs import Logs
 from .metrics import Metrics
+from .params import Params
 from .paths import parse_prefix
 from .reading import iso
 from .session import Session
@@ -28,7 +31,7 @@ _open_lock = threading.Lock()
 
 
 class Experiment:
-    """One run's metrics (and later params, logs and files), stored under
+    """One run's metrics, params, logs and files, stored under
     ``<dash_root>/<prefix>``.
 
     >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP
@@ -60,6 +63,9 @@ class Experiment:
         self._session = None
         self._read_store = None
         self._metrics = Metrics(self)
+        self._params = Params(self)
+        self._logs = Logs(self)
+        self._files = Files(self)
         self.run = Run(self)
 
     # -- identity ------------------------------------------------------------------
@@ -117,6 +123,34 @@ class Experiment:
             self._open_session()  # raises: never started
         return self._metrics
 
+    def check(self, repair=False):
+        """Verify this experiment's store: :func:`ml_dash.check` on its prefix.
+
+        On a live run only the read-only check is possible; repair after closing.
+        """
+        if repair and self._session is not None:
+            raise ExperimentError(
+                f"experiment {self.prefix!r}: close the run before check(repair=True); "
+                "repairs need the writer lock")
+        from .maintenance import check
+        return check(self.prefix, self.dash_root, repair=repair)
+
+    def _started(self, part):
+        if not self._record:
+            self._open_session()  # raises: never started
+        return part
+
+    params = property(lambda self: self._started(self._params),
+                      doc="The run's parameters: ``set()``/``log()`` and ``get()``.")
+    logs = property(lambda self: self._started(self._logs),
+                    doc="The run's text logs: ``info()``, ``error()``... and ``read()``.")
+    files = property(lambda self: self._started(self._files),
+                     doc="The root folder of the run's files; ``files('models')`` for others.")
+
+    def log(self, message, level="info", metadata=None, **extra):
+        """Print and store a log line (see ``exp.logs``); returns ``exp.logs``."""
+        return self._logs.log(message, level, metadata, **extra)
+
     def flush(self):
         """Commit everything staged, across all streams, as one snapshot."""
         self._open_session().flush()
@@ -153,6 +187,7 @@ class Experiment:
         session = self._session
         if session is None:
             return
+        self._metrics.buffer.warn_unsummarized(self.prefix)
         record = dict(self._record, status=status, endedAt=time.time())
         session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
         session.close()  # flushes; on failure the run stays open for a retry
@@ -229,7 +264,8 @@ def _close_open_runs():
     """
     status = FAILED if getattr(sys, "last_value", None) is not None else COMPLETED
     with _open_lock:
-        experiments = list(_open_experiments)
+        # a forked child's copies of its parent's runs are the parent's to close
+        experiments = [e for e in _open_experiments if e._session.pid == os.getpid()]
     for experiment in experiments:
         try:
             experiment._finish(status)

@@ -5,6 +5,7 @@ everything staged, across all streams, as one snapshot (see
 ``storage/writer.py``).  Reading sees committed points only.
 """
 
+from .aggregation import Buffered, BufferSet
 from .reading import ExperimentReading, StreamReading
 from .values import _last_ts, check_fields, convert, now, resolve_ts
 
@@ -13,7 +14,7 @@ from .values import _last_ts, check_fields, convert, now, resolve_ts
 _PLAIN_TYPES = frozenset((float, int, str, bool, type(None)))
 
 
-class Stream(StreamReading):
+class Stream(Buffered, StreamReading):
     """One named series of points, e.g. ``exp.metrics("train")``."""
 
     def __init__(self, experiment, name, info):
@@ -46,9 +47,10 @@ class Stream(StreamReading):
             _ts = resolve_ts(_ts)
         staged = session.staged
         staged.append((self, fields, _ts))
-        if _flush or len(staged) >= session.max_backlog:
+        backlog = len(staged)
+        if _flush or backlog >= session.max_backlog:
             session.flush()
-        elif not len(staged) & 255:
+        elif not backlog & 255:
             session.flush_if_old()
         return self
 
@@ -70,6 +72,8 @@ class Metrics(Stream, ExperimentReading):
     def __init__(self, experiment):
         super().__init__(experiment, None, {})
         self._streams = {}
+        #: ``buffer(**values)`` for the root stream, ``buffer.log_summary()``, ``buffer.peek()``
+        self.buffer = BufferSet(self)
 
     def __call__(self, name=None, *, description=None, tags=None, metadata=None):
         """The stream called ``name`` (the root for None); the same object each time.

@@ -6,6 +6,9 @@ flushed snapshots.
 """
 
 from .errors import ExperimentError
+from .files import FilesReading
+from .logs import LogsReading
+from .params import ParamsReading, stored_params
 from .paths import parse_prefix
 from .reading import ExperimentReading, StreamReading, iso
 from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release, writer_alive
@@ -67,14 +70,53 @@ class MetricsView(StreamView, ExperimentReading):
         return self._list_streams(self._reader)
 
 
+class ParamsView(ParamsReading):
+    """``view.params.get(flatten=True)``."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def _load(self):
+        return stored_params(self._store)
+
+
+class LogsView(LogsReading):
+    """``view.logs.read(start_index, limit, level=None)``."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def _reader(self):
+        return self._store
+
+
+class FilesView(FilesReading):
+    """``view.files.list()``, ``view.files("models/a.pt").download(to=...)``."""
+
+    def __init__(self, store, directory, path=""):
+        self._store = store
+        self._directory = directory
+        self._path = path
+
+    def _reader(self):
+        return self._store
+
+    def _handle(self, path):
+        return FilesView(self._store, self._directory, path)
+
+
 class ExperimentView:
-    """What ``ml_dash.load()`` returns: metrics, status and description of a run."""
+    """What ``ml_dash.load()`` returns: metrics, params, logs, files, status and
+    description of a run."""
 
     def __init__(self, prefix, path, store):
         self.prefix = prefix
         self.path = path
         self._store = store
         self.metrics = MetricsView(store)
+        self.params = ParamsView(store)
+        self.logs = LogsView(store)
+        self.files = FilesView(store, path)
 
     def _record(self):
         return self._store.get_json(META_DB, EXPERIMENT_KEY, {})

@@ -46,6 +46,16 @@ class PointEncoder:
         return self.pack((created, ts, data))
 
 
+def encode_value(value):
+    """Bytes of a record value (params, logs, file records): MessagePack, big ints kept."""
+    return msgpack.packb(value, default=_encode_extra)
+
+
+def decode_value(data):
+    """The value :func:`encode_value` stored."""
+    return msgpack.unpackb(data, ext_hook=_decode_ext)
+
+
 def decode_point(value):
     """``(created, ts, data)`` from a stored point."""
     created, ts, data = msgpack.unpackb(value, ext_hook=_decode_ext)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from ..errors import StorageError
+from . import faults
 
 DTYPE = np.dtype("<f8")
 ITEM = DTYPE.itemsize
@@ -27,6 +28,20 @@ NAN = float("nan")
 
 def column_path(root, sid, cid):
     return os.path.join(root, "columns", str(sid), f"{cid}.f64")
+
+
+def sync_column(path):
+    """Flush a column file's written slots to disk.
+
+    ``fsync`` of the file covers pages written through a shared mapping of it
+    (on Linux ``msync`` ends in the same call) and, unlike ``mmap.flush``,
+    releases the GIL while it waits, so logging goes on meanwhile.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class ColumnFile:
@@ -68,6 +83,8 @@ class ColumnFile:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if capacity * ITEM > os.fstat(fd).st_size:
+                if faults.ACTIVE:
+                    faults.hit("column_growth", self.path)
                 os.posix_fallocate(fd, 0, capacity * ITEM)
             # An old mapping may still be exported to numpy views held by the
             # user; it is left to the garbage collector instead of closed.
@@ -87,9 +104,8 @@ class ColumnFile:
             np.frombuffer(self._mmap, dtype=DTYPE)[old:capacity] = NAN
 
     def sync(self):
-        """Flush written slots to disk (msync)."""
-        if self._mmap is not None:
-            self._mmap.flush()
+        """Flush the written slots to disk."""
+        sync_column(self.path)
 
     def close(self):
         self.values = None
@@ -110,7 +126,8 @@ class ColumnMap:
                 with open(self.path, "rb") as f:
                     mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError) as exc:
-                raise StorageError(f"cannot map column file {self.path}: {exc}") from exc
+                raise StorageError(f"cannot map column file {self.path}: {exc}; "
+                                   "ml_dash.check(..., repair=True) rebuilds it") from exc
             self._array = np.frombuffer(mm, dtype=DTYPE)
             if len(self._array) < count:
                 raise StorageError(

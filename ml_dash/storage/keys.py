@@ -12,6 +12,13 @@ Sub-databases:
     so they can be of any length and can never collide with internal names.
 ``s:<sid>``
     one per stream: 8-byte big-endian point index -> encoded point.
+``params``
+    UTF-8 flat parameter key (``a.b.c``) -> MessagePack value.
+``logs``
+    8-byte big-endian sequence number -> MessagePack ``[ts, level, message, metadata]``.
+``files``
+    UTF-8 stored path (``folder/name``, ``name`` at the root) -> MessagePack
+    file record; the contents live in ``files/<id>`` beside the environment.
 
 Stream ids and column ids are small unsigned ints packed big-endian, so that
 LMDB's byte order equals numeric order.
@@ -21,6 +28,9 @@ import struct
 
 META_DB = b"meta"
 CATALOG_DB = b"catalog"
+PARAMS_DB = b"params"
+LOGS_DB = b"logs"
+FILES_DB = b"files"
 
 FORMAT_KEY = b"format"
 EXPERIMENT_KEY = b"experiment"

@@ -34,6 +34,7 @@ class WriterLock:
                         "only one writer per experiment is allowed, open it with "
                         "ml_dash.load() to read it") from None
                 time.sleep(0.05)
+        self._pid = os.getpid()
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode(), 0)
 
@@ -45,7 +46,8 @@ class WriterLock:
 
     def release(self):
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._pid == os.getpid():  # a forked child shares the lock: closing its copy is enough
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 

@@ -11,7 +11,7 @@ import json
 from ..errors import FormatVersionError
 from . import keys
 from .catalog import Catalog
-from .codec import FORMAT_VERSION, decode_created, decode_point
+from .codec import FORMAT_VERSION, decode_created, decode_point, decode_value
 from .columns import DTYPE, ColumnMap, column_path
 
 import numpy as np
@@ -155,8 +155,13 @@ class StoreReader:
         value = self.env.read(lambda txn: self._get(txn, db_name, key))
         return json.loads(value) if value else default
 
-    def scan(self, db_name, start=None, limit=None):
-        """``(key, value)`` pairs of ``db_name`` from key ``start`` on, in key order."""
+    def get_value(self, db_name, key, default=None):
+        """One record of ``db_name`` (see ``codec.encode_value``), or ``default``."""
+        value = self.env.read(lambda txn: self._get(txn, db_name, key))
+        return default if value is None else decode_value(value)
+
+    def select(self, db_name, start=None, stop=None, limit=None):
+        """Decoded ``(key, record)`` pairs with ``start <= key < stop``, in key order."""
         def read(txn):
             db = self.env.db(db_name, txn)
             if db is None:
@@ -165,9 +170,21 @@ class StoreReader:
             if not (cursor.set_range(start) if start is not None else cursor.first()):
                 return []
             out = []
-            for item in cursor:
-                out.append(item)
+            for key, value in cursor:
+                if stop is not None and key >= stop:
+                    break
+                out.append((key, decode_value(value)))
                 if limit is not None and len(out) >= limit:
                     break
             return out
+        return self.env.read(read)
+
+    def last_key(self, db_name):
+        """The greatest key of ``db_name``, or None when it is empty or missing."""
+        def read(txn):
+            db = self.env.db(db_name, txn)
+            if db is None:
+                return None
+            cursor = txn.cursor(db=db)
+            return cursor.key() if cursor.last() else None
         return self.env.read(read)

@@ -21,13 +21,14 @@ Durability: commits use ``sync=False``, so a committed snapshot survives a
 killed process at once, and a background thread fsyncs every
 ``sync_interval`` seconds while there is unsynced data (at most about that
 much is lost if the machine itself goes down).  ``sync_interval=0`` fsyncs
-after every commit.  The same thread msyncs the column files and records in
+after every commit.  The same thread fsyncs the column files and records in
 ``meta`` the count of points whose column values are known to be on disk
 (the watermark); after an unclean shutdown the columns are rebuilt from the
 rows past it.
 """
 
 import json
+import os
 import threading
 import time
 import warnings
@@ -35,34 +36,35 @@ import warnings
 import lmdb
 
 from ..errors import FormatVersionError, StorageError
-from . import keys
+from . import faults, keys
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
 from .codec import FORMAT_VERSION, PointEncoder, decode_point
-from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
+from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
 from .lock import WriterLock
 
 MAX_MAP_SIZE = 1 << 40
-_NUMBER_TYPES = frozenset((float, int, bool))
 READER_CHECK_EVERY = 10  # syncs
 
 
 class _StreamState:
-    """What the writer keeps per stream: committed count and open columns."""
+    """What the writer keeps per stream: point count and open columns."""
 
-    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "rows")
+    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "ts_values")
 
     def __init__(self, entry, count=0):
         self.entry = entry
+        # Points committed, plus those of the snapshot being committed: the
+        # index of the next point.  A failed commit sets it back.
         self.count = count
         self.files = {}  # column key -> ColumnFile
         self.capacity = 0
         self.db = None  # sub-database handle once its creation committed
         self.synced = count
-        # (field names, their column arrays, the _ts array) of the last point
-        # when it filled every column: the next point of the same shape
-        # writes its slots without any lookup.  Reset when columns change.
+        # {field: column array} when the last point filled every column (and
+        # ts_values the _ts column): the next point with the same fields
+        # writes its slots without any other lookup.  Reset when columns change.
         self.layout = None
-        self.rows = []  # (key, value) of the snapshot being committed
+        self.ts_values = None
 
 
 class Writer:
@@ -80,7 +82,6 @@ class Writer:
         self._pending_catalog = []  # catalog items not yet committed
         self._dirty = False
         self._closed = False
-        self._syncs = 0
         try:
             self._open_store()
         except BaseException:
@@ -114,7 +115,7 @@ class Writer:
                 state.db = db
                 self._streams[entry.name] = state
                 self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
-        self._write_watermark()
+        self._write_watermark(self._marks())
 
     def _open_columns(self, state, txn, watermark):
         """Map a stream's column files and rebuild what a crash may have lost."""
@@ -150,75 +151,83 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StorageError(f"the store at {self.directory} is closed")
-            touched = self._stage_points(points, time.time())
+            if faults.ACTIVE:
+                faults.hit("before_columns")
+            rows = self._stage_points(points, time.time())
             try:
-                self._transact(touched, records)
+                self._transact(rows, records)
             except BaseException:
-                for state in touched:
-                    state.rows = []
+                _rewind(rows)
                 raise
-            for state in touched:
-                state.count += len(state.rows)
-                state.rows = []
+            if faults.ACTIVE:
+                faults.hit("after_commit")
             self._dirty = True
             if self.sync_interval == 0:
-                self._sync_locked(full=False)
+                try:
+                    self._sync_locked(full=False)
+                except StorageError as exc:
+                    exc.committed = True  # readers see it already: retrying would store it twice
+                    raise
 
     def _stage_points(self, points, created):
-        """Encode points into each stream's ``rows`` and fill their column slots.
+        """Encode points into ``(stream state, key, value)`` rows and fill their column slots.
 
-        Returns the streams touched.  This and ``Stream.log`` are the hot
-        path of a training loop, hence the flat, inlined code.
+        Advances each stream's count past its new points.  This and
+        ``Stream.log`` are the hot path of a training loop, hence the flat,
+        inlined code.
         """
         encode = self._encode
         pack_index = keys.pack_index
         streams = self._streams
-        touched = []
+        rows = []
+        append = rows.append
         try:
             for stream, data, ts in points:
                 state = streams.get(stream.store_name) or self._new_stream(stream, created)
-                rows = state.rows
-                if not rows:
-                    touched.append(state)
-                index = state.count + len(rows)
-                rows.append((pack_index(index), encode((created, ts, data))))
-                # A point of the same shape as the last one of its stream
-                # writes its column slots without any lookup.
+                index = state.count
+                append((state, pack_index(index), encode((created, ts, data))))
+                state.count = index + 1
+                # A point with the same fields as the last one of its stream
+                # writes its column slots without any other lookup; anything
+                # else (a new key, a string, a nested dict) takes the full path.
                 layout = state.layout
-                if layout is not None and index < state.capacity and layout[0] == tuple(data) \
-                        and _NUMBER_TYPES.issuperset(map(type, data.values())):
+                if layout is not None and index < state.capacity and len(data) == len(layout):
                     try:
-                        for array, number in zip(layout[1], data.values()):
-                            array[index] = number
-                        layout[2][index] = ts
+                        for key, number in data.items():
+                            layout[key][index] = number
+                        state.ts_values[index] = ts
                         continue
-                    except OverflowError:  # an int past float64: the slow path clamps it
+                    except (KeyError, TypeError, OverflowError, ValueError):
                         pass
                 self._write_slots(state, index, ts, data)
         except BaseException as exc:
-            for state in touched:
-                state.rows = []
+            _rewind(rows)
             if isinstance(exc, (TypeError, ValueError, OverflowError)) and not isinstance(exc, StorageError):
                 raise TypeError(f"{_label(stream.store_name)}: cannot store {data!r}: {exc}") from exc
             raise
-        return touched
+        return rows
 
-    def _transact(self, touched, records):
+    def _transact(self, rows, records):
         while True:
             txn = self.env.lmdb.begin(write=True)
             created_dbs = []
             try:
-                self._put_all(txn, touched, records, created_dbs)
+                self._put_all(txn, rows, records, created_dbs)
+                if faults.ACTIVE:
+                    faults.hit("before_commit", self.directory)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
                 self._forget(created_dbs)
                 self._grow_map()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:
                 txn.abort()
                 self._forget(created_dbs)
-                raise StorageError(f"cannot commit to the store at {self.directory}: {exc}") from exc
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"cannot commit to the store at {self.directory}: "
+                                   f"{exc}{_full_disk_note(self.directory)}") from exc
             except BaseException:
                 txn.abort()
                 self._forget(created_dbs)
@@ -226,7 +235,7 @@ class Writer:
             self._pending_catalog.clear()
             return
 
-    def _put_all(self, txn, touched, records, created_dbs):
+    def _put_all(self, txn, rows, records, created_dbs):
         if self._pending_catalog:
             catalog = self.env.db(keys.CATALOG_DB, txn)
             for key, value in self._pending_catalog:
@@ -234,21 +243,18 @@ class Writer:
             meta = self.env.db(keys.META_DB, txn)
             version = int(txn.get(keys.CATALOG_VERSION_KEY, b"0", db=meta)) + 1
             txn.put(keys.CATALOG_VERSION_KEY, b"%d" % version, db=meta)
-        for state in touched:
-            if state.db is None:
-                state.db = self.env.db(state.entry.db_name, txn, create=True)
+        put = txn.put
+        for state, key, value in rows:
+            db = state.db
+            if db is None:
+                db = state.db = self.env.db(state.entry.db_name, txn, create=True)
                 created_dbs.append(state)
-            rows = state.rows
-            if len(rows) == 1:
-                stored = txn.put(*rows[0], db=state.db, append=True)
-            else:
-                stored = txn.cursor(db=state.db).putmulti(rows, append=True)[1] == len(rows)
-            if not stored:
+            if not put(key, value, db=db, append=True):
                 # MDB_APPEND refuses a key that is not past the last one.
                 raise StorageError(
                     f"{_label(state.entry.name)} in {self.directory}: point index "
-                    f"{state.count} is not past the last stored index; another process "
-                    "may have written this experiment")
+                    f"{keys.unpack_index(key)} is not past the last stored index; another "
+                    "process may have written this experiment")
         for db_name, key, value in records:
             db = self.env.db(db_name, txn, create=True)
             if value is None:
@@ -265,27 +271,35 @@ class Writer:
         size = self.env.lmdb.info()["map_size"]
         if size >= MAX_MAP_SIZE:
             raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
-        self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        try:
+            if faults.ACTIVE:
+                faults.hit("map_growth", self.directory)
+            self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        except (lmdb.Error, OSError) as exc:
+            raise StorageError(f"cannot grow the map of the store at {self.directory}: {exc}") from exc
 
     # -- streams and columns ------------------------------------------------------
 
     def _new_stream(self, stream, created):
         entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
                             dict(stream.info, createdAt=created))
+        state = _StreamState(entry)
+        state.capacity = INITIAL_CAPACITY
+        self._new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
         self._catalog.add(entry)
         self._pending_catalog.append(self._catalog.encode_stream(entry))
-        state = self._streams[stream.store_name] = _StreamState(entry)
-        state.capacity = INITIAL_CAPACITY
-        self._new_column(state, TS_KEY)
+        self._streams[stream.store_name] = state
         return state
 
     def _new_column(self, state, key):
         entry = state.entry
         cid = len(entry.columns)
-        entry.columns[key] = cid
-        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
+        # The file first: if it cannot be made (disk full) the column is not
+        # registered, and the retried snapshot creates it again under this id.
         column = state.files[key] = ColumnFile(
             column_path(self.directory, entry.sid, cid), state.capacity, fresh=True)
+        entry.columns[key] = cid
+        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
         state.layout = None
         return column
 
@@ -308,7 +322,8 @@ class Writer:
         if nested or written != len(files):
             self._write_sparse_slots(state, index, data)
         elif written == len(data) + 1:
-            state.layout = (tuple(data), [files[key].values for key in data], files[TS_KEY].values)
+            state.layout = {key: files[key].values for key in data}
+            state.ts_values = files[TS_KEY].values
 
     def _write_sparse_slots(self, state, index, data):
         present = {TS_KEY}
@@ -337,36 +352,77 @@ class Writer:
                 self._sync_locked(full=True)
 
     def _sync_locked(self, full):
-        if full:
-            for state in self._streams.values():
-                if state.count > state.synced:
-                    for column in state.files.values():
-                        column.sync()
-            self._write_watermark()
-        self.env.lmdb.sync(True)
+        try:
+            if faults.ACTIVE:
+                faults.hit("sync", self.directory)
+            if full:
+                for path in self._unsynced_columns():
+                    sync_column(path)
+                self._write_watermark(self._marks())
+            self.env.lmdb.sync(True)
+        except (lmdb.Error, OSError) as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot sync the store at {self.directory} to disk: {exc}") from exc
         self._dirty = False
 
-    def _write_watermark(self):
-        marks = {str(state.entry.sid): state.count for state in self._streams.values()}
+    def _marks(self):
+        """The count of every stream, as the watermark to record once synced."""
+        return {state: state.count for state in self._streams.values()}
+
+    def _unsynced_columns(self):
+        return [column.path for state in self._streams.values() if state.count > state.synced
+                for column in state.files.values()]
+
+    def _write_watermark(self, marks):
+        stored = {str(state.entry.sid): count for state, count in marks.items()}
         with self.env.lmdb.begin(write=True) as txn:
-            txn.put(keys.WATERMARK_KEY, json.dumps(marks).encode(),
+            txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
                     db=self.env.db(keys.META_DB, txn))
-        for state in self._streams.values():
-            state.synced = state.count
+        for state, count in marks.items():
+            state.synced = count
+
+    def _sync_in_background(self):
+        """Fsync what is committed while the training loop goes on committing.
+
+        Only taking the plan and recording the watermark hold the write lock:
+        an fsync can take tens of milliseconds, and a commit waiting for it
+        would stall the loop (the fsyncs release the GIL).  Slots below the
+        planned counts were written before the fsyncs started, so the
+        watermark never claims more than what is on disk.
+        """
+        with self._lock:
+            if self._closed or not (self._dirty or any(
+                    state.count > state.synced for state in self._streams.values())):
+                return
+            self._dirty = False
+            marks = self._marks()
+            paths = self._unsynced_columns()
+        try:
+            if faults.ACTIVE:
+                faults.hit("sync", self.directory)
+            for path in paths:
+                sync_column(path)
+            self.env.lmdb.sync(True)  # an fdatasync: safe beside a write transaction
+        except BaseException:
+            self._dirty = True  # try again at the next round
+            raise
+        with self._lock:
+            if not self._closed:
+                self._write_watermark(marks)
 
     def _sync_loop(self):
         period = self.sync_interval or 1.0
+        syncs = 0
         while not self._stop.wait(period):
             try:
-                with self._lock:
-                    if self._closed:
-                        return
-                    if self._dirty or any(s.count > s.synced for s in self._streams.values()):
-                        self._sync_locked(full=True)
-                    self._syncs += 1
-                    if self._syncs % READER_CHECK_EVERY == 0:
-                        # A killed reader's slot pins old pages: the file would grow forever.
-                        self.env.lmdb.reader_check()
+                self._sync_in_background()
+                syncs += 1
+                if syncs % READER_CHECK_EVERY == 0:
+                    with self._lock:
+                        if not self._closed:
+                            # A killed reader's slot pins old pages: the file would grow forever.
+                            self.env.lmdb.reader_check()
             except Exception as exc:  # never let the thread die silently
                 warnings.warn(f"ml_dash: background sync of {self.directory} failed: {exc}")
 
@@ -388,8 +444,24 @@ class Writer:
             self._thread.join()
 
 
+def _full_disk_note(directory):
+    """Why a write failed when LMDB only says EIO: it reports a short write so."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return ""
+    free = stat.f_bavail * stat.f_frsize
+    return f"; no space left on the device ({free} bytes free)" if free < 1 << 20 else ""
+
+
 def _label(name):
     return f"stream {name!r}" if name else "the root stream"
+
+
+def _rewind(rows):
+    """Set the counts of the streams in ``rows`` back to before their first row."""
+    for state, key, _ in reversed(rows):
+        state.count = keys.unpack_index(key)
 
 
 def _count(txn, db):
@@ -410,7 +482,7 @@ def _capacity_for(count):
 def _assign(values, index, number):
     try:
         values[index] = number
-    except OverflowError:  # an int beyond float64's range
+    except (OverflowError, ValueError):  # an int beyond float64's range (memoryview says ValueError)
         values[index] = float("inf") if number > 0 else float("-inf")
 
 

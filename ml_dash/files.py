@@ -1,0 +1,348 @@
+"""Files of a run: checkpoints, configs, images, stored beside its metrics.
+
+``exp.files("models")`` is a handle on a folder, ``exp.files("models/a.pt")``
+on one file (a handle is a file handle when a file is stored at its path or
+its last segment has a dot), and ``exp.files`` itself is the root folder.
+Folder and file names are only names in records: contents live in
+``files/<id>`` (see ``storage/blobs.py``), so any name is safe.  Every save
+is committed at once, with whatever else is staged, and replaces a file
+stored under the same folder and name.
+"""
+
+import datetime
+import fnmatch
+import io
+import json
+import mimetypes
+import os
+import threading
+
+from .storage import blobs
+from .storage.codec import encode_value
+from .storage.keys import FILES_DB
+
+_UTC = datetime.timezone.utc
+
+
+def clean_path(path):
+    """``path`` as ``a/b/c`` (no leading, trailing or repeated slashes), or ``ValueError``."""
+    if path is None:
+        return ""
+    path = os.fspath(path)
+    if not isinstance(path, str) or "\\" in path or "\0" in path:
+        raise ValueError(f"file path {path!r}: use '/'-separated text without backslashes or NUL")
+    parts = [part for part in path.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError(f"file path {path!r}: '.' and '..' segments are not allowed")
+    return "/".join(parts)
+
+
+def _join(*parts):
+    return "/".join(part for part in parts if part)
+
+
+def _split(path):
+    folder, _, name = path.rpartition("/")
+    return folder, name
+
+
+def _under(folder, key):
+    return not folder or key.startswith(folder + "/")
+
+
+def _missing(path):
+    return FileNotFoundError(f"no stored file {path!r}")
+
+
+def _require(module, extra, method):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"files.{method}() needs the optional '{extra}' extra: pip install 'ml-dash[{extra}]'"
+        ) from None
+
+
+class FilesReading:
+    """Reading stored files.  Subclasses provide ``_path`` (the handle's
+    cleaned path), ``_directory`` (the experiment folder), ``_reader()`` and
+    ``_handle(path)``."""
+
+    def __call__(self, path=None):
+        """A handle on the folder or file ``path`` under this one."""
+        return self._handle(_join(self._path, clean_path(path)))
+
+    # -- what the handle points at --------------------------------------------------
+
+    def _record(self, path):
+        return self._reader().get_value(FILES_DB, path.encode("utf-8")) if path else None
+
+    def _is_file(self):
+        path = self._path
+        return bool(path) and ("." in _split(path)[1] or self._record(path) is not None)
+
+    def _folder(self):
+        return _split(self._path)[0] if self._is_file() else self._path
+
+    def _records(self):
+        """``{stored path: record}`` of every file under the handle's folder."""
+        folder = self._path
+        start = (folder + "/").encode("utf-8") if folder else None
+        stop = (folder + "0").encode("utf-8") if folder else None  # '0' follows '/'
+        return {key.decode("utf-8"): record
+                for key, record in self._reader().select(FILES_DB, start=start, stop=stop)}
+
+    def _matches(self, pattern):
+        """``{stored path: record}`` the handle stands for, filtered by ``pattern``."""
+        if self._is_file() and pattern is None:
+            record = self._record(self._path)
+            if record is None:
+                raise _missing(self._path)
+            return {self._path: record}
+        folder = self._folder()
+        found = self._handle(folder)._records() if folder != self._path else self._records()
+        if pattern is None:
+            return found
+        relative = len(folder) + 1 if folder else 0
+        return {key: record for key, record in found.items()
+                if fnmatch.fnmatchcase(record["filename"], pattern)
+                or fnmatch.fnmatchcase(key[relative:], pattern)}
+
+    # -- public reading -------------------------------------------------------------
+
+    def list(self, pattern=None):
+        """Records of the files under this handle (a file handle: its own), by path.
+
+        ``pattern`` is a glob on the filename (or on the path under the handle).
+        """
+        if self._is_file() and pattern is None:
+            record = self._record(self._path)
+            return [record] if record is not None else []
+        return list(self._matches(pattern).values())
+
+    def exists(self):
+        """Whether a file is stored at this path (or, for a folder, under it)."""
+        if self._record(self._path) is not None:
+            return True
+        return not self._is_file() and bool(self._records())
+
+    def read_bytes(self):
+        """The stored contents of this file, checked against its sha256."""
+        record = self._record(self._path)
+        if record is None:
+            raise _missing(self._path)
+        return blobs.read_verified(self._directory, record["id"], record["checksum"], repr(self._path))
+
+    def read_text(self, encoding="utf-8"):
+        return self.read_bytes().decode(encoding)
+
+    def download(self, pattern=None, to=None):
+        """Copy stored files out, each verified against its sha256.
+
+        On a file handle without ``pattern``: to ``to`` (a file path, or a
+        directory to put it in; default the current directory); returns the
+        destination path.  Otherwise every match goes into the directory
+        ``to`` (keeping its path under the handle); returns the paths.
+        """
+        if self._is_file() and pattern is None:
+            record = self._record(self._path)
+            if record is None:
+                raise _missing(self._path)
+            destination = to if to is not None else os.getcwd()
+            if os.path.isdir(destination):
+                destination = os.path.join(destination, record["filename"])
+            return self._copy_out(self._path, record, os.fspath(destination))
+        matches = self._matches(pattern)
+        if pattern is not None and not matches:
+            raise _missing(_join(self._path, pattern))
+        folder = self._folder()
+        relative = len(folder) + 1 if folder else 0
+        target = os.fspath(to) if to is not None else os.getcwd()
+        return [self._copy_out(key, record, os.path.join(target, *key[relative:].split("/")))
+                for key, record in matches.items()]
+
+    def _copy_out(self, key, record, destination):
+        return blobs.copy_verified(self._directory, record["id"], record["checksum"],
+                                   destination, repr(key))
+
+    def __repr__(self):
+        return f"<Files {self._path or '/'!r}>"
+
+
+class Files(FilesReading):
+    """``exp.files``: a folder or file handle of a live experiment."""
+
+    def __init__(self, experiment, path="", lock=None):
+        self._exp = experiment
+        self._path = path
+        self._lock = lock or threading.Lock()  # one save or delete at a time per experiment
+
+    @property
+    def _directory(self):
+        return self._exp.path
+
+    def _reader(self):
+        return self._exp._reader()
+
+    def _handle(self, path):
+        return Files(self._exp, path, self._lock)
+
+    # -- writing --------------------------------------------------------------------
+
+    def _target(self, to, default_name=None):
+        """The stored path a write goes to."""
+        if to is not None:
+            return _join(self._folder(), clean_path(to))
+        if self._is_file():
+            return self._path
+        if default_name:
+            return _join(self._path, default_name)
+        raise ValueError(f"files handle {self._path or '/'!r} is a folder: give to='name'")
+
+    def _store(self, path, source, description, tags, metadata, content_type=None):
+        """Write ``source`` (a local path or bytes) as ``path``, commit its record."""
+        session = self._exp._open_session()
+        folder, name = _split(path)
+        if not name:
+            raise ValueError("a stored file needs a name: give to='name'")
+        file_id = blobs.new_id()
+        with self._lock:
+            size, checksum = blobs.write(self._directory, file_id, source)
+            old = session.reader.get_value(FILES_DB, path.encode("utf-8"))
+            record = {
+                "id": file_id,
+                "path": folder,
+                "filename": name,
+                "sizeBytes": size,
+                "checksum": checksum,
+                "contentType": content_type or mimetypes.guess_type(name)[0]
+                or "application/octet-stream",
+                "description": description,
+                "tags": list(tags or ()),
+                "metadata": metadata,
+                "uploadedAt": datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z"),
+            }
+            try:
+                data = encode_value(record)
+            except TypeError:
+                blobs.remove(self._directory, file_id)
+                raise TypeError(f"file {path!r}: metadata {metadata!r} cannot be stored") from None
+            session.stage_record(FILES_DB, path.encode("utf-8"), data)
+            session.flush()
+            if old is not None:
+                blobs.remove(self._directory, old["id"])  # superseded, and no longer referenced
+        return record
+
+    def upload(self, local_path, to=None, description=None, tags=None, metadata=None):
+        """Copy the local file in (as ``to``, default its own name); returns the record.
+
+        The local file is only read, never moved or deleted.
+        """
+        local_path = os.fspath(local_path)
+        if not os.path.isfile(local_path):
+            raise FileNotFoundError(f"cannot upload {local_path!r}: no such file")
+        path = self._target(to, os.path.basename(local_path))
+        return self._store(path, local_path, description, tags, metadata)
+
+    def save(self, content, to=None, description=None, tags=None, metadata=None):
+        """Store ``content``: a local file path (uploaded), bytes, or a dict or list (JSON)."""
+        if isinstance(content, (str, os.PathLike)):
+            if not os.path.isfile(content):
+                raise FileNotFoundError(
+                    f"save({content!r}): no such local file; use save_text() to store a string")
+            return self.upload(content, to, description, tags, metadata)
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return self.save_blob(content, to, description, tags, metadata)
+        if isinstance(content, (dict, list)):
+            return self.save_json(content, to, description, tags, metadata)
+        raise TypeError(
+            f"save() takes a file path, bytes, or a dict or list (stored as JSON), not "
+            f"{type(content).__name__}; see save_text, save_image, save_fig, save_torch")
+
+    def save_text(self, text, to=None, description=None, tags=None, metadata=None):
+        if not isinstance(text, str):
+            raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
+        path = self._target(to)
+        return self._store(path, text.encode("utf-8"), description, tags, metadata,
+                           mimetypes.guess_type(path)[0] or "text/plain")
+
+    def save_json(self, obj, to=None, description=None, tags=None, metadata=None):
+        try:
+            data = json.dumps(obj, indent=2).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"save_json(): cannot encode {type(obj).__name__} as JSON: {exc}") from None
+        return self._store(self._target(to), data, description, tags, metadata, "application/json")
+
+    def save_blob(self, data, to=None, description=None, tags=None, metadata=None):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"save_blob() takes bytes, not {type(data).__name__}")
+        return self._store(self._target(to), bytes(data), description, tags, metadata)
+
+    def save_image(self, array, to=None, description=None, tags=None, metadata=None):
+        """Store a numpy array (H x W, H x W x 3 or 4; floats in [0, 1] are scaled)
+        as an image, PNG unless ``to`` names another format.  Needs Pillow."""
+        image_module = _require("PIL.Image", "image", "save_image")
+        import numpy as np
+        array = np.asarray(array)
+        if array.dtype.kind == "f":
+            array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        elif array.dtype.kind == "b":
+            array = array.astype(np.uint8) * 255
+        path = self._target(to)
+        image_format = _format(path, "png")
+        buffer = io.BytesIO()
+        image_module.fromarray(array).save(buffer, format=image_format.upper())
+        return self._store(path, buffer.getvalue(), description, tags, metadata)
+
+    def save_fig(self, fig=None, to=None, description=None, tags=None, metadata=None, **savefig):
+        """Store a matplotlib figure (default the current one), PNG unless ``to``
+        names another format.  Needs matplotlib."""
+        pyplot = _require("matplotlib.pyplot", "plot", "save_fig")
+        fig = fig if fig is not None else pyplot.gcf()
+        path = self._target(to)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=_format(path, "png"), **savefig)
+        return self._store(path, buffer.getvalue(), description, tags, metadata)
+
+    def save_torch(self, obj, to=None, description=None, tags=None, metadata=None):
+        """Store ``obj`` with ``torch.save`` (a model's ``state_dict()``, say).  Needs torch."""
+        torch = _require("torch", "torch", "save_torch")
+        path = self._target(to)
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return self._store(path, buffer.getvalue(), description, tags, metadata)
+
+    def duplicate(self, source, to):
+        """Copy a stored file (its record or ``id``) to ``to`` (``folder/name``); returns the new record."""
+        file_id = source.get("id") if isinstance(source, dict) else source
+        everything = self._handle("")._records()
+        found = [(key, record) for key, record in everything.items() if record["id"] == file_id]
+        if not found:
+            raise FileNotFoundError(f"no stored file with id {file_id!r}")
+        key, record = found[0]
+        path = _join(self._folder(), clean_path(to))
+        source_path = blobs.content_path(self._directory, record["id"])
+        return self._store(path, source_path, record.get("description"), record.get("tags"),
+                           record.get("metadata"), record.get("contentType"))
+
+    def delete(self, pattern=None):
+        """Remove this file, or the files under this folder (matching ``pattern``).
+
+        Returns the removed records; ``FileNotFoundError`` when nothing matches.
+        """
+        session = self._exp._open_session()
+        with self._lock:
+            matches = self._matches(pattern)
+            if not matches:
+                raise _missing(_join(self._path, pattern) if pattern else self._path or "/")
+            session.stage_records([(FILES_DB, key.encode("utf-8"), None) for key in matches])
+            session.flush()
+            for record in matches.values():
+                blobs.remove(self._directory, record["id"])
+        return list(matches.values())
+
+
+def _format(path, default):
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    return {"jpg": "jpeg", "tif": "tiff"}.get(extension, extension) or default

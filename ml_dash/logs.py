@@ -1,0 +1,161 @@
+"""Text logs of a run: printed as they are logged, stored, and read back.
+
+``exp.log("epoch done", level="info", loss=0.3)`` or
+``exp.logs.info("epoch done", loss=0.3)`` prints ``[INFO] epoch done loss=0.3``
+at once (error and fatal to stderr) and stages a record, committed with the
+next flush like any point.  Records are numbered from 0 in the order they
+were logged, across threads: the number is taken, the line printed and the
+record staged under one lock, so printed order, stored order and numbering
+agree, and a flush always commits a contiguous run of numbers.
+"""
+
+import sys
+import threading
+import time
+
+from .reading import _check_range, iso
+from .storage.codec import encode_value
+from .storage.keys import LOGS_DB, pack_index, unpack_index
+from .values import convert
+
+LEVELS = ("debug", "info", "warn", "error", "fatal")
+_ALIASES = {"warning": "warn"}
+_TO_STDERR = frozenset(("error", "fatal"))
+_SCAN_CHUNK = 512  # records read per transaction when filtering by level
+
+
+def level_of(level):
+    """The stored (lowercase) name of ``level``, or ``ValueError``."""
+    name = level.lower() if isinstance(level, str) else level
+    name = _ALIASES.get(name, name)
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)} (or 'warning')")
+    return name
+
+
+def _metadata(metadata, extra):
+    merged = {}
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
+        merged.update(metadata)
+    merged.update(extra)
+    try:
+        return {key: convert(None, key, value) for key, value in merged.items()}
+    except TypeError as exc:
+        raise TypeError(f"log metadata: {exc}".replace("the root stream: ", "")) from None
+
+
+def _line(level, message, metadata):
+    parts = [f"[{level.upper()}] {message}"]
+    parts += [f"{key}={value}" for key, value in metadata.items()]
+    return " ".join(parts)
+
+
+class LogsReading:
+    """``read()``; subclasses provide ``_reader()`` (a ``StoreReader``)."""
+
+    def read(self, start_index=0, limit=1000, level=None):
+        """A page of committed log records from ``start_index`` on.
+
+        Returns ``{"data", "startIndex", "endIndex", "total", "hasMore"}``
+        like ``metrics.read()``; each row is ``{"index", "timestamp", "level",
+        "message", "metadata"}``.  ``level`` keeps only records of that level
+        (``endIndex`` is then the index of the last row returned).
+        """
+        _check_range(start_index, limit)
+        wanted = None if level is None else level_of(level)
+        rows, has_more = _page(self._reader(), start_index, limit, wanted)
+        data = [{"index": index, "timestamp": iso(ts), "level": name, "message": message,
+                 "metadata": metadata or {}}
+                for index, (ts, name, message, metadata) in rows]
+        return {
+            "data": data,
+            "startIndex": start_index,
+            "endIndex": data[-1]["index"] if data else start_index - 1,
+            "total": len(data),
+            "hasMore": has_more,
+        }
+
+
+def _page(reader, start, limit, level):
+    """``([(index, record)], has_more)`` of records from ``start`` on."""
+    if limit == 0:
+        return [], False
+    chunk = limit + 1 if level is None else max(limit + 1, _SCAN_CHUNK)
+    rows = []
+    key = pack_index(start)
+    while True:
+        batch = reader.select(LOGS_DB, start=key, limit=chunk)
+        for stored, record in batch:
+            if level is None or record[1] == level:
+                if len(rows) == limit:
+                    return rows, True
+                rows.append((unpack_index(stored), record))
+        if len(batch) < chunk:
+            return rows, False
+        key = pack_index(unpack_index(batch[-1][0]) + 1)
+
+
+def next_index(reader):
+    last = reader.last_key(LOGS_DB)
+    return 0 if last is None else unpack_index(last) + 1
+
+
+class Logs(LogsReading):
+    """``exp.logs`` of a live experiment."""
+
+    def __init__(self, experiment):
+        self._exp = experiment
+        self._lock = threading.Lock()
+        self._session = None  # the session ``_next`` was loaded in
+        self._next = 0
+
+    def _reader(self):
+        return self._exp._reader()
+
+    def log(self, message, level="info", metadata=None, _flush=False, **extra):
+        """Print and stage one record; ``_flush=True`` also commits at once.
+
+        ``metadata`` and ``extra`` are merged (``extra`` wins) and stored as
+        the record's metadata.
+        """
+        session = self._exp._open_session()
+        level = level_of(level)
+        metadata = _metadata(metadata, extra)
+        message = str(message)
+        out = sys.stderr if level in _TO_STDERR else sys.stdout
+        with self._lock:
+            if self._session is not session:
+                self._next = next_index(session.reader)
+                self._session = session
+            index = self._next
+            record = encode_value([time.time(), level, message, metadata])
+            self._next += 1
+            print(_line(level, message, metadata), file=out, flush=True)
+            session.stage_record(LOGS_DB, pack_index(index), record)
+        if _flush:
+            session.flush()
+        else:
+            session.flush_if_old()
+        return self
+
+    def debug(self, message, **metadata):
+        return self.log(message, "debug", metadata)
+
+    def info(self, message, **metadata):
+        return self.log(message, "info", metadata)
+
+    def warn(self, message, **metadata):
+        return self.log(message, "warn", metadata)
+
+    warning = warn
+
+    def error(self, message, **metadata):
+        return self.log(message, "error", metadata)
+
+    def fatal(self, message, **metadata):
+        return self.log(message, "fatal", metadata)
+
+    def __repr__(self):
+        return f"<Logs of {self._exp.prefix}>"

@@ -1,0 +1,31 @@
+"""Verifying and compacting stored experiments: ``ml_dash.check`` and ``ml_dash.compact``."""
+
+from .paths import parse_prefix
+from .storage.check import CheckReport, check_store, compact_store
+
+__all__ = ["check", "compact", "CheckReport"]
+
+
+def check(prefix, dash_root=".dash", repair=False):
+    """Verify the stored experiment ``prefix``; returns a :class:`CheckReport`.
+
+    Checks the format version and catalog, that every stream's points are
+    numbered 0, 1, 2, ... without gaps, that every point decodes, and that
+    every column equals its rows.  Safe while the run is being written (it
+    checks what was committed when it started).  ``repair=True`` rewrites
+    wrong or missing columns from the rows, which needs the writer lock:
+    it raises ``WriterLockedError`` while a writer is live.
+    """
+    segments, path = parse_prefix(prefix, dash_root)
+    return check_store("/".join(segments), path, repair=repair)
+
+
+def compact(prefix, dash_root=".dash"):
+    """Rewrite the experiment's LMDB file without free pages, atomically.
+
+    Returns ``(bytes before, bytes after)``.  Needs the run closed (no live
+    writer: ``WriterLockedError`` otherwise) and no reader in any process
+    (``ExperimentError`` naming their pids otherwise).
+    """
+    segments, path = parse_prefix(prefix, dash_root)
+    return compact_store("/".join(segments), path)

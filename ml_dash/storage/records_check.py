@@ -1,0 +1,77 @@
+"""The checker's part for params, logs and files (see ``check.py``).
+
+Verifies that every params and log record decodes, that log numbers run
+0, 1, 2, ... without a gap, and that every file record has its contents in
+``files/`` with the recorded size and sha256.  Content files that no record
+points at (a process killed between writing the contents and committing
+the record, or a temporary file it left) are reported, and deleted with
+``repair=True`` (which holds the writer lock, so no save is under way).
+A damaged or missing content file cannot be repaired: its record says what
+was lost.
+"""
+
+import hashlib
+import os
+
+from . import blobs, keys
+from .codec import decode_value
+
+
+def check_records(env, path, report, repair):
+    """Add what is wrong with the params, logs and files of the store to ``report``."""
+    def read(txn):
+        out = {}
+        for name in (keys.PARAMS_DB, keys.LOGS_DB, keys.FILES_DB):
+            db = env.db(name, txn)
+            out[name] = [] if db is None else list(txn.cursor(db=db))
+        return out
+
+    stored = env.read(read)
+    decoded = {}
+    for name, items in stored.items():
+        decoded[name] = []
+        for key, value in items:
+            try:
+                decoded[name].append((key, decode_value(value)))
+            except Exception as exc:  # any decoding failure is damage to report
+                report.problems.append(f"{name.decode()} record {key!r} cannot be decoded: {exc}")
+    for position, (key, _) in enumerate(decoded[keys.LOGS_DB]):
+        if len(key) != 8 or keys.unpack_index(key) != position:
+            report.problems.append(f"log records are not numbered 0, 1, 2, ...: {key!r} at {position}")
+            break
+    referenced = {record["id"] for _, record in decoded[keys.FILES_DB]}
+    for key, record in decoded[keys.FILES_DB]:
+        _check_content(path, key.decode("utf-8", "replace"), record, report)
+    _check_unreferenced(path, referenced, report, repair)
+
+
+def _check_content(path, name, record, report):
+    content = blobs.content_path(path, record["id"])
+    digest = hashlib.sha256()
+    try:
+        with open(content, "rb") as handle:
+            for chunk in iter(lambda: handle.read(blobs.CHUNK), b""):
+                digest.update(chunk)
+            size = handle.tell()
+    except FileNotFoundError:
+        report.problems.append(f"file {name!r}: its contents {content} are missing")
+        return
+    if size != record["sizeBytes"] or digest.hexdigest() != record["checksum"]:
+        report.problems.append(
+            f"file {name!r}: its contents {content} are damaged ({size} bytes, sha256 "
+            f"{digest.hexdigest()}; the record says {record['sizeBytes']} bytes, {record['checksum']})")
+
+
+def _check_unreferenced(path, referenced, report, repair):
+    folder = blobs.folder(path)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in sorted(set(names) - referenced):
+        text = f"{os.path.join(folder, name)} belongs to no file record (left by a killed save)"
+        if repair:
+            os.unlink(os.path.join(folder, name))
+            report.repaired.append(f"removed {text}")
+        else:
+            report.problems.append(text)
