@@ -370,6 +370,8 @@ def test_export_csv_jsonl_and_parquet(dash_root, tmp_path):
 def test_plot_writes_an_image_of_several_runs(dash_root, tmp_path):
     make_run(dash_root, "alice/proj/lr-1", steps=50)
     make_run(dash_root, "alice/proj/lr-2", steps=50)
+    with Experiment(prefix="alice/proj/other", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(accuracy=0.5).flush()   # no loss: left out of the plot
     out = str(tmp_path / "loss.png")
     drawn = ml_dash.plot("alice/proj/lr-1", "train", "loss", out, compare="alice/proj/*",
                          dash_root=dash_root, points=20)
