@@ -109,7 +109,8 @@ def _show(args):
             if recent:
                 print("\nrecent logs")
                 for record in recent:
-                    print(f"  {record['timestamp']} [{record['level'].upper()}] {record['message']}")
+                    extra = "".join(f" {k}={output.cell(v)}" for k, v in (record.get("metadata") or {}).items())
+                    print(f"  {record['timestamp']} [{record['level'].upper()}] {record['message']}{extra}")
     return 0
 
 
@@ -124,15 +125,20 @@ def _read(args):
             return 0
         start += len(page["data"])
         try:
+            ended = False
             while True:
                 page = stream.read(start_index=start, limit=args.limit)
                 if page["data"]:
                     keys = _print_rows(page["data"], args.json, keys)
                     start += len(page["data"])
                     continue
-                if view.status != "RUNNING" or view.stale:
-                    return 0  # the run has ended: nothing more will come
-                time.sleep(args.interval)
+                if ended:
+                    return 0  # the run had ended before this last read: nothing more will come
+                # Checked after an empty read, then read once more: points
+                # committed between the two are still printed.
+                ended = view.status != "RUNNING" or view.stale
+                if not ended:
+                    time.sleep(args.interval)
         except KeyboardInterrupt:
             return 0
 

@@ -5,15 +5,13 @@ between calls, so it neither blocks nor slows a live writer; it sees only
 flushed snapshots.
 """
 
-import os
-
 from .errors import ExperimentError
 from .files import FilesReading
 from .logs import LogsReading
 from .params import ParamsReading, stored_params
 from .paths import parse_prefix
 from .reading import ExperimentReading, StreamReading, iso
-from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
+from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release, writer_alive
 
 
 def load(prefix, dash_root=".dash"):
@@ -134,13 +132,13 @@ class ExperimentView:
         record = self._record()
         for key in ("createdAt", "startedAt", "endedAt"):
             record[key] = iso(record.get(key))
-        record["stale"] = _is_stale(record)
+        record["stale"] = _is_stale(record, self.path)
         return record
 
     @property
     def stale(self):
         """True for a ``RUNNING`` run whose writer process is gone."""
-        return _is_stale(self._record())
+        return _is_stale(self._record(), self.path)
 
     def close(self):
         """Release the view's handle on the store (also done when it is collected)."""
@@ -158,20 +156,9 @@ class ExperimentView:
         return f"<ExperimentView {self.prefix} {self.status}>"
 
 
-def _is_stale(record):
+def _is_stale(record, path):
+    """A ``RUNNING`` run whose writer holds the writer lock no more."""
     if record.get("status") != "RUNNING":
         return False
     writer = record.get("writer") or {}
-    pid = writer.get("pid")
-    if not pid:
-        return True
-    import socket
-    if writer.get("host") != socket.gethostname():
-        return False  # another machine's process: cannot tell, assume alive
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not writer_alive(path, writer.get("pid"), writer.get("host"))

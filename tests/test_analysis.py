@@ -370,9 +370,20 @@ def test_export_csv_jsonl_and_parquet(dash_root, tmp_path):
 def test_plot_writes_an_image_of_several_runs(dash_root, tmp_path):
     make_run(dash_root, "alice/proj/lr-1", steps=50)
     make_run(dash_root, "alice/proj/lr-2", steps=50)
+    with Experiment(prefix="alice/proj/other", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(accuracy=0.5).flush()   # no loss: left out of the plot
     out = str(tmp_path / "loss.png")
     drawn = ml_dash.plot("alice/proj/lr-1", "train", "loss", out, compare="alice/proj/*",
                          dash_root=dash_root, points=20)
     assert drawn == ["alice/proj/lr-1", "alice/proj/lr-2"]
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_analysis_benchmark_runs_in_quick_mode():
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "bench", "analysis.py")
+    done = subprocess.run([sys.executable, bench, "--quick"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| `minmax` |" in done.stdout and "over 30 runs" in done.stdout

@@ -1,6 +1,8 @@
 """The ``ml-dash`` command line, run as a real subprocess (``python -m ml_dash``)."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -119,15 +121,31 @@ def test_plot_compares_runs(runs, tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("command", ["check", "compact"])
-def test_check_and_compact_call_the_maintenance_api(runs, command):
-    done = cli(command, "alice/proj/lr-0.1", dash_root=runs, check=False)
-    if hasattr(ml_dash, command):
-        assert done.returncode == 0, done.stderr
-        assert "alice/proj/lr-0.1" in done.stdout
-    else:
-        assert done.returncode == 1
-        assert f"'{command}' is not available in this version" in done.stderr
+def test_show_prints_params_and_recent_logs(dash_root):
+    with Experiment(prefix="alice/proj/full", dash_root=dash_root).run as exp:
+        exp.params.set(lr=0.1, model={"depth": 4})
+        exp.metrics("train").log(loss=0.5).flush()
+        exp.logs.info("training done", steps=1)
+    out = cli("show", "alice/proj/full", dash_root=dash_root).stdout
+    params = out.split("params\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split() for line in params] == [["KEY", "VALUE"], ["lr", "0.1"], ["model.depth", "4"]]
+    assert out.rstrip().endswith("[INFO] training done steps=1")
+
+
+def test_check_finds_and_repairs_a_damaged_column_and_compact_shrinks(runs):
+    assert "ok, 242 points" in cli("check", "alice/proj/lr-0.1", dash_root=runs).stdout
+    [loss_file] = [os.path.join(folder, name)
+                   for folder, _, names in os.walk(os.path.join(runs, "alice/proj/lr-0.1", "columns"))
+                   for name in names if name == "1.f64" and folder.endswith(os.sep + "2")]
+    with open(loss_file, "r+b") as f:
+        f.write(b"\xff" * 64)  # garble the first 8 values of a column
+    done = cli("check", "alice/proj/lr-0.1", dash_root=runs, check=False)
+    assert done.returncode == 1 and "problem:" in done.stdout
+    done = cli("check", "alice/proj/lr-0.1", "--repair", dash_root=runs)
+    assert "repaired:" in done.stdout
+    assert "ok" in cli("check", "alice/proj/lr-0.1", dash_root=runs).stdout
+    out = cli("compact", "alice/proj/lr-0.1", dash_root=runs).stdout
+    assert re.fullmatch(r"compacted alice/proj/lr-0.1: [\d,]+ -> [\d,]+ bytes\n", out)
 
 
 def test_demo_logs_into_dash_root(tmp_path):

@@ -10,7 +10,7 @@ import re
 
 from ..errors import MLDashError
 from ..reading import iso
-from ..storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, held_flocks, release, writer_alive
+from ..storage import StoreReader, acquire, held_flocks, release, writer_alive
 from ..storage.env import DATA_FILE
 
 _WILDCARDS = re.compile(r"[*?\[]")
@@ -80,9 +80,7 @@ def _summary(prefix, directory, held):
     except (FileNotFoundError, MLDashError, OSError) as exc:
         return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
     try:
-        store = StoreReader(env, directory)
-        record = store.get_json(META_DB, EXPERIMENT_KEY, {})
-        counts = store.stream_counts()
+        record, counts = StoreReader(env, directory).overview()
     except (MLDashError, OSError) as exc:
         return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
     finally:

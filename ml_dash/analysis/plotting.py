@@ -16,7 +16,8 @@ def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2
     ``compare``: a glob of more runs to draw on the same axes (see
     :func:`list_experiments`).  Each curve is downsampled to ``points``
     points with ``method``; ``x`` is the column for the x axis (default
-    the point index).  Returns the prefixes drawn.
+    the point index).  Returns the prefixes drawn: compared runs without the
+    stream or key are left out.
     """
     matplotlib = require("matplotlib", "plot")
     matplotlib.use("Agg")
@@ -25,18 +26,25 @@ def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2
     if compare:
         prefixes += [r["prefix"] for r in list_experiments(dash_root, compare) if r["prefix"] != prefix]
     figure, axes = pyplot.subplots(figsize=(9, 5))
+    drawn = []
     try:
         for run in prefixes:
             with load(run, dash_root=dash_root) as view:
-                xs, ys = view.metrics(stream).downsample(key, points, method, x=x)
+                try:
+                    xs, ys = view.metrics(stream).downsample(key, points, method, x=x)
+                except KeyError:
+                    if run == prefix:
+                        raise
+                    continue  # a compared run without this stream or key
                 axes.plot(xs, ys, label=run, linewidth=1)
+                drawn.append(run)
         axes.set_xlabel(x or "index")
         axes.set_ylabel(key)
         axes.set_title(f"{stream or 'root'} / {key}")
-        if len(prefixes) > 1:
+        if len(drawn) > 1:
             axes.legend(fontsize="small")
         figure.tight_layout()
         figure.savefig(path, dpi=100)
     finally:
         pyplot.close(figure)
-    return prefixes
+    return drawn

@@ -156,7 +156,8 @@ def acquire(path, writable=False):
         if env is None:
             if not writable and not os.path.exists(os.path.join(key, DATA_FILE)):
                 raise FileNotFoundError(f"no ml_dash store at {path}")
-            os.makedirs(key, exist_ok=True)
+            if writable:
+                os.makedirs(key, exist_ok=True)
             _warn_if_network_filesystem(key)
             env = _registry[key] = Environment(key, writable)
         elif writable:

@@ -92,16 +92,18 @@ class StoreReader:
             return [name for name in self._catalog.by_name if self._stream(txn, name)]
         return self.env.read(read)
 
-    def stream_counts(self):
-        """``{name: committed points}`` of every stream, in one read transaction."""
+    def overview(self):
+        """``(experiment record, {stream name: committed points})`` in one read
+        transaction: what a listing of runs needs, without any history."""
         def read(txn):
+            value = self._get(txn, keys.META_DB, keys.EXPERIMENT_KEY)
             self._catalog.refresh(txn, self.env)
             counts = {}
             for name in self._catalog.by_name:
                 found = self._stream(txn, name)
                 if found:
                     counts[name] = found[2]
-            return counts
+            return json.loads(value) if value else {}, counts
         return self.env.read(read)
 
     def commit_times(self, name, start, stop):
