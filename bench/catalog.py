@@ -51,7 +51,7 @@ CONFIGS = [
            venv="ref_ml_dash", option={"buffered": False}, steps=5_000,
            note="every log call is written at once"),
     Config("mlflow-A", "MLflow, SQLite store, log_metrics per step", "mlflow_peer", "A", 1,
-           venv="mlflow", option={"batch": False}, steps=2_000),
+           venv="mlflow", option={"batch": False}, steps=1_000),
     Config("mlflow-B", "MLflow, SQLite store, log_batch per 100 steps", "mlflow_peer", "B", 100,
            venv="mlflow", option={"batch": True}, steps=10_000),
     Config("tensorboard-A", "TensorBoard (tensorboardX write, flush)", "tensorboard_peer", "A", 1,

@@ -67,7 +67,7 @@ def row(result):
 
 
 HEADER = ("| system | commits | version | write us/step, median (min-max) | peak RSS MiB | disk B/step "
-          "| open ms | full read of one metric, ms | 1,000 random point reads, ms | read while written "
+          "| open ms | full read of one metric (open included), ms | 1,000 random point reads, ms | read while written "
           "| points read back |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
