@@ -13,6 +13,7 @@ runs, ``docs/benchmarks.md``.
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -62,6 +63,8 @@ def parse(argv):
     parser.add_argument("--no-install", action="store_true", help="never create peer venvs")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     parser.add_argument("--docs", type=Path, help=f"page to update (default {DOCS} unless --quick)")
+    parser.add_argument("--report-only", type=Path, metavar="JSON",
+                        help="measure nothing: re-render the pages from a results JSON of an earlier run")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -76,6 +79,10 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    if args.report_only:
+        results = json.loads(args.report_only.read_text())
+        publish(args, argv, results)
+        return results
     configs = catalog.select(args.systems)
     if not args.no_install:
         for venv in dict.fromkeys(c.venv for c in configs if c.venv):
@@ -89,7 +96,16 @@ def main(argv=None):
         results.append(result)
         summary = report.write_cell(result) if "write_us" in result else "; ".join(result["errors"])
         print(f"{config.key:18s} {summary}", flush=True)
+    publish(args, argv, results)
+    return results
+
+
+def publish(args, argv, results):
+    """Write the results page, its JSON and plot, and the docs page."""
     info = machine(args)
+    if args.report_only:
+        argv = [a for a in argv if a != "--report-only" and a != str(args.report_only)]
+        info["steps"] = max(r.get("requested_steps", r.get("steps", 0)) for r in results)
     command = "python bench/run.py " + " ".join(shlex.quote(a) for a in argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{info['date']}-{info['name']}"
@@ -97,28 +113,36 @@ def main(argv=None):
     drawn = not args.no_plot and plot.plot(results, png)
     page = report.document(results, info, command.strip(), png.name if drawn else None)
     (args.out / f"{stem}.md").write_text(page)
-    (args.out / f"{stem}.json").write_text(__import__("json").dumps(results, indent=1))
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out / stem}.md" + ("" if drawn else " (no plot)"))
     if args.docs:
         docs_page(args.docs, results, info, command, png if drawn else None)
         print(f"updated {args.docs}")
-    return results
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def docs_page(path, results, info, command, png):
-    """The user-facing page: the same table, the plot copied beside it."""
+    """Replace the generated part of the user-facing page; the prose around it stays.
+
+    The plot is copied beside the page. A page without the markers is
+    created with them.
+    """
     image = None
     if png:
-        image = f"benchmarks.png"
+        image = "benchmarks.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.parent / image).write_bytes(png.read_bytes())
-    intro = ("How much ml_dash slows a training loop, and how fast results come back, against raw "
-             "floors and the trackers users would pick instead. Reproduce with the command below; "
-             "peers install into their own virtual environments under `bench/.venvs/`.\n\n")
-    body = report.document(results, info, command.strip(), image)
-    body = body.replace("# ml_dash against its peers:", "# Benchmarks: ml_dash against its peers,", 1)
-    head, rest = body.split("\n", 1)
-    path.write_text(head + "\n\n" + intro + rest.lstrip("\n"))
+    body = report.document(results, info, command.strip(), image).split("\n", 1)[1].lstrip("\n")
+    generated = f"{START}\n## Results: {info['date']} on {info['name']}\n\n{body}{END}"
+    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        page = head + generated + rest.split(END, 1)[1]
+    else:
+        page = old.rstrip("\n") + "\n\n" + generated + "\n"
+    path.write_text(page)
 
 
 if __name__ == "__main__":
