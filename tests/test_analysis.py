@@ -297,6 +297,8 @@ def test_stream_downsample_on_views_and_live_runs(dash_root):
                 train.downsample("loss", 1)
             with pytest.raises(KeyError, match="did you mean 'loss'"):
                 train.downsample("los", 10)
+            with pytest.raises(KeyError, match="did you mean stream 'train'"):
+                view.metrics("trian").downsample("loss", 10)
     finally:
         exp.run.complete()
 
