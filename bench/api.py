@@ -180,10 +180,18 @@ def main():
         print(f"ml_dash {ml_dash.__version__}, numpy {np.__version__}, Python "
               f"{sys.version.split()[0]}; {repeats} rounds")
         floor = "floor: list append of kwargs"
-        report(f"buffer(loss, accuracy), microseconds per call ({calls} calls)", "us", interleaved(
-            repeats, [(floor, lambda: floor_list_append(calls)),
-                      ("ml_dash buffer()", lambda: ml_dash_buffer(fresh(root, "buf"), calls))]),
-            baseline=floor)
+        # Each round's ratio compares two runs a moment apart, which a shared
+        # machine's changing load disturbs less than the medians do.
+        rounds = repeats * 2
+        buffer_figures = interleaved(rounds, [
+            (floor, lambda: floor_list_append(calls)),
+            ("ml_dash buffer()", lambda: ml_dash_buffer(fresh(root, "buf"), calls))])
+        report(f"buffer(loss, accuracy), microseconds per call ({calls} calls x {rounds})",
+               "us", buffer_figures, baseline=floor)
+        ratios = [ours / base for ours, base in zip(buffer_figures["ml_dash buffer()"],
+                                                     buffer_figures[floor])]
+        print(f"  median of per-round ratios: {statistics.median(ratios):.2f}x the floor "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
         summary = summary_figures(fresh(root, "sum"), values_per_key, repeats)
         for label in ("mean", "all 13"):
             report(f"log_summary over {values_per_key} values x 2 keys, {label}, milliseconds",

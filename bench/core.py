@@ -12,11 +12,13 @@ absolute times.
 
 import argparse
 import gc
+import json
 import marshal
 import os
 import random
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -36,24 +38,28 @@ def median_of(repeats, function):
     return statistics.median(values), min(values), max(values)
 
 
-def floor_lmdb_marshal(directory, steps):
-    """Raw py-lmdb: 3 marshal-encoded points, one write txn per step, sync=False."""
+def floor_lmdb(directory, steps, dumps=marshal.dumps):
+    """Raw py-lmdb: 3 points encoded with ``dumps``, one write txn per step, sync=False."""
     env = lmdb.open(directory, map_size=1 << 30, max_dbs=8, sync=False, metasync=False)
     dbs = [env.open_db(name) for name in (b"train", b"eval", b"root")]
-    key = __import__("struct").Struct(">Q").pack
+    key = struct.Struct(">Q").pack
     start = time.perf_counter()
     for step in range(steps):
         ts = time.time()
         with env.begin(write=True) as txn:
             k = key(step)
-            txn.put(k, marshal.dumps({"loss": 1.0 / (step + 1), "accuracy": step / steps, "_ts": ts}),
+            txn.put(k, dumps({"loss": 1.0 / (step + 1), "accuracy": step / steps, "_ts": ts}),
                     db=dbs[0], append=True)
-            txn.put(k, marshal.dumps({"loss": 2.0 / (step + 1), "accuracy": step / steps, "_ts": ts}),
+            txn.put(k, dumps({"loss": 2.0 / (step + 1), "accuracy": step / steps, "_ts": ts}),
                     db=dbs[1], append=True)
-            txn.put(k, marshal.dumps({"epoch": step // 1000, "_ts": ts}), db=dbs[2], append=True)
+            txn.put(k, dumps({"epoch": step // 1000, "_ts": ts}), db=dbs[2], append=True)
     elapsed = time.perf_counter() - start
     env.close()
     return elapsed / steps * 1e6
+
+
+def _json_dumps(value):
+    return json.dumps(value).encode()
 
 
 def ml_dash_steps(directory, steps, flush_every=1, sync_interval=1.0):
@@ -210,7 +216,9 @@ def main():
               f"Python {sys.version.split()[0]}; {steps} steps, {repeats} rounds")
         floor = "floor: py-lmdb + marshal, 1 txn/step"
         report("write, microseconds per step (3 points)", "us", interleaved(repeats, [
-            (floor, lambda: floor_lmdb_marshal(fresh(root, "floor"), steps)),
+            (floor, lambda: floor_lmdb(fresh(root, "floor"), steps)),
+            ("floor: py-lmdb + json, 1 txn/step",
+             lambda: floor_lmdb(fresh(root, "floorjson"), steps, dumps=_json_dumps)),
             ("ml_dash, flush every step", lambda: ml_dash_steps(fresh(root, "md"), steps)),
             ("ml_dash, flush every 100 steps",
              lambda: ml_dash_steps(fresh(root, "md100"), steps, flush_every=100)),

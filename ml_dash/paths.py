@@ -21,6 +21,8 @@ def parse_prefix(prefix, dash_root):
         problem = "'.' and '..' segments are not allowed"
     elif "\\" in prefix or "\0" in prefix:
         problem = "backslashes and NUL characters are not allowed"
+    elif not _file_names(segments):
+        problem = "it has characters that cannot be in a file name here, or a segment over 255 bytes"
     if problem:
         raise ValueError(f"invalid experiment prefix {prefix!r}: {problem}")
     root = os.path.realpath(dash_root)
@@ -28,3 +30,11 @@ def parse_prefix(prefix, dash_root):
     if os.path.commonpath([root, os.path.realpath(directory)]) != root:
         raise ValueError(f"invalid experiment prefix {prefix!r}: it resolves outside {dash_root!r}")
     return segments, directory
+
+
+def _file_names(segments):
+    """True if every segment can be a directory name on this system."""
+    try:
+        return all(len(os.fsencode(segment)) <= 255 for segment in segments)
+    except UnicodeEncodeError:  # a lone surrogate that surrogateescape cannot map
+        return False

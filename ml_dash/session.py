@@ -23,6 +23,7 @@ class Session:
     def __init__(self, path, sync_interval, lock_timeout):
         self.path = path
         self.pid = os.getpid()
+        self.forked = False  # set in a child process: see _after_fork_in_child
         self.env = acquire(path, writable=True)
         try:
             self.writer = Writer(self.env, path, sync_interval=sync_interval, lock_timeout=lock_timeout)
@@ -61,7 +62,7 @@ class Session:
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
-        if self.pid != os.getpid():
+        if self.forked:
             raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
@@ -73,7 +74,8 @@ class Session:
                 self.writer.commit(points, records)
             except BaseException as exc:
                 if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
-                    staged.extendleft(reversed(points))
+                    rejected = getattr(exc, "rejected", None)  # one unstorable point: drop it alone
+                    staged.extendleft(reversed([p for p in points if p is not rejected]))
                     self._records[:0] = records
                 raise
             finally:
@@ -81,7 +83,7 @@ class Session:
 
     def close(self):
         """Flush, sync and release the store; raises if the flush fails."""
-        if self.pid != os.getpid():
+        if self.forked:
             raise _forked_error(self)
         self.flush()
         self.writer.close()
@@ -120,6 +122,7 @@ _sessions = weakref.WeakSet()
 
 def _after_fork_in_child():
     for session in list(_sessions):
+        session.forked = True
         session.staged = _ParentsQueue(session)
 
 

@@ -3,6 +3,9 @@
 import math
 
 import numpy as np
+import pytest
+
+import ml_dash
 
 from ml_dash import load
 
@@ -20,3 +23,23 @@ def test_ints_beyond_float64_are_stored_exactly_and_clamped_in_columns(exp, dash
     exp.run.complete()
     assert np.array_equal(load("alice/proj/exp", dash_root=dash_root).metrics("train").column("x"),
                           [math.inf, 1.0, math.inf])
+
+
+def test_an_unencodable_string_is_refused_without_losing_the_snapshot(exp, dash_root):
+    train = exp.metrics("train")
+    train.log(step=0).flush()
+    train.log(step=1)
+    train.log(step=2, path="bad-\udcff-name")  # a lone surrogate, as from os.fsdecode
+    exp.metrics("eval").log(step=2)
+    with pytest.raises(TypeError, match="stream 'train'.*field 'path' \\(str\\).*surrogate.*dropped"):
+        exp.flush()
+    exp.flush()  # the rest of the snapshot was kept
+    assert [row["data"]["step"] for row in train.read()["data"]] == [0, 1]
+    assert len(exp.metrics("eval")) == 1
+    exp.metrics("\udcff").log(x=1)  # a stream name is stored escaped, so it is fine
+    exp.metrics("t2").log(**{"\udcff": 1.0})
+    with pytest.raises(TypeError, match="stream 't2'"):
+        exp.flush()
+    exp.run.complete()
+    assert load("alice/proj/exp", dash_root=dash_root).metrics("\udcff").read()["data"][0]["data"]["x"] == 1
+    assert ml_dash.check("alice/proj/exp", dash_root=dash_root).ok

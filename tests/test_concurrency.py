@@ -30,6 +30,7 @@ WRITER = textwrap.dedent("""
         exp.flush()
         if step == 0:
             print("started", flush=True)
+            sys.stdin.readline()  # go on once the readers poll
     exp.run.complete()
 """)
 
@@ -56,6 +57,8 @@ RAW_READER = textwrap.dedent("""
         assert not counts or counts[0] >= last, (counts, last)
         last = counts[0] if counts else 0
         polls += 1
+        if polls == 1:
+            print("ready", flush=True)
         if last >= int(sys.argv[2]):
             break
     print(polls, last, seen_growth)
@@ -76,6 +79,8 @@ API_READER = textwrap.dedent("""
             row = view.metrics("train").read(start_index=train - 1, limit=1)["data"][0]["data"]
             assert row["step"] == train - 1 and row["text"] == "x" * ((train - 1) % 50)
         polls += 1
+        if polls == 1:
+            print("ready", flush=True)
         if train >= int(sys.argv[2]):
             break
     print(polls, last)
@@ -85,17 +90,21 @@ API_READER = textwrap.dedent("""
 def test_readers_see_only_whole_snapshots_during_writes_and_map_growth(dash_root):
     steps = 6000
     writer = subprocess.Popen([sys.executable, "-c", WRITER, dash_root, str(steps)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "started"
     path = os.path.join(dash_root, "w", "run")
     readers = [subprocess.Popen([sys.executable, "-c", code, arg, str(steps)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for code, arg in ((RAW_READER, path), (API_READER, dash_root), (API_READER, dash_root))]
+    for reader in readers:  # every reader polls before the writer goes on
+        assert reader.stdout.readline().strip() == "ready", reader.communicate()[1]
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
     assert writer.wait(timeout=120) == 0
     outputs = [reader.communicate(timeout=60) for reader in readers]
     for reader, (out, err) in zip(readers, outputs):
         assert reader.returncode == 0, err
-        polls, seen = map(int, out.split()[:2])
+        polls, seen = map(int, out.split()[:2])  # the line after "ready"
         assert polls > 10 and seen == steps
     assert os.path.getsize(os.path.join(path, "data.mdb")) > 1 << 20  # the map did grow
     assert ml_dash.check(PREFIX, dash_root=dash_root).ok

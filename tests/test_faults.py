@@ -10,6 +10,7 @@ where the machine allows mounting a small tmpfs, a really full disk too.
 import errno
 import os
 import subprocess
+import warnings
 
 import lmdb
 import numpy as np
@@ -211,3 +212,15 @@ def test_disk_full_while_creating_a_stream_or_its_columns(fault, exp, dash_root,
     assert list(exp.metrics("fresh").column("b")) == [2.0]
     exp.run.complete()
     assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+
+
+def test_a_store_on_a_network_filesystem_is_warned_about(small_disk, monkeypatch, dash_root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a local disk: no warning
+        with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+            exp.metrics("train").log(i=0)
+    # the small tmpfs stands in for an NFS mount: detection reads the real mount table
+    monkeypatch.setattr(storage_env, "NETWORK_FILESYSTEMS", frozenset({"tmpfs"}))
+    with pytest.warns(RuntimeWarning, match=r"network filesystem \(tmpfs\).*local disk"):
+        with Experiment(prefix=PREFIX, dash_root=os.path.join(small_disk, "dash")).run as exp:
+            exp.metrics("train").log(i=0)

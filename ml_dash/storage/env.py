@@ -15,6 +15,7 @@ take a write transaction, and so the writer's lock, to open them.)
 
 import os
 import threading
+import warnings
 import weakref
 
 import lmdb
@@ -26,6 +27,11 @@ MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 163
 MAX_READERS = 1024
 
 DATA_FILE = "data.mdb"
+
+# LMDB needs a shared memory map and POSIX locks that work across processes:
+# network filesystems give neither reliably.
+NETWORK_FILESYSTEMS = frozenset(
+    ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "fuse.sshfs", "fuse.rclone"))
 
 _registry = {}
 _registry_lock = threading.Lock()
@@ -152,6 +158,7 @@ def acquire(path, writable=False):
                 raise FileNotFoundError(f"no ml_dash store at {path}")
             if writable:
                 os.makedirs(key, exist_ok=True)
+            _warn_if_network_filesystem(key)
             env = _registry[key] = Environment(key, writable)
         elif writable:
             env.reopen(writable=True)
@@ -170,6 +177,35 @@ def release(env, writable=False):
             env.close()
         elif env.writers == 0:
             env.reopen(writable=False)
+
+
+def filesystem_type(path):
+    """The type of the filesystem holding ``path`` (Linux ``/proc/mounts``), or None."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) > 2]
+    except OSError:
+        return None
+    best, kind = "", None
+    for point, fstype in mounts:
+        point = point.encode().decode("unicode_escape")  # "\\040" is a space
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fstype
+    return kind
+
+
+_warned = set()
+
+
+def _warn_if_network_filesystem(path):
+    kind = filesystem_type(path)
+    if kind in NETWORK_FILESYSTEMS and path not in _warned:
+        _warned.add(path)
+        warnings.warn(
+            f"ml_dash: {path} is on a network filesystem ({kind}); LMDB is not safe there "
+            "(stale reads, broken locks, corruption): keep dash_root on a local disk",
+            RuntimeWarning, stacklevel=4)
 
 
 def _after_fork_in_child():

@@ -203,7 +203,13 @@ class Writer:
         except BaseException as exc:
             _rewind(rows)
             if isinstance(exc, (TypeError, ValueError, OverflowError)) and not isinstance(exc, StorageError):
-                raise TypeError(f"{_label(stream.store_name)}: cannot store {data!r}: {exc}") from exc
+                # A value log() let through but the encoder refuses (a str with a
+                # lone surrogate): name it, and let the caller drop just this point.
+                error = TypeError(
+                    f"{_label(stream.store_name)}: cannot store the point {_short(data)}: "
+                    f"{_culprit(data, encode)}{exc}; the point was dropped")
+                error.rejected = next(p for p in points if p[1] is data)
+                raise error from exc
             raise
         return rows
 
@@ -293,13 +299,14 @@ class Writer:
 
     def _new_column(self, state, key):
         entry = state.entry
+        name = key.encode("utf-8")  # may fail (a lone surrogate): before anything changes
         cid = len(entry.columns)
         # The file first: if it cannot be made (disk full) the column is not
         # registered, and the retried snapshot creates it again under this id.
         column = state.files[key] = ColumnFile(
             column_path(self.directory, entry.sid, cid), state.capacity, fresh=True)
         entry.columns[key] = cid
-        self._pending_catalog.append((keys.column_key(entry.sid, cid), key.encode("utf-8")))
+        self._pending_catalog.append((keys.column_key(entry.sid, cid), name))
         state.layout = None
         return column
 
@@ -452,6 +459,21 @@ def _full_disk_note(directory):
         return ""
     free = stat.f_bavail * stat.f_frsize
     return f"; no space left on the device ({free} bytes free)" if free < 1 << 20 else ""
+
+
+def _short(data, limit=200):
+    text = repr(data)
+    return text if len(text) <= limit else text[:limit] + "...}"
+
+
+def _culprit(data, encode):
+    """``"field 'k' (str): "`` for the first field that cannot be encoded, or ``""``."""
+    for key, value in data.items():
+        try:
+            encode({key: value})
+        except Exception:
+            return f"field {_short(key, 60)} ({type(value).__name__}): "
+    return ""
 
 
 def _label(name):

@@ -1,0 +1,37 @@
+"""The benchmark harness keeps working: ``bench/run.py --quick`` on ml_dash and
+the floors (no peers, no environments made) writes a sensible report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def test_quick_run_writes_report_for_ml_dash_and_floors(tmp_path):
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--steps", "300", "--no-install", "--no-plot",
+                    "--systems", "floor", "ml_dash-A", "ml_dash-B", "--out", str(out),
+                    "--work", str(tmp_path / "work")],
+                   check=True, capture_output=True, text=True, timeout=120)
+    pages = list(out.glob("*.md"))
+    assert len(pages) == 1
+    results = {r["key"]: r for r in json.loads(pages[0].with_suffix(".json").read_text())}
+    assert {"list", "lmdb-A", "lmdb-B", "jsonl-A", "jsonl-B", "memmap-A", "memmap-B",
+            "ml_dash-A", "ml_dash-B"} <= set(results)
+    for result in results.values():
+        assert result["errors"] == [], result
+        assert result["steps"] == 300
+        assert result["write_us"]["min"] <= result["write_us"]["median"] <= result["write_us"]["max"]
+        assert result["rss_mib"] > 0
+    for key in ("ml_dash-A", "ml_dash-B", "lmdb-A", "memmap-B"):
+        result = results[key]
+        assert result["counts"] == {"train": 300, "eval": 300, "root": 300}
+        assert result["disk_bytes_per_step"] > 0
+        assert result["full_s"] > 0 and result["random_s"] > 0
+        assert result["live"]["polls"] == result["live"]["consistent"] > 0, result["live"]
+    page = pages[0].read_text()
+    assert "| ml_dash (default durability) | A |" in page
+    assert "python bench/run.py --quick" in page
+    assert sum(line.startswith("| floor: ") for line in page.splitlines()) == 7
