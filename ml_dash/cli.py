@@ -116,7 +116,13 @@ def _show(args):
 
 def _read(args):
     with _load(args) as view:
-        stream = _stream(view, args.stream)
+        try:
+            stream = _stream(view, args.stream)
+        except UserError:
+            if not (args.follow and view.status == "RUNNING" and not view.stale):
+                raise
+            # A live run may create the stream later: wait for its first points.
+            stream = view.metrics(None if args.stream in ROOT_NAMES else args.stream)
         count = len(stream)
         start = max(count - args.tail, 0) if args.tail is not None else args.start
         page = stream.read(start_index=start, limit=args.limit)

@@ -93,13 +93,21 @@ class StreamReading(StreamAnalysis):
         _check_range(start, 0 if stop is None else stop)
         found, missing = self._store().columns(self.store_name, list(keys) or None, start, stop)
         if missing:
-            available = self.keys()
-            close = difflib.get_close_matches(missing[0], available, n=3)
-            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-            raise ColumnNotFoundError(
-                f"{self._label()} has no column {missing[0]!r}{hint}; its columns are {available}"
-                if available else f"{self._label()} has no committed points, so no column {missing[0]!r}")
+            raise ColumnNotFoundError(self._missing_message(missing[0]))
         return found
+
+    def _missing_message(self, key):
+        """Why ``key`` is not found, with the close matches among columns or streams."""
+        available = self.keys()
+        if available:
+            close = difflib.get_close_matches(key, available, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            return f"{self._label()} has no column {key!r}{hint}; its columns are {available}"
+        streams = sorted(name for name in self._store().stream_names() if name)
+        close = difflib.get_close_matches(self.name or "", streams, n=3)
+        hint = f"; did you mean stream {' or '.join(map(repr, close))}?" if close else (
+            f"; the streams with points are {streams}" if streams else "")
+        return f"{self._label()} has no committed points, so no column {key!r}{hint}"
 
     def stats(self):
         """A summary of the stream: counts, times, columns and its description."""

@@ -242,18 +242,19 @@ def reference_lttb(x, y, n):
     return out + [size - 1]
 
 
-def test_lttb_matches_the_algorithm_and_keeps_the_extremes():
+@pytest.mark.parametrize("size, n", [(5000, 100), (1000, 200)])  # large and small buckets
+def test_lttb_matches_the_algorithm_and_keeps_the_extremes(size, n):
     from ml_dash.analysis.downsample import downsample
     rng = np.random.default_rng(1)
-    y = np.cumsum(rng.normal(size=5000))
-    picked, ys = downsample(y, 100, "lttb")
+    y = np.cumsum(rng.normal(size=size))
+    picked, ys = downsample(y, n, "lttb")
     assert np.array_equal(ys, y[picked])
-    reference = reference_lttb(np.arange(5000.0), y, 100)
-    assert picked[0] == 0 and picked[-1] == 4999
+    reference = reference_lttb(np.arange(float(size)), y, n)
+    assert picked[0] == 0 and picked[-1] == size - 1
     assert int(y.argmin()) in picked and int(y.argmax()) in picked
     # Identical except where an extreme replaced the point LTTB chose in its bucket.
     differ = [i for i, (a, b) in enumerate(zip(picked, reference)) if a != b]
-    assert len(picked) == 100 and len(differ) <= 2
+    assert len(picked) == n and len(differ) <= 2
     assert all(picked[i] in (y.argmin(), y.argmax()) for i in differ)
 
 
@@ -296,6 +297,8 @@ def test_stream_downsample_on_views_and_live_runs(dash_root):
                 train.downsample("loss", 1)
             with pytest.raises(KeyError, match="did you mean 'loss'"):
                 train.downsample("los", 10)
+            with pytest.raises(KeyError, match="did you mean stream 'train'"):
+                view.metrics("trian").downsample("loss", 10)
     finally:
         exp.run.complete()
 

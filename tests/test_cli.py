@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
+import time
 
 import pytest
 
@@ -73,12 +73,14 @@ def test_read_a_page_the_tail_and_json(runs):
 def test_read_follow_prints_points_of_a_live_run_until_it_ends(dash_root):
     exp = Experiment(prefix="alice/proj/live", dash_root=dash_root)
     exp.run.start()
-    exp.metrics("train").log(i=0).flush()
+    exp.metrics.log(step=0).flush()  # "train" does not exist yet: the follower waits for it
     follower = subprocess.Popen(
         [sys.executable, "-m", "ml_dash", "read", "alice/proj/live", "train", "-f", "--json",
          "--interval", "0.05", "--dash-root", dash_root],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        time.sleep(0.5)
+        exp.metrics("train").log(i=0).flush()
         assert json.loads(follower.stdout.readline())["data"]["i"] == 0
         for i in range(1, 30):
             exp.metrics("train").log(i=i).flush()

@@ -54,3 +54,15 @@ def test_cli_reference_is_current():
     with open(generator["PATH"]) as f:
         assert f.read() == generator["render"](), \
             "docs/cli.md is out of date: run python docs/make_cli_md.py"
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[os.path.relpath(p, ROOT) for p in PAGES])
+def test_relative_links_lead_to_files(page):
+    with open(page) as f:
+        targets = LINK.findall(f.read())
+    missing = [t for t in targets if "://" not in t
+               and not os.path.exists(os.path.join(os.path.dirname(page), t))]
+    assert not missing, f"{os.path.relpath(page, ROOT)} links to missing files: {missing}"
