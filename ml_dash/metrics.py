@@ -101,8 +101,14 @@ class Metrics(Stream, ExperimentReading):
         ts = resolve_ts(_ts)
         scalars = {key: value for key, value in fields.items() if type(value) is not dict}
         check_fields(None, scalars)
-        points = [(self(key), check_fields(key, {**scalars, **value}), ts)
-                  for key, value in fields.items() if type(value) is dict]
+        routed = [(key, value) for key, value in fields.items() if type(value) is dict]
+        for key, value in routed:
+            if "_ts" in value:
+                # One call has one time; a field named _ts would also land in the time column.
+                raise TypeError(
+                    f"stream {key!r}: '_ts' inside a routed dict; all points of one call "
+                    "share one _ts, so pass it as log(_ts=...)")
+        points = [(self(key), check_fields(key, {**scalars, **value}), ts) for key, value in routed]
         if scalars:
             points.insert(0, (self, scalars, ts))
         session.staged.extend(points)

@@ -68,6 +68,15 @@ def test_nested_dicts_route_to_streams_with_one_ts(exp):
     assert exp.metrics("eval").column("deep.x")[0] == 1.0
 
 
+def test_a_ts_inside_a_routed_dict_is_refused_and_nothing_of_the_call_is_staged(exp):
+    exp.metrics("train").log(loss=1.0, _ts=10.0)
+    with pytest.raises(TypeError, match="stream 'train'.*_ts"):
+        exp.metrics.log(epoch=1, eval=dict(loss=0.2), train=dict(loss=0.5, _ts=5.0))
+    exp.flush()
+    assert len(exp.metrics) == 0 and len(exp.metrics("eval")) == 0
+    assert exp.metrics("train").column("_ts").tolist() == [10.0]
+
+
 def test_only_dicts_log_no_root_point(exp):
     exp.metrics.log(train=dict(loss=1.0))
     exp.flush()
