@@ -15,6 +15,7 @@ __all__ = [
     "StreamNotFoundError",
     "ColumnNotFoundError",
     "FormatVersionError",
+    "StreamLimitError",
 ]
 
 
@@ -36,6 +37,14 @@ class StorageError(MLDashError, OSError):
 
 class FormatVersionError(StorageError):
     """The store was written in a format version this release cannot read."""
+
+
+class StreamLimitError(StorageError):
+    """A flush would create more streams than one experiment can hold.
+
+    Only the new stream's points are dropped; the rest of the snapshot stays
+    staged and the next ``flush()`` commits it.
+    """
 
 
 class ExperimentError(MLDashError, RuntimeError):

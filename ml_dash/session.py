@@ -74,8 +74,9 @@ class Session:
                 self.writer.commit(points, records)
             except BaseException as exc:
                 if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
-                    rejected = getattr(exc, "rejected", None)  # one unstorable point: drop it alone
-                    staged.extendleft(reversed([p for p in points if p is not rejected]))
+                    # points that can never be stored are dropped alone; the rest stay staged
+                    rejected = {id(p) for p in getattr(exc, "rejected", ())}
+                    staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
                     self._records[:0] = records
                 raise
             finally:

@@ -43,3 +43,29 @@ def test_an_unencodable_string_is_refused_without_losing_the_snapshot(exp, dash_
     exp.run.complete()
     assert load("alice/proj/exp", dash_root=dash_root).metrics("\udcff").read()["data"][0]["data"]["x"] == 1
     assert ml_dash.check("alice/proj/exp", dash_root=dash_root).ok
+
+
+def test_the_stream_past_the_limit_is_refused_and_the_rest_is_kept(exp, dash_root):
+    from ml_dash.storage.writer import MAX_STREAMS
+
+    exp.metrics("keep").log(x=0).flush()
+    for i in range(MAX_STREAMS - 1):  # "keep" is the first of them
+        exp.metrics(f"s{i}").log(x=i)
+    exp.flush()
+    exp.metrics("keep").log(x=1)
+    exp.metrics("one-too-many").log(x=1)
+    exp.metrics("one-too-many").log(x=2)
+    with pytest.raises(ml_dash.StreamLimitError, match=f"stream 'one-too-many'.*at most {MAX_STREAMS}"):
+        exp.flush()
+    exp.metrics("keep").log(x=2)
+    exp.metrics.log(y=1)  # the root stream is one more stream too
+    with pytest.raises(ml_dash.StreamLimitError, match="the root stream"):
+        exp.flush()
+    exp.params.set(lr=0.1)  # params, logs and files still have their sub-databases
+    exp.log("still writable")
+    exp.run.complete()
+    view = load("alice/proj/exp", dash_root=dash_root)
+    assert view.metrics("keep").column("x").tolist() == [0, 1, 2]
+    assert len(view.metrics.list_all()) == MAX_STREAMS
+    assert view.status == "COMPLETED"
+    assert ml_dash.check("alice/proj/exp", dash_root=dash_root).ok

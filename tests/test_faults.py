@@ -10,6 +10,7 @@ where the machine allows mounting a small tmpfs, a really full disk too.
 import errno
 import os
 import subprocess
+import sys
 import warnings
 
 import lmdb
@@ -65,6 +66,58 @@ def test_map_full_grows_and_commits_the_whole_snapshot(tiny_map, exp, dash_root)
     assert len(view.metrics("train")) == 3000  # a reader opened before the growth follows it
     assert stored(dash_root) == list(range(3000))
     assert os.path.getsize(os.path.join(exp.path, "data.mdb")) > 64 << 10
+
+
+GROWTH_WITH_READER_THREADS = """
+import sys, threading
+import ml_dash.storage.env as storage_env
+storage_env.INITIAL_MAP_SIZE = 64 << 10
+from ml_dash import Experiment, load
+
+exp = Experiment(prefix="a/b", dash_root=sys.argv[1])
+exp.run.start()
+exp.metrics("train").log(i=0).flush()
+done, errors, reads = threading.Event(), [], []
+
+def read_in_a_loop():
+    view = load("a/b", dash_root=sys.argv[1])  # shares the writer's environment
+    while not done.is_set():
+        try:
+            assert view.metrics("train").read(limit=20)["data"][0]["data"]["i"] == 0
+            reads.append(len(view.metrics("train")))
+        except Exception as exc:
+            errors.append(repr(exc))
+            return
+
+threads = [threading.Thread(target=read_in_a_loop) for _ in range(3)]
+for thread in threads:
+    thread.start()
+for step in range(1, 3000):
+    exp.metrics("train").log(i=step, text="y" * 400)
+    if step % 50 == 0:
+        exp.flush()
+exp.run.complete()
+done.set()
+for thread in threads:
+    thread.join()
+print(len(reads), errors)
+"""
+
+
+def test_map_growth_while_threads_of_the_writer_process_read(tmp_path):
+    # Each doubling must wait for the reads in flight and hold new ones back:
+    # py-lmdb invalidates open transactions when the map changes, and the
+    # abort of the full transaction waits for every LMDB call in the process.
+    script = tmp_path / "grow.py"
+    script.write_text(GROWTH_WITH_READER_THREADS)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "dash")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reads, errors = done.stdout.split(" ", 1)
+    assert int(reads) > 0 and errors.strip() == "[]"
+    view = load("a/b", dash_root=str(tmp_path / "dash"))
+    assert view.metrics("train").column("i").tolist() == list(range(3000))
+    assert os.path.getsize(tmp_path / "dash" / "a" / "b" / "data.mdb") > 1 << 20
 
 
 def test_map_growth_failure_keeps_the_snapshot_staged(tiny_map, fault, exp, dash_root):

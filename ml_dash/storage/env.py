@@ -38,6 +38,50 @@ _registry_lock = threading.Lock()
 _all_envs = weakref.WeakSet()
 
 
+class MapGuard:
+    """Read transactions of a process run side by side; some writer steps run alone.
+
+    LMDB may change the size of the memory map only while the process has no
+    transaction open, and py-lmdb invalidates every open transaction of the
+    environment when it does: a read running in another thread (a view in
+    the writer's process, or threads of an analysis script) would fail.
+    Aborting a write transaction also waits until no other thread is inside
+    an LMDB call, which reads in a loop can postpone forever.  Both run
+    through :meth:`alone`, which holds new reads back and waits for open ones.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition(threading.Lock())
+        self._reads = 0
+        self._resizing = False
+
+    def enter_read(self):
+        with self._changed:
+            while self._resizing:
+                self._changed.wait()
+            self._reads += 1
+
+    def exit_read(self):
+        with self._changed:
+            self._reads -= 1
+            if not self._reads and self._resizing:
+                self._changed.notify_all()
+
+    def alone(self, function):
+        """``function()`` once no read transaction is open, with new ones held back."""
+        with self._changed:
+            while self._resizing:  # another thread is in alone(): wait for it first
+                self._changed.wait()
+            self._resizing = True
+            try:
+                while self._reads:
+                    self._changed.wait()
+                return function()
+            finally:
+                self._resizing = False
+                self._changed.notify_all()
+
+
 class HandleOpened(Exception):
     """A sub-database handle was opened; the read must start a new transaction."""
 
@@ -50,6 +94,7 @@ class Environment:
         self.refs = 0
         self.writers = 0
         self.writable = writable
+        self.map_guard = MapGuard()
         self._env = None
         self._dbs = {}
         self._open()
@@ -115,27 +160,37 @@ class Environment:
 
     def read(self, function):
         """``function(txn)`` in a short read transaction, never held across user code."""
-        env = self.lmdb
+        guard = self.map_guard
         while True:
+            guard.enter_read()
             try:
-                txn = env.begin(buffers=False)
-            except lmdb.MapResizedError:
-                # Another process grew the map past ours: adopt its size.
-                env.set_mapsize(0)
-                continue
-            try:
-                return function(txn)
-            except HandleOpened:
-                continue
+                env = self.lmdb  # inside the guard: a reopen may have replaced it
+                try:
+                    txn = env.begin(buffers=False)
+                except lmdb.MapResizedError:
+                    resized = True
+                else:
+                    resized = False
+                    try:
+                        return function(txn)
+                    except HandleOpened:
+                        continue
+                    finally:
+                        txn.abort()
             finally:
-                txn.abort()
+                guard.exit_read()
+            if resized:
+                # Another process grew the map past ours: adopt its size.
+                guard.alone(lambda: env.set_mapsize(0))
 
     def reopen(self, writable):
         """Switch between read-only and read-write; handles are reopened lazily."""
         if writable != self.writable:
-            self.close()
-            self.writable = writable
-            self._open()
+            def switch():  # not under a read of another thread
+                self.close()
+                self.writable = writable
+                self._open()
+            self.map_guard.alone(switch)
 
     def close(self):
         if self._env is not None:

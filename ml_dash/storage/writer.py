@@ -35,14 +35,18 @@ import warnings
 
 import lmdb
 
-from ..errors import FormatVersionError, StorageError
+from ..errors import FormatVersionError, StorageError, StreamLimitError
 from . import faults, keys
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
 from .codec import FORMAT_VERSION, PointEncoder, decode_point
 from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
+from .env import MAX_DBS
 from .lock import WriterLock
 
 MAX_MAP_SIZE = 1 << 40
+# Streams per experiment: every stream is an LMDB sub-database, and the rest
+# of MAX_DBS is kept for meta, catalog, params, logs, files and later ones.
+MAX_STREAMS = MAX_DBS - 24
 READER_CHECK_EVERY = 10  # syncs
 
 
@@ -202,13 +206,17 @@ class Writer:
                 self._write_slots(state, index, ts, data)
         except BaseException as exc:
             _rewind(rows)
+            if isinstance(exc, StreamLimitError):
+                # Only this stream's points are refused; the rest can still be committed.
+                exc.rejected = tuple(p for p in points if p[0].store_name == stream.store_name)
+                raise
             if isinstance(exc, (TypeError, ValueError, OverflowError)) and not isinstance(exc, StorageError):
                 # A value log() let through but the encoder refuses (a str with a
                 # lone surrogate): name it, and let the caller drop just this point.
                 error = TypeError(
                     f"{_label(stream.store_name)}: cannot store the point {_short(data)}: "
                     f"{_culprit(data, encode)}{exc}; the point was dropped")
-                error.rejected = next(p for p in points if p[1] is data)
+                error.rejected = tuple(p for p in points if p[1] is data)
                 raise error from exc
             raise
         return rows
@@ -223,19 +231,18 @@ class Writer:
                     faults.hit("before_commit", self.directory)
                 txn.commit()
             except lmdb.MapFullError:
-                txn.abort()
                 self._forget(created_dbs)
-                self._grow_map()
+                self._grow_map(txn)
                 continue
             except (lmdb.Error, OSError) as exc:
-                txn.abort()
+                self._abort(txn)
                 self._forget(created_dbs)
                 if isinstance(exc, StorageError):
                     raise
                 raise StorageError(f"cannot commit to the store at {self.directory}: "
                                    f"{exc}{_full_disk_note(self.directory)}") from exc
             except BaseException:
-                txn.abort()
+                self._abort(txn)
                 self._forget(created_dbs)
                 raise
             self._pending_catalog.clear()
@@ -273,20 +280,35 @@ class Writer:
         for state in created:
             state.db = None
 
-    def _grow_map(self):
-        size = self.env.lmdb.info()["map_size"]
-        if size >= MAX_MAP_SIZE:
-            raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
-        try:
+    def _abort(self, txn):
+        """Abort a write transaction; reads of other threads would delay it (see MapGuard)."""
+        self.env.map_guard.alone(txn.abort)
+
+    def _grow_map(self, txn):
+        """Abort ``txn``, which ran out of map, and double the map."""
+        def abort_and_grow():
+            txn.abort()
+            size = self.env.lmdb.info()["map_size"]
+            if size >= MAX_MAP_SIZE:
+                raise StorageError(f"the store at {self.directory} reached its size limit of {size} bytes")
             if faults.ACTIVE:
                 faults.hit("map_growth", self.directory)
             self.env.lmdb.set_mapsize(min(size * 2, MAX_MAP_SIZE))
+        try:
+            self.env.map_guard.alone(abort_and_grow)
         except (lmdb.Error, OSError) as exc:
+            if isinstance(exc, StorageError):
+                raise
             raise StorageError(f"cannot grow the map of the store at {self.directory}: {exc}") from exc
 
     # -- streams and columns ------------------------------------------------------
 
     def _new_stream(self, stream, created):
+        if len(self._streams) >= MAX_STREAMS:
+            raise StreamLimitError(
+                f"cannot create {_label(stream.store_name)} in {self.directory}: an experiment "
+                f"holds at most {MAX_STREAMS} streams; its points were dropped, the rest of the "
+                "snapshot stays staged (log such values as keys of fewer streams)")
         entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
                             dict(stream.info, createdAt=created))
         state = _StreamState(entry)
