@@ -86,7 +86,11 @@ class StreamReading(StreamAnalysis):
         """
         if downsample is not None:
             return self.downsample(key, downsample, method, start=start, stop=stop)[1]
-        return self.columns(key, start=start, stop=stop)[key]
+        _check_range(start, 0 if stop is None else stop)
+        values = self._store().column(self.store_name, key, start, stop)
+        if values is None:
+            raise ColumnNotFoundError(self._missing_message(key))
+        return values
 
     def columns(self, *keys, start=0, stop=None):
         """``{key: column}`` for ``keys``, or for every column when none are given."""

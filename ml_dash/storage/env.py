@@ -51,35 +51,43 @@ class MapGuard:
     """
 
     def __init__(self):
+        # One entry per read in flight.  list.append and list.pop are atomic,
+        # so a read costs no lock unless a step that runs alone is pending.
+        self._reads = []
+        self._alone = False
+        self._one_at_a_time = threading.Lock()
         self._changed = threading.Condition(threading.Lock())
-        self._reads = 0
-        self._resizing = False
 
     def enter_read(self):
-        with self._changed:
-            while self._resizing:
-                self._changed.wait()
-            self._reads += 1
+        reads = self._reads
+        while True:
+            reads.append(None)
+            if not self._alone:
+                return
+            # Set after or before our append: back out and wait for that step.
+            self.exit_read()
+            with self._changed:
+                while self._alone:
+                    self._changed.wait()
 
     def exit_read(self):
-        with self._changed:
-            self._reads -= 1
-            if not self._reads and self._resizing:
+        self._reads.pop()
+        if self._alone:
+            with self._changed:
                 self._changed.notify_all()
 
     def alone(self, function):
         """``function()`` once no read transaction is open, with new ones held back."""
-        with self._changed:
-            while self._resizing:  # another thread is in alone(): wait for it first
-                self._changed.wait()
-            self._resizing = True
-            try:
-                while self._reads:
-                    self._changed.wait()
-                return function()
-            finally:
-                self._resizing = False
-                self._changed.notify_all()
+        with self._one_at_a_time:
+            with self._changed:
+                self._alone = True
+                try:
+                    while self._reads:
+                        self._changed.wait()
+                    return function()
+                finally:
+                    self._alone = False
+                    self._changed.notify_all()
 
 
 class HandleOpened(Exception):
@@ -108,6 +116,10 @@ class Environment:
                 map_size=INITIAL_MAP_SIZE,
                 max_dbs=MAX_DBS,
                 max_readers=MAX_READERS,
+                # py-lmdb 3 keeps no spare read transaction by default, and each
+                # begin then callocs arrays sized by max_dbs: over half the cost
+                # of a point read.  A spare one is reset, so it pins no pages.
+                max_spare_txns=1,
                 subdir=True,
                 sync=False,  # durability is the writer's job: see writer.py
                 metasync=False,
@@ -117,6 +129,9 @@ class Environment:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
         self._dbs = {}
+        self._created = {}  # opened by the current write transaction
+        self._creator = None  # the thread of that transaction
+        self.handles_opened = 0
         self._forked = False
 
     @property
@@ -133,8 +148,9 @@ class Environment:
         """The handle of sub-database ``name`` for use in ``txn``.
 
         ``create=True`` is for write transactions: the handle is opened (and
-        the sub-database created) in ``txn``; if ``txn`` is then aborted the
-        handle must be dropped with :meth:`forget`.  Otherwise ``txn`` is a
+        the sub-database created) in ``txn`` and kept apart until the writer
+        calls :meth:`committed` (or :meth:`aborted`), so that no read of
+        another thread uses it before it exists.  Otherwise ``txn`` is a
         read transaction, which only sees handles opened before it began (and
         LMDB drops handles opened inside one), so a missing handle is opened
         on its own and :class:`HandleOpened` makes :meth:`read` start over.
@@ -142,21 +158,34 @@ class Environment:
         """
         handle = self._dbs.get(name)
         if handle is None:
+            if create or (self._created and self._creator == threading.get_ident()):
+                handle = self._created.get(name)  # the writer's own uncommitted ones
+                if handle is None and create:
+                    handle = self._created[name] = self.lmdb.open_db(name, txn=txn, create=True)
+                    self._creator = threading.get_ident()
+                if handle is not None or create:
+                    return handle
             try:
-                if create:
-                    handle = self.lmdb.open_db(name, txn=txn, create=True)
-                else:
-                    handle = self.lmdb.open_db(name, create=False)
+                handle = self.lmdb.open_db(name, create=False)
             except lmdb.NotFoundError:
                 return None
-            self._dbs[name] = handle
-            if not create:
-                raise HandleOpened(name)
+            self._publish(name, handle)
+            raise HandleOpened(name)
         return handle
 
-    def forget(self, names):
-        for name in names:
-            self._dbs.pop(name, None)
+    def _publish(self, name, handle):
+        self.handles_opened += 1  # first: see read()
+        self._dbs[name] = handle
+
+    def committed(self):
+        """The write transaction committed: its new sub-databases exist for everyone."""
+        for name, handle in self._created.items():
+            self._publish(name, handle)
+        self._created.clear()
+
+    def aborted(self):
+        """The write transaction was aborted: LMDB closed the handles it opened."""
+        self._created.clear()
 
     def read(self, function):
         """``function(txn)`` in a short read transaction, never held across user code."""
@@ -165,6 +194,7 @@ class Environment:
             guard.enter_read()
             try:
                 env = self.lmdb  # inside the guard: a reopen may have replaced it
+                opened = self.handles_opened
                 try:
                     txn = env.begin(buffers=False)
                 except lmdb.MapResizedError:
@@ -174,6 +204,12 @@ class Environment:
                     try:
                         return function(txn)
                     except HandleOpened:
+                        continue
+                    except lmdb.InvalidParameterError:
+                        # Another thread opened a handle after this transaction
+                        # began, and this one used it: begin again to see it.
+                        if self.handles_opened == opened:
+                            raise
                         continue
                     finally:
                         txn.abort()
@@ -263,10 +299,35 @@ def _warn_if_network_filesystem(path):
             RuntimeWarning, stacklevel=4)
 
 
+# The spare read transaction of an environment holds a slot of the shared
+# reader table.  A child that closes its copy of the environment aborts the
+# spare too, freeing the parent's slot under it (the parent's next read then
+# fails with MDB_BAD_RSLOT).  So the parent takes its spares out for the
+# fork: a transaction it holds is not aborted when the child drops it.
+_held_over_fork = []
+
+
+def _before_fork():
+    for env in list(_all_envs):
+        if env._env is not None and not env._forked:
+            try:
+                _held_over_fork.append(env._env.begin())
+            except lmdb.Error:
+                pass
+
+
+def _after_fork_in_parent():
+    for txn in _held_over_fork:
+        txn.abort()  # back to being the spare
+    _held_over_fork.clear()
+
+
 def _after_fork_in_child():
+    _held_over_fork.clear()  # dropped in a child, py-lmdb leaves them alone
     for env in list(_all_envs):
         if env._env is not None:
             env._forked = True
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

@@ -127,6 +127,22 @@ class StoreReader:
         found = self.env.read(lambda txn: self._stream(txn, name))
         return list(found[0].columns) if found else []
 
+    def column(self, name, key, start, stop):
+        """A read-only array of ``key`` for points ``[start, stop)``; None if no such column.
+
+        ``columns()`` for one key, without its bookkeeping: a plotting or
+        analysis loop may read single points this way thousands of times.
+        """
+        found = self.env.read(lambda txn: self._stream(txn, name))
+        if found is None:
+            return None
+        entry, _, count = found
+        cid = entry.columns.get(key)
+        if cid is None:
+            return None
+        stop = count if stop is None else min(stop, count)
+        return self._map(entry.sid, cid).view(count)[start:stop] if stop > start else _EMPTY
+
     def columns(self, name, wanted, start, stop):
         """``({key: read-only array of points [start, stop)}, unknown keys)``.
 

@@ -101,6 +101,14 @@ class Writer:
     def _open_store(self):
         env = self.env.lmdb
         env.reader_check()
+        try:
+            self._load_store(env)
+        except BaseException:
+            self.env.aborted()
+            raise
+        self._write_watermark(self._marks())
+
+    def _load_store(self, env):
         with env.begin(write=True) as txn:
             meta = self.env.db(keys.META_DB, txn, create=True)
             self.env.db(keys.CATALOG_DB, txn, create=True)
@@ -119,7 +127,7 @@ class Writer:
                 state.db = db
                 self._streams[entry.name] = state
                 self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
-        self._write_watermark(self._marks())
+        self.env.committed()
 
     def _open_columns(self, state, txn, watermark):
         """Map a stream's column files and rebuild what a crash may have lost."""
@@ -230,6 +238,7 @@ class Writer:
                 if faults.ACTIVE:
                     faults.hit("before_commit", self.directory)
                 txn.commit()
+                self.env.committed()
             except lmdb.MapFullError:
                 self._forget(created_dbs)
                 self._grow_map(txn)
@@ -276,7 +285,7 @@ class Writer:
                 txn.put(key, value, db=db)
 
     def _forget(self, created):
-        self.env.forget([state.entry.db_name for state in created])
+        self.env.aborted()
         for state in created:
             state.db = None
 
