@@ -36,10 +36,18 @@ class StoreReader:
         db = self.env.db(db_name, txn)
         return None if db is None else txn.get(key, db=db)
 
-    def _stream(self, txn, name):
-        """``(entry, db, count)`` for stream ``name``; None if never written."""
-        self._catalog.refresh(txn, self.env)
-        entry = self._catalog.by_name.get(name)
+    def _stream(self, txn, name, fresh=True):
+        """``(entry, db, count)`` for stream ``name``; None if never written.
+
+        ``fresh=False`` skips reloading the catalog when the stream is known
+        already: streams and columns are only ever added, so its entry is
+        still right, save for columns added since (callers that look up one
+        column ask again with ``fresh=True`` when it is missing).
+        """
+        entry = None if fresh else self._catalog.by_name.get(name)
+        if entry is None:
+            self._catalog.refresh(txn, self.env)
+            entry = self._catalog.by_name.get(name)
         if entry is None:
             return None
         db = self.env.db(entry.db_name, txn)
@@ -51,13 +59,13 @@ class StoreReader:
         return entry, db, keys.unpack_index(cursor.key()) + 1
 
     def count(self, name):
-        found = self.env.read(lambda txn: self._stream(txn, name))
+        found = self.env.read(lambda txn: self._stream(txn, name, fresh=False))
         return found[2] if found else 0
 
     def page(self, name, start, limit):
         """``(rows, has_more)``; rows are ``(index, created, ts, data)``."""
         def read(txn):
-            found = self._stream(txn, name)
+            found = self._stream(txn, name, fresh=False)
             if found is None or limit == 0 or start >= found[2]:
                 return [], False
             _, db, count = found
@@ -133,7 +141,9 @@ class StoreReader:
         ``columns()`` for one key, without its bookkeeping: a plotting or
         analysis loop may read single points this way thousands of times.
         """
-        found = self.env.read(lambda txn: self._stream(txn, name))
+        found = self.env.read(lambda txn: self._stream(txn, name, fresh=False))
+        if found is not None and key not in found[0].columns:
+            found = self.env.read(lambda txn: self._stream(txn, name))  # a column added since?
         if found is None:
             return None
         entry, _, count = found
