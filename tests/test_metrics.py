@@ -296,6 +296,26 @@ def test_view_reads_what_the_writer_flushed(exp, dash_root):
     view.close()
 
 
+def test_a_view_follows_points_and_columns_committed_after_its_first_reads(exp, dash_root):
+    train = exp.metrics("train")
+    for i in range(3):
+        train.log(loss=float(i))
+    exp.flush()
+    view = load("alice/proj/exp", dash_root=dash_root).metrics("train")
+    assert [view.column("loss", k, k + 1)[0] for k in range(3)] == [0.0, 1.0, 2.0]
+    assert view.column("loss", 3, 4).tolist() == []  # not committed yet
+    train.log(loss=3.0, acc=0.5)
+    train.log(loss=4.0, acc=0.6)
+    assert view.column("loss", 3, 5).tolist() == []  # staged only
+    exp.flush()
+    assert view.column("loss", 3, 5).tolist() == [3.0, 4.0]
+    assert view.column("loss", 1, 5).tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert view.column("acc", 4, 5).tolist() == [0.6]  # a column added after the first reads
+    assert view.column("loss").tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ColumnNotFoundError):
+        view.column("nope", 0, 1)
+
+
 def test_load_missing_experiment(dash_root):
     with pytest.raises(FileNotFoundError) as info:
         load("nobody/nothing", dash_root=dash_root)

@@ -26,6 +26,7 @@ class StoreReader:
         self.directory = directory
         self._catalog = Catalog()
         self._maps = {}
+        self._seen = {}  # (stream, key) -> (column map, a committed count seen)
         version = self.env.read(lambda txn: self._get(txn, keys.META_DB, keys.FORMAT_KEY))
         if version and int(version) != FORMAT_VERSION:
             raise FormatVersionError(
@@ -140,7 +141,13 @@ class StoreReader:
 
         ``columns()`` for one key, without its bookkeeping: a plotting or
         analysis loop may read single points this way thousands of times.
+        Committed points never change, and a column's slots below the
+        committed count were written before that commit, so a range below a
+        count seen earlier is read from the memory map with no transaction.
         """
+        seen = self._seen.get((name, key))
+        if seen is not None and stop is not None and stop <= seen[1]:
+            return seen[0].view(seen[1])[start:stop] if stop > start else _EMPTY
         found = self.env.read(lambda txn: self._stream(txn, name, fresh=False))
         if found is not None and key not in found[0].columns:
             found = self.env.read(lambda txn: self._stream(txn, name))  # a column added since?
@@ -150,8 +157,11 @@ class StoreReader:
         cid = entry.columns.get(key)
         if cid is None:
             return None
+        column = self._map(entry.sid, cid)
+        values = column.view(count)
+        self._seen[(name, key)] = (column, count)
         stop = count if stop is None else min(stop, count)
-        return self._map(entry.sid, cid).view(count)[start:stop] if stop > start else _EMPTY
+        return values[start:stop] if stop > start else _EMPTY
 
     def columns(self, name, wanted, start, stop):
         """``({key: read-only array of points [start, stop)}, unknown keys)``.
