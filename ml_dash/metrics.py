@@ -37,9 +37,13 @@ class Stream(Buffered, StreamReading):
         session = self._exp._session
         if session is None:
             self._exp._open_session()  # raises: the run is not started
-        if not _PLAIN_TYPES.issuperset(map(type, fields.values())) or "" in fields:
-            if self.name is None and dict in map(type, fields.values()):
-                return self._route(_ts, _flush, fields)
+        for value in fields.values():
+            if type(value) not in _PLAIN_TYPES:
+                if self.name is None and dict in map(type, fields.values()):
+                    return self._route(_ts, _flush, fields)
+                check_fields(self.name, fields)
+                break
+        if "" in fields:
             check_fields(self.name, fields)
         if _ts is None:
             _ts = _last_ts.value = now()
