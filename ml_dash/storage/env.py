@@ -157,21 +157,22 @@ class Environment:
         Returns None when the sub-database does not exist.
         """
         handle = self._dbs.get(name)
-        if handle is None:
-            if create or (self._created and self._creator == threading.get_ident()):
-                handle = self._created.get(name)  # the writer's own uncommitted ones
-                if handle is None and create:
-                    handle = self._created[name] = self.lmdb.open_db(name, txn=txn, create=True)
-                    self._creator = threading.get_ident()
-                if handle is not None or create:
-                    return handle
-            try:
-                handle = self.lmdb.open_db(name, create=False)
-            except lmdb.NotFoundError:
-                return None
-            self._publish(name, handle)
-            raise HandleOpened(name)
-        return handle
+        if handle is not None:
+            return handle
+        if self._created and self._creator == threading.get_ident():
+            handle = self._created.get(name)  # the writer's own, not yet committed
+            if handle is not None:
+                return handle
+        if create:
+            handle = self._created[name] = self.lmdb.open_db(name, txn=txn, create=True)
+            self._creator = threading.get_ident()
+            return handle
+        try:
+            handle = self.lmdb.open_db(name, create=False)
+        except lmdb.NotFoundError:
+            return None
+        self._publish(name, handle)
+        raise HandleOpened(name)
 
     def _publish(self, name, handle):
         self.handles_opened += 1  # first: see read()
