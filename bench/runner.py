@@ -40,7 +40,10 @@ def child_env(config, home):
     env = dict(os.environ, **QUIET, **config.env)
     env["HOME"] = home                   # peers keep caches and settings under ~; keep them here
     env["TRACKIO_DIR"] = os.path.join(home, "trackio")
-    env.pop("PYTHONPATH", None)
+    if config.venv:
+        # A peer's venv must not see this checkout's packages; ml_dash and the
+        # floors run under this interpreter and import what the parent does.
+        env.pop("PYTHONPATH", None)
     return env
 
 

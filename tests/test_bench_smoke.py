@@ -35,3 +35,12 @@ def test_quick_run_writes_report_for_ml_dash_and_floors(tmp_path):
     assert "| ml_dash (default durability) | A |" in page
     assert "python bench/run.py --quick" in page
     assert sum(line.startswith("| floor: ") for line in page.splitlines()) == 7
+
+
+def test_ab_compares_two_trees_in_interleaved_rounds():
+    tree = str(BENCH.parent)
+    done = subprocess.run([sys.executable, str(BENCH / "ab.py"), tree, tree, "--rounds", "2", "--steps", "200"],
+                          check=True, capture_output=True, text=True, timeout=120)
+    rows = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
+    for workload in ("step + flush", "step, flush every 100", "log() alone"):
+        assert workload in rows and rows[workload].rstrip().endswith(tuple("0123456789")), done.stdout
