@@ -239,3 +239,14 @@ def test_live_experiment_reads_its_wide_columns(dash_root):
     with Experiment(prefix="alice/proj/wide", dash_root=dash_root).run as exp:
         exp.metrics("w").log(**{f"k{i}": i for i in range(300)}).flush()
         assert exp.metrics("w").column("k299").tolist() == [299]
+
+
+@needs_proc
+def test_columns_benchmark_smoke_run():
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "columns.py")
+    result = subprocess.run([sys.executable, bench, "--quick"], check=True, capture_output=True,
+                            text=True, timeout=60)
+    figures = json.loads(result.stdout)
+    assert figures["fds_per_1000_columns"] == 0
+    assert figures["mappings_left"] <= 2   # outgrown mappings were unmapped
+    assert 0 < figures["slot_write_ns"] and 0 < figures["map_us"]
