@@ -44,9 +44,6 @@ _libc_munmap = _libc.munmap
 _libc_munmap.restype = ctypes.c_int
 _libc_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _MAP_FAILED = ctypes.c_void_p(-1).value
-# Errors that say the process or the machine ran short of something, not
-# that the column file is damaged: repairing the run would not help.
-_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 
 class Mapping:
@@ -94,6 +91,10 @@ class Mapping:
             self.address = None
 
 
+_EMPTY = np.empty(0, dtype=DTYPE)
+_EMPTY.flags.writeable = False
+
+
 def map_array(fd, slots, writable):
     """A float64 array of the first ``slots`` slots of the open file ``fd``.
 
@@ -102,10 +103,6 @@ def map_array(fd, slots, writable):
     if slots == 0:  # mmap(2) refuses an empty region
         return np.empty(0, dtype=DTYPE) if writable else _EMPTY
     return np.asarray(Mapping(fd, slots * ITEM, writable))
-
-
-_EMPTY = np.empty(0, dtype=DTYPE)
-_EMPTY.flags.writeable = False
 
 
 def os_failure(what, exc, damage_hint=""):
