@@ -10,10 +10,19 @@ Files grow by doubling with ``posix_fallocate``: a sparse region made by
 ``ftruncate`` would turn a full disk into SIGBUS on first touch, while a
 failed allocation is an ordinary ``OSError`` we can report.  Files are never
 shrunk, because readers in other processes may have them mapped.
+
+A mapped column holds no file descriptor: the file is opened, mapped and
+closed again (see :class:`Mapping`), so neither the writer nor a reader
+needs more descriptors for 2,000 columns than for one.  Python's own
+``mmap.mmap`` keeps a duplicate of the descriptor for the mapping's life,
+and one per column runs into the common limit of 1,024 open files.
 """
 
+import ctypes
+import errno
 import mmap
 import os
+import resource
 
 import numpy as np
 
@@ -24,6 +33,102 @@ DTYPE = np.dtype("<f8")
 ITEM = DTYPE.itemsize
 INITIAL_CAPACITY = 4096
 NAN = float("nan")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc_mmap = _libc.mmap
+_libc_mmap.restype = ctypes.c_void_p
+# The offset is always 0, so the width of off_t on this platform cannot matter.
+_libc_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_ssize_t)
+_libc_munmap = _libc.munmap
+_libc_munmap.restype = ctypes.c_int
+_libc_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class Mapping:
+    """One column file mapped whole with ``mmap(2)``, holding no descriptor.
+
+    ``np.asarray(mapping)`` is a float64 array over the mapped bytes whose
+    ``base`` is the mapping; slices of it and memoryviews of them keep that
+    array, hence the mapping, alive.  The region is unmapped only when the
+    last of them is gone, so an array handed out never points at unmapped
+    memory, even after its view is closed or the column was remapped larger.
+
+    Rejected: ``mmap.mmap`` (it keeps a duplicate descriptor open; its
+    ``trackfd=False`` arrives with Python 3.13, and a second code path for
+    newer Pythons would go untested on older ones), and closing a Python
+    ``mmap`` by hand (it refuses while numpy still exports it, and numpy
+    views the user holds must stay valid).
+    """
+
+    __slots__ = ("address", "length", "writable")
+
+    def __init__(self, fd, length, writable):
+        """Map ``length`` bytes of the open file ``fd``, shared; raises ``OSError``."""
+        self.address = None
+        self.length = length
+        self.writable = writable
+        prot = mmap.PROT_READ | mmap.PROT_WRITE if writable else mmap.PROT_READ
+        address = _libc_mmap(None, length, prot, mmap.MAP_SHARED, fd, 0)
+        if address is None or address == _MAP_FAILED:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        self.address = address
+
+    @property
+    def __array_interface__(self):
+        # Read-only mappings are exported read-only: numpy then refuses both
+        # writes and turning the array writable, which would fault (SIGSEGV).
+        return {"version": 3, "shape": (self.length // ITEM,), "typestr": DTYPE.str,
+                "data": (self.address, not self.writable)}
+
+    def __del__(self, unmap=_libc_munmap):
+        # ``unmap`` is bound at definition: module globals may already be
+        # gone when the last array is collected at interpreter exit.
+        if self.address is not None:
+            unmap(self.address, self.length)
+            self.address = None
+
+
+_EMPTY = np.empty(0, dtype=DTYPE)
+_EMPTY.flags.writeable = False
+
+
+def map_array(fd, slots, writable):
+    """A float64 array of the first ``slots`` slots of the open file ``fd``.
+
+    The array keeps its mapping alive; ``fd`` may be closed at once.
+    """
+    if slots == 0:  # mmap(2) refuses an empty region
+        return np.empty(0, dtype=DTYPE) if writable else _EMPTY
+    return np.asarray(Mapping(fd, slots * ITEM, writable))
+
+
+def os_failure(what, exc, damage_hint=""):
+    """A :class:`StorageError` for ``exc``, raised by ``what`` ("cannot map column file x").
+
+    Running out of descriptors or memory is said as such, with the limit to
+    raise: the file is fine, and a hint to repair the run would mislead.
+    ``damage_hint`` is added only for other errors.  The error keeps the
+    ``errno`` of the cause.
+    """
+    code = getattr(exc, "errno", None)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if code in (errno.EMFILE, errno.ENFILE):
+        whose = "the process" if code == errno.EMFILE else "the system"
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        text = (f"{what}: {whose} ran out of file descriptors ({reason}; the "
+                f"limit of this process is {soft} open files, `ulimit -n`): close files "
+                "or raise the limit and try again; the store is not damaged")
+    elif code == errno.ENOMEM:
+        text = (f"{what}: out of memory or of memory mappings ({reason}; see "
+                "vm.max_map_count): the store is not damaged")
+    else:
+        text = f"{what}: {reason}{damage_hint}"
+    error = StorageError(text)
+    error.errno = code
+    return error
 
 
 def column_path(root, sid, cid):
@@ -37,19 +142,22 @@ def sync_column(path):
     (on Linux ``msync`` ends in the same call) and, unlike ``mmap.flush``,
     releases the GIL while it waits, so logging goes on meanwhile.
     """
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise os_failure(f"cannot sync column file {path}", exc) from exc
 
 
 class ColumnFile:
-    """The writer's handle on one column file.
+    """The writer's handle on one column file: a shared read-write mapping.
 
-    It keeps only the mapping open (Python's mmap holds its own descriptor),
-    so that an experiment with thousands of columns stays far from the
-    process's file-descriptor limit.
+    ``values`` is a memoryview of float64 slots: the write path assigns slots
+    one by one through it, half the cost of numpy item assignment (about
+    30 ns against 50-250 ns).  ``array`` is the same memory as numpy.
     """
 
     def __init__(self, path, capacity, fresh):
@@ -62,46 +170,49 @@ class ColumnFile:
         """
         self.path = path
         self.capacity = 0
+        self.array = None
         self.values = None
-        self._mmap = None
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if fresh:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
-            self.grow(capacity)
+            self._remap(capacity, 0, os.O_TRUNC)
         else:
             size = self.size_of(path)
-            self.grow(max(size, capacity), fill_from=size)
+            self._remap(max(size, capacity), size)
 
     @staticmethod
     def size_of(path):
         """Slots in the column file at ``path`` (``FileNotFoundError`` if none)."""
         return os.stat(path).st_size // ITEM
 
-    def grow(self, capacity, fill_from=None):
-        """Make room for ``capacity`` slots; slots past ``fill_from`` get NaN."""
-        old = self.capacity if fill_from is None else fill_from
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def grow(self, capacity):
+        """Make room for ``capacity`` slots; the new slots get NaN."""
+        self._remap(capacity, self.capacity)
+
+    def _remap(self, capacity, fill_from, open_flags=0):
+        """Allocate and map ``capacity`` slots; slots from ``fill_from`` on get NaN.
+
+        The previous mapping is not unmapped here: the writer's slot cache
+        or a reader in this process may still hold views of it; it goes with
+        the last of them.  Its slots are the same pages of the same file, so
+        such a view keeps seeing every value written.
+        """
+        length = capacity * ITEM
         try:
-            if capacity * ITEM > os.fstat(fd).st_size:
-                if faults.ACTIVE:
-                    faults.hit("column_growth", self.path)
-                os.posix_fallocate(fd, 0, capacity * ITEM)
-            # An old mapping may still be exported to numpy views held by the
-            # user; it is left to the garbage collector instead of closed.
-            self._mmap = mmap.mmap(fd, capacity * ITEM, mmap.MAP_SHARED,
-                                   mmap.PROT_READ | mmap.PROT_WRITE)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | open_flags, 0o644)
+            try:
+                if length > os.fstat(fd).st_size:
+                    if faults.ACTIVE:
+                        faults.hit("column_growth", self.path)
+                    os.posix_fallocate(fd, 0, length)
+                array = map_array(fd, capacity, writable=True)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise StorageError(
-                f"cannot grow column file {self.path} to {capacity * ITEM} bytes: "
-                f"{exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
-        # Slots are written one by one through a memoryview: half the cost of
-        # numpy item assignment (about 30 ns against 50-250 ns).
-        self.values = memoryview(self._mmap).cast("d")
+            raise os_failure(f"cannot grow column file {self.path} to {length} bytes", exc) from exc
+        array[fill_from:capacity] = NAN
+        self.array = array
+        self.values = memoryview(array)
         self.capacity = capacity
-        if old < capacity:
-            np.frombuffer(self._mmap, dtype=DTYPE)[old:capacity] = NAN
 
     def sync(self):
         """Flush the written slots to disk."""
@@ -109,7 +220,7 @@ class ColumnFile:
 
     def close(self):
         self.values = None
-        self._mmap = None
+        self.array = None
 
 
 class ColumnMap:
@@ -123,14 +234,17 @@ class ColumnMap:
         """A read-only array of at least ``count`` slots (a view, no copy)."""
         if self._array is None or len(self._array) < count:
             try:
-                with open(self.path, "rb") as f:
-                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                raise StorageError(f"cannot map column file {self.path}: {exc}; "
-                                   "ml_dash.check(..., repair=True) rebuilds it") from exc
-            self._array = np.frombuffer(mm, dtype=DTYPE)
-            if len(self._array) < count:
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    array = map_array(fd, os.fstat(fd).st_size // ITEM, writable=False)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise os_failure(f"cannot map column file {self.path}", exc,
+                                 "; ml_dash.check(..., repair=True) rebuilds it") from exc
+            if len(array) < count:
                 raise StorageError(
-                    f"column file {self.path} holds {len(self._array)} values, "
+                    f"column file {self.path} holds {len(array)} values, "
                     f"fewer than the {count} committed points; run ml_dash.check(..., repair=True)")
+            self._array = array
         return self._array
