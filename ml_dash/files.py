@@ -373,8 +373,8 @@ class Files(FilesReading):
         key, record = found[0]
         _usable(key, record, "duplicated")
         path = _join(self._folder(), clean_path(to))
-        with blobs.open_content(self._directory, record["id"], repr(key)) as source:
-            return self._store(path, source, record.get("description"), record.get("tags"),
+        with blobs.open_content(self._directory, record["id"], repr(key)) as contents:
+            return self._store(path, contents, record.get("description"), record.get("tags"),
                                record.get("metadata"), record.get("contentType"))
 
     def delete(self, pattern=None):

@@ -99,6 +99,11 @@ def test_repair_deletes_only_leftovers_ml_dash_wrote(dash_root):
 
 # -- 7. symbolic links inside a run folder --------------------------------------------------
 
+def read_column(dash_root, stream, key):
+    with load("team/proj", dash_root=dash_root) as view:
+        return list(view.metrics(stream).column(key))
+
+
 LINKED = ["writer.lock", "lock.mdb", "data.mdb", "files", "columns", "columns/1",
           "columns/1/1.f64"]  # stream 1 is "train"
 
@@ -116,10 +121,12 @@ def test_a_symbolic_link_in_a_run_folder_is_refused_and_never_followed(dash_root
     before = snapshot(outside)
     attempts = {
         "writer": lambda: Experiment(prefix="team/proj", dash_root=dash_root).run.start(),
-        "reader": lambda: load("team/proj", dash_root=dash_root),
+        "reader": lambda: read_column(dash_root, "train", "step"),
         "repair": lambda: ml_dash.check("team/proj", dash_root=dash_root, repair=True),
         "compact": lambda: ml_dash.compact("team/proj", dash_root=dash_root),
     }
+    if entry.startswith("columns/"):
+        del attempts["compact"]  # it rewrites data.mdb alone and never opens a column
     for name, attempt in attempts.items():
         with pytest.raises(StorageError, match="symbolic link") as caught:
             attempt()
@@ -127,8 +134,7 @@ def test_a_symbolic_link_in_a_run_folder_is_refused_and_never_followed(dash_root
         assert snapshot(outside) == before, name
     os.unlink(os.path.join(run, entry))
     os.replace(target, os.path.join(run, entry))  # put back: the run opens again, whole
-    with load("team/proj", dash_root=dash_root) as view:
-        assert list(view.metrics("train").column("step")) == [0, 1, 2, 3, 4]
+    assert read_column(dash_root, "train", "step") == [0, 1, 2, 3, 4]
 
 
 def test_a_content_file_link_is_never_read(dash_root, tmp_path):
@@ -185,9 +191,9 @@ def test_a_crafted_stored_path_cannot_make_a_download_escape(dash_root, tmp_path
     craft(dash_root, key)
     target = tmp_path / "out" / "a" / "b"
     target.mkdir(parents=True)
-    with load("team/proj", dash_root=dash_root) as view:
-        with pytest.raises(StorageError, match="stored path"):
-            view.files.download(to=str(target))
+    with load("team/proj", dash_root=dash_root) as view, \
+            pytest.raises(StorageError, match="stored path"):
+        view.files.download(to=str(target))
     assert files_outside(tmp_path, dash_root) == []  # nothing copied at all
 
 
@@ -197,9 +203,9 @@ def test_a_crafted_content_id_never_names_a_file_outside(dash_root, tmp_path):
     victim.write_bytes(b"precious")
     checksum = hashlib.sha256(b"precious").hexdigest()
     craft(dash_root, "cfg/x.txt", id=str(victim), checksum=checksum, sizeBytes=8)
-    with load("team/proj", dash_root=dash_root) as view:
-        with pytest.raises(StorageError, match="'cfg/x.txt'.*content id"):
-            view.files("cfg/x.txt").read_bytes()
+    with load("team/proj", dash_root=dash_root) as view, \
+            pytest.raises(StorageError, match="'cfg/x.txt'.*content id"):
+        view.files("cfg/x.txt").read_bytes()
     report = ml_dash.check("team/proj", dash_root=dash_root)
     assert any("'cfg/x.txt'" in p and "content id" in p for p in report.problems)
     with Experiment(prefix="team/proj", dash_root=dash_root).run as exp:
@@ -224,7 +230,7 @@ def test_a_prefix_with_a_lone_surrogate_is_refused_and_makes_no_folder(dash_root
             attempt()
     assert not os.path.exists(dash_root)
     result = subprocess.run([sys.executable, "-m", "ml_dash", "show", b"team/proj-\xff",
-                             "--dash-root", dash_root], capture_output=True, timeout=60)
+                             "--dash-root", dash_root], capture_output=True, timeout=60, check=False)
     assert result.returncode != 0 and b"lone surrogate" in result.stderr
     assert b"Traceback" not in result.stderr
 
@@ -264,7 +270,7 @@ def test_an_unwritable_dash_root_is_named_in_a_storage_error():
         os.chmod(root, 0o555)
         os.chmod(parent, 0o755)
         result = subprocess.run([sys.executable, "-c", UNWRITABLE, root],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60, check=False)
         assert result.stdout.startswith("StorageError"), result.stdout + result.stderr
         assert f"{root} cannot be written" in result.stdout
         assert os.listdir(root) == []

@@ -33,6 +33,7 @@ from .catalog import TS_KEY, Catalog
 from .codec import FORMAT_VERSION, decode_point
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
 from .env import DATA_FILE, acquire, release
+from .layout import check_run_folder
 from .lock import WriterLock
 from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
@@ -79,6 +80,7 @@ def check_store(prefix, path, repair=False):
         raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
     lock = WriterLock(path) if repair else None  # repairs write: no live writer allowed
     try:
+        check_run_folder(path)  # every column is read, and a repair writes them
         env = acquire(path)
         try:
             report = CheckReport(prefix, path)

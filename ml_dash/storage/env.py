@@ -251,7 +251,7 @@ def acquire(path, writable=False):
                 raise FileNotFoundError(f"no ml_dash store at {path}")
             if writable:
                 create_run_folder(key)
-            check_run_folder(key)  # no link may lead LMDB or the columns out of the folder
+            check_run_folder(key, columns=writable)  # no link may lead LMDB or a writer out
             _warn_if_network_filesystem(key)
             env = _registry[key] = Environment(key, writable)
         elif writable:

@@ -29,49 +29,64 @@ import stat
 
 from ..errors import StorageError
 
-_FILES = ("data.mdb", "lock.mdb", "writer.lock")
-_FOLDERS = ("files", ".compacting")
+# What ml_dash makes in a run folder: True for a regular file, False for a folder.
+_FIXED = {"data.mdb": True, "lock.mdb": True, "writer.lock": True,
+          "files": False, ".compacting": False, "columns": False}
 COLUMNS = "columns"
 
 
-def check_run_folder(directory):
+def check_run_folder(directory, columns=True):
     """``StorageError`` if an entry ml_dash uses in ``directory`` is a symbolic
-    link, or one of its fixed entries is not the kind ml_dash makes there."""
-    for name in _FILES:
-        _expect(os.path.join(directory, name), stat.S_ISREG, "a regular file")
-    for name in _FOLDERS:
-        _expect(os.path.join(directory, name), stat.S_ISDIR, "a folder")
-    columns = os.path.join(directory, COLUMNS)
-    if not _expect(columns, stat.S_ISDIR, "a folder"):
-        return
-    # Below columns/ only links are refused: a stray file there (a desktop's
-    # .DS_Store, say) is never opened, and refusing it would lock the run away.
-    for stream in _entries(columns):
-        if stream.is_symlink():
-            _refuse(stream.path, True, "a folder")
-        if stream.is_dir(follow_symlinks=False):
-            for column in _entries(stream.path):
-                if column.is_symlink():
-                    _refuse(column.path, True, "a regular file")
+    link, or one of its fixed entries is not the kind ml_dash makes there.
+
+    ``columns=False`` leaves out the folders under ``columns/`` (one listing
+    per stream): a reader, which only reads the columns it is asked for,
+    checks each with :func:`check_no_link` when it first maps it, so opening
+    a run to list it costs one listing of its folder, not one per stream.
+    """
+    for entry in _entries(directory):
+        regular = _FIXED.get(entry.name)
+        if regular is None:
+            continue
+        if regular and not entry.is_file(follow_symlinks=False):
+            _refuse(entry.path, entry.is_symlink(), "a regular file")
+        if not regular and not entry.is_dir(follow_symlinks=False):
+            _refuse(entry.path, entry.is_symlink(), "a folder")
+        if entry.name == COLUMNS and columns:
+            # Below columns/ only links are refused: a stray file there (a
+            # desktop's .DS_Store, say) is never opened, and refusing it would
+            # lock the run away.
+            for stream in _entries(entry.path):
+                if stream.is_symlink():
+                    _refuse(stream.path, True, "a folder")
+                if stream.is_dir(follow_symlinks=False):
+                    for column in _entries(stream.path):
+                        if column.is_symlink():
+                            _refuse(column.path, True, "a regular file")
 
 
-def _expect(path, is_kind, kind):
-    """True if ``path`` is of ``kind``, False if it is absent; refuses anything else."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise StorageError(f"cannot inspect {path}: {exc.strerror or exc}") from exc
-    if not is_kind(mode):
-        _refuse(path, stat.S_ISLNK(mode), kind)
-    return True
+def check_no_link(directory, path):
+    """``StorageError`` if ``path`` inside the run folder ``directory``, or a
+    folder between the two, is a symbolic link (a missing one is fine)."""
+    relative = os.path.relpath(path, directory).split(os.sep)
+    for depth in range(1, len(relative) + 1):
+        step = os.path.join(directory, *relative[:depth])
+        try:
+            is_link = stat.S_ISLNK(os.lstat(step).st_mode)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot inspect {step}: {exc.strerror or exc}") from exc
+        if is_link:
+            _refuse(step, True, "a file or folder")
 
 
 def _entries(folder):
     try:
         with os.scandir(folder) as entries:
             return list(entries)
+    except FileNotFoundError:
+        return []
     except OSError as exc:
         raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
 
