@@ -276,3 +276,20 @@ def test_an_unwritable_dash_root_is_named_in_a_storage_error():
         assert os.listdir(root) == []
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_compaction_removes_only_its_own_copy(dash_root):
+    outer = make_run(dash_root)
+    inner = make_run(dash_root, "team/other")
+    shutil.copytree(inner, os.path.join(outer, ".compacting"))  # as older versions let one nest
+    kept = snapshot(os.path.join(outer, ".compacting"))
+    with pytest.raises(StorageError, match="holds files compaction does not write"):
+        ml_dash.compact("team/proj", dash_root=dash_root)
+    assert snapshot(os.path.join(outer, ".compacting")) == kept
+    shutil.rmtree(os.path.join(outer, ".compacting"))
+    os.mkdir(os.path.join(outer, ".compacting"))  # as a killed compaction leaves it
+    with open(os.path.join(outer, ".compacting", "data.mdb"), "wb") as handle:
+        handle.write(b"half a copy")
+    before, after = ml_dash.compact("team/proj", dash_root=dash_root)
+    assert after <= before and not os.path.exists(os.path.join(outer, ".compacting"))
+    assert read_column(dash_root, "train", "step") == [0, 1, 2, 3, 4]

@@ -21,7 +21,6 @@ atomic rename.
 import json
 import math
 import os
-import shutil
 
 import lmdb
 import msgpack
@@ -244,12 +243,12 @@ def compact_store(prefix, path):
                 raise ExperimentError(
                     f"cannot compact {prefix!r}: processes {', '.join(others)} are reading it")
             temporary = os.path.join(path, ".compacting")
-            shutil.rmtree(temporary, ignore_errors=True)
+            _remove_copy(temporary)  # left by a killed compaction
             os.makedirs(temporary)
             try:
                 handle.copy(temporary, compact=True)
             except lmdb.Error as exc:
-                shutil.rmtree(temporary, ignore_errors=True)
+                _remove_copy(temporary)
                 raise StorageError(f"cannot compact the store at {path}: {exc}") from exc
         finally:
             release(env)
@@ -263,7 +262,7 @@ def compact_store(prefix, path):
             os.remove(os.path.join(path, LOCK_DATA_FILE))
         except FileNotFoundError:
             pass
-        shutil.rmtree(temporary, ignore_errors=True)
+        _remove_copy(temporary)
         directory = os.open(path, os.O_RDONLY)
         try:
             os.fsync(directory)
@@ -272,3 +271,22 @@ def compact_store(prefix, path):
         return before, os.path.getsize(data)
     finally:
         lock.release()
+
+
+def _remove_copy(temporary):
+    """Remove the compaction folder ``temporary`` and the copy of the store in it.
+
+    Compaction writes a ``data.mdb`` there and nothing else; a folder that
+    holds anything else (another run, made there by an older version that
+    let prefixes nest) is not ours to delete: ``StorageError``, nothing removed.
+    """
+    try:
+        names = os.listdir(temporary)
+    except FileNotFoundError:
+        return
+    if set(names) - {DATA_FILE}:
+        raise StorageError(f"cannot compact: {temporary} holds files compaction does not write "
+                           f"({', '.join(sorted(names))}); move them out of the run folder")
+    if names:
+        os.remove(os.path.join(temporary, DATA_FILE))
+    os.rmdir(temporary)
