@@ -235,6 +235,16 @@ def test_a_prefix_with_a_lone_surrogate_is_refused_and_makes_no_folder(dash_root
     assert b"Traceback" not in result.stderr
 
 
+def test_a_run_folder_renamed_to_bytes_that_are_not_utf8_is_listed_as_unreadable(dash_root):
+    make_run(dash_root)
+    make_run(dash_root, "team/other")
+    os.rename(os.path.join(dash_root, "team", "proj"), os.fsencode(dash_root) + b"/team/proj-\xff")
+    runs = {run["prefix"]: run for run in ml_dash.list_experiments(dash_root)}
+    assert runs["team/other"]["status"] == "COMPLETED"
+    unreadable = runs[os.fsdecode(b"team/proj-\xff")]
+    assert unreadable["status"] == "UNREADABLE" and "not valid UTF-8" in unreadable["error"]
+
+
 def test_paths_that_are_files_are_named_in_a_storage_error(tmp_path):
     (tmp_path / "root-file").write_text("")
     (tmp_path / "root" / "team").mkdir(parents=True)

@@ -43,7 +43,14 @@ def check_run_folder(directory, columns=True):
     per stream): a reader, which only reads the columns it is asked for,
     checks each with :func:`check_no_link` when it first maps it, so opening
     a run to list it costs one listing of its folder, not one per stream.
+    A folder whose path is not valid UTF-8 (made by another program: ml_dash
+    refuses such prefixes) is refused too, as LMDB cannot open it.
     """
+    try:
+        directory.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError(f"cannot open the run folder {directory!r}: its path is not valid "
+                           "UTF-8, and LMDB opens only UTF-8 paths; rename it") from None
     for entry in _entries(directory):
         regular = _FIXED.get(entry.name)
         if regular is None:
