@@ -69,7 +69,7 @@ def refuse_nesting(segments, dash_root):
     directory = os.path.join(root, *segments)
     for depth in range(len(segments)):
         above = os.path.join(root, *segments[:depth])
-        if os.path.lexists(os.path.join(above, DATA_FILE)):
+        if os.path.isfile(os.path.join(above, DATA_FILE)):
             outer = "/".join(segments[:depth])
             where = f"the run {outer!r}" if outer else f"dash_root {dash_root!r}, which is a run folder"
             raise ConfigurationError(
@@ -95,7 +95,7 @@ def _run_below(directory):
             continue
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                if os.path.lexists(os.path.join(entry.path, DATA_FILE)):
+                if os.path.isfile(os.path.join(entry.path, DATA_FILE)):
                     return entry.path
                 stack.append(entry.path)
     return None

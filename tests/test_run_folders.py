@@ -64,6 +64,13 @@ def test_a_prefix_around_another_run_is_refused(dash_root):
         "team/proj/a/run", "team/proj/b"]
 
 
+def test_a_folder_named_like_a_store_file_is_not_taken_for_a_run(dash_root):
+    make_run(dash_root, "team/data.mdb/run")
+    make_run(dash_root, "team/data.mdb/run")  # reopened: the folder data.mdb is no store
+    with load("team/data.mdb/run", dash_root=dash_root) as view:
+        assert len(view.metrics("train")) == 10
+
+
 def test_start_refuses_a_prefix_that_a_new_run_now_contains(dash_root):
     inner = Experiment(prefix="team/proj/later", dash_root=dash_root)
     make_run(dash_root)  # made after inner was created, before it starts
