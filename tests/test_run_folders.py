@@ -161,6 +161,18 @@ def test_a_content_file_link_is_never_read(dash_root, tmp_path):
     assert any("symbolic link" in problem for problem in report.problems)
 
 
+def test_a_content_file_that_is_a_folder_is_a_storage_error(dash_root):
+    run = make_run(dash_root)
+    with load("team/proj", dash_root=dash_root) as view:
+        content = os.path.join(run, "files", view.files("cfg/train.txt").list()[0]["id"])
+    os.unlink(content)
+    os.mkdir(content)
+    with load("team/proj", dash_root=dash_root) as view, \
+            pytest.raises(StorageError, match="'cfg/train.txt'.*not a regular file"):
+        view.files("cfg/train.txt").read_bytes()
+    assert not ml_dash.check("team/proj", dash_root=dash_root).ok
+
+
 # -- 8. names read from a store are untrusted -----------------------------------------------
 
 def craft(dash_root, key, **fields):

@@ -81,16 +81,19 @@ def open_content(directory, file_id, label):
 
     ``FileNotFoundError`` if it is missing; ``StorageError`` naming ``label``
     if it is a link (planted in a crafted run, it would make ml_dash read,
-    copy out or hash a file outside the run folder).
+    copy out or hash a file outside the run folder) or not a regular file.
     """
     path = content_path(directory, file_id)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StorageError(f"stored file {label}: its contents {path} are a symbolic link, "
                                "which ml_dash never follows") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(f"stored file {label}: its contents {path} are not a regular file")
     return os.fdopen(fd, "rb")
 
 
