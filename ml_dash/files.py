@@ -58,14 +58,13 @@ def _missing(path):
 
 
 def _usable(key, record, use):
-    """``record`` (stored at path ``key``) once its names are safe to use on disk.
+    """``record`` (stored at path ``key``) once its names are safe to use on disk,
+    else ``StorageError`` naming it and what it was needed for (``use``).
 
-    A run may come from anyone, so every name in it is untrusted: a stored
-    path with ``..`` or a leading ``/``, or a filename holding a ``/``, would
-    make a download write outside its target folder, and a content id that
-    is a path would make a read or a replace use a file outside the run.
-    ``StorageError`` naming the record and what it was needed for (``use``)
-    otherwise.  Listing does not check: the names are only shown.
+    A run may come from anyone: a stored path with ``..`` or a filename with
+    a ``/`` would make a download write outside its target folder, a content
+    id that is a path a read use a file outside the run.  Listing does not
+    check: there the names are only shown.
     """
     problem = None
     if not isinstance(record, dict):
