@@ -19,7 +19,7 @@ from .files import Files
 from .logs import Logs
 from .metrics import Metrics
 from .params import Params
-from .paths import parse_prefix
+from .paths import parse_prefix, refuse_nesting
 from .reading import iso
 from .session import Session
 from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
@@ -50,6 +50,7 @@ class Experiment:
         if sync_interval is None or float(sync_interval) < 0:
             raise ConfigurationError(f"sync_interval must be >= 0 seconds, got {sync_interval!r}")
         self._segments, self.path = parse_prefix(prefix, dash_root)
+        refuse_nesting(self._segments, dash_root)
         self.prefix = "/".join(self._segments)
         self.dash_root = dash_root
         self._given = {
@@ -164,6 +165,7 @@ class Experiment:
         if self._read_store is not None:
             release(self._read_store.env)
             self._read_store = None
+        refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
         session = Session(self.path, **self._options)
         try:
             stored = session.reader.get_json(META_DB, EXPERIMENT_KEY, {})

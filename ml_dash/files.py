@@ -4,7 +4,9 @@
 on one file (a handle is a file handle when a file is stored at its path or
 its last segment has a dot), and ``exp.files`` itself is the root folder.
 Folder and file names are only names in records: contents live in
-``files/<id>`` (see ``storage/blobs.py``), so any name is safe.  Every save
+``files/<id>`` (see ``storage/blobs.py``), so any name is safe.  Names read
+back from a store are untrusted (a run may come from anyone) and are
+checked before they are used on disk (see ``_usable``).  Every save
 is committed at once, with whatever else is staged, and replaces a file
 stored under the same folder and name.
 """
@@ -17,6 +19,7 @@ import mimetypes
 import os
 import threading
 
+from .errors import StorageError
 from .storage import blobs
 from .storage.codec import encode_value
 from .storage.keys import FILES_DB
@@ -52,6 +55,47 @@ def _under(folder, key):
 
 def _missing(path):
     return FileNotFoundError(f"no stored file {path!r}")
+
+
+def _usable(key, record, use):
+    """``record`` (stored at path ``key``) once its names are safe to use on disk,
+    else ``StorageError`` naming it and what it was needed for (``use``).
+
+    A run may come from anyone: a stored path with ``..`` or a filename with
+    a ``/`` would make a download write outside its target folder, a content
+    id that is a path a read use a file outside the run.  Listing does not
+    check: there the names are only shown.
+    """
+    problem = None
+    if not isinstance(record, dict):
+        problem = f"its record is a {type(record).__name__}, not a file record"
+    elif not _is_clean(key):
+        problem = "its stored path is not a plain 'folder/name' path"
+    elif not (_is_clean(_filename(record)) and "/" not in record["filename"]):
+        problem = f"its filename {record.get('filename')!r} is not a plain file name"
+    elif not blobs.is_id(record.get("id")):
+        problem = f"its content id {record.get('id')!r} is not one ml_dash makes (32 hex digits)"
+    if problem:
+        raise StorageError(f"stored file {key!r} cannot be {use}: {problem}; the run was "
+                           "altered or not written by ml_dash")
+    return record
+
+
+def _is_clean(path):
+    """True if ``path`` is UTF-8 text that :func:`clean_path` leaves as it is."""
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        path.encode("utf-8")
+        return clean_path(path) == path
+    except ValueError:  # a refused path, or a lone surrogate (UnicodeEncodeError)
+        return False
+
+
+def _filename(record):
+    """The record's filename, or None if it has none that is text."""
+    name = record.get("filename") if isinstance(record, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _require(module, extra, method):
@@ -90,7 +134,8 @@ class FilesReading:
         folder = self._path
         start = (folder + "/").encode("utf-8") if folder else None
         stop = (folder + "0").encode("utf-8") if folder else None  # '0' follows '/'
-        return {key.decode("utf-8"): record
+        # A key that is not UTF-8 (a crafted store) is kept, not fatal: _usable refuses it.
+        return {key.decode("utf-8", "surrogateescape"): record
                 for key, record in self._reader().select(FILES_DB, start=start, stop=stop)}
 
     def _matches(self, pattern):
@@ -106,7 +151,7 @@ class FilesReading:
             return found
         relative = len(folder) + 1 if folder else 0
         return {key: record for key, record in found.items()
-                if fnmatch.fnmatchcase(record["filename"], pattern)
+                if fnmatch.fnmatchcase(_filename(record) or "", pattern)
                 or fnmatch.fnmatchcase(key[relative:], pattern)}
 
     # -- public reading -------------------------------------------------------------
@@ -132,6 +177,7 @@ class FilesReading:
         record = self._record(self._path)
         if record is None:
             raise _missing(self._path)
+        _usable(self._path, record, "read")
         return blobs.read_verified(self._directory, record["id"], record["checksum"], repr(self._path))
 
     def read_text(self, encoding="utf-8"):
@@ -149,6 +195,7 @@ class FilesReading:
             record = self._record(self._path)
             if record is None:
                 raise _missing(self._path)
+            _usable(self._path, record, "downloaded")
             destination = to if to is not None else os.getcwd()
             if os.path.isdir(destination):
                 destination = os.path.join(destination, record["filename"])
@@ -159,6 +206,8 @@ class FilesReading:
         folder = self._folder()
         relative = len(folder) + 1 if folder else 0
         target = os.fspath(to) if to is not None else os.getcwd()
+        for key, record in matches.items():  # all of them first: a refused one copies nothing
+            _usable(key, record, "downloaded")
         return [self._copy_out(key, record, os.path.join(target, *key[relative:].split("/")))
                 for key, record in matches.items()]
 
@@ -230,8 +279,8 @@ class Files(FilesReading):
                 raise TypeError(f"file {path!r}: metadata {metadata!r} cannot be stored") from None
             session.stage_record(FILES_DB, path.encode("utf-8"), data)
             session.flush()
-            if old is not None:
-                blobs.remove(self._directory, old["id"])  # superseded, and no longer referenced
+            if isinstance(old, dict):  # superseded, and no longer referenced
+                blobs.remove(self._directory, old.get("id"))  # not an id of ours: nothing removed
         return record
 
     def upload(self, local_path, to=None, description=None, tags=None, metadata=None):
@@ -317,14 +366,15 @@ class Files(FilesReading):
         """Copy a stored file (its record or ``id``) to ``to`` (``folder/name``); returns the new record."""
         file_id = source.get("id") if isinstance(source, dict) else source
         everything = self._handle("")._records()
-        found = [(key, record) for key, record in everything.items() if record["id"] == file_id]
+        found = [(key, record) for key, record in everything.items() if isinstance(record, dict) and record.get("id") == file_id]
         if not found:
             raise FileNotFoundError(f"no stored file with id {file_id!r}")
         key, record = found[0]
+        _usable(key, record, "duplicated")
         path = _join(self._folder(), clean_path(to))
-        source_path = blobs.content_path(self._directory, record["id"])
-        return self._store(path, source_path, record.get("description"), record.get("tags"),
-                           record.get("metadata"), record.get("contentType"))
+        with blobs.open_content(self._directory, record["id"], repr(key)) as contents:
+            return self._store(path, contents, record.get("description"), record.get("tags"),
+                               record.get("metadata"), record.get("contentType"))
 
     def delete(self, pattern=None):
         """Remove this file, or the files under this folder (matching ``pattern``).
@@ -336,10 +386,12 @@ class Files(FilesReading):
             matches = self._matches(pattern)
             if not matches:
                 raise _missing(_join(self._path, pattern) if pattern else self._path or "/")
-            session.stage_records([(FILES_DB, key.encode("utf-8"), None) for key in matches])
+            session.stage_records([(FILES_DB, key.encode("utf-8", "surrogateescape"), None)
+                                   for key in matches])
             session.flush()
             for record in matches.values():
-                blobs.remove(self._directory, record["id"])
+                if isinstance(record, dict):
+                    blobs.remove(self._directory, record.get("id"))  # only ids of ours
         return list(matches.values())
 
 

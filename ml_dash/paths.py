@@ -1,18 +1,33 @@
-"""Experiment prefixes and where they live under ``dash_root``."""
+"""Experiment prefixes and where they live under ``dash_root``.
+
+A prefix names one folder, and that folder holds one run: a prefix that
+would put a run inside another run's folder (``team/proj/files`` beside the
+run ``team/proj``), or around one, is refused.  Otherwise the outer run's
+listing would hide the inner one, and the outer run's maintenance (which
+cleans up what a killed save left in ``files/``) would treat the inner run's
+files as its own.
+"""
 
 import os
 
+from .errors import ConfigurationError
+from .storage.env import DATA_FILE
+
 
 def parse_prefix(prefix, dash_root):
-    """``(segments, directory)`` of ``prefix``; ``ValueError`` naming it if invalid.
+    """``(segments, directory)`` of ``prefix``; ``ConfigurationError`` (a
+    ``ValueError``) naming it if invalid.
 
     A prefix is ``owner/project[/folders...]/name`` with at least two
     segments.  Leading and trailing slashes are ignored.  Empty, ``.`` and
     ``..`` segments, backslashes and NUL are refused, so a prefix can never
-    point outside ``dash_root``.
+    point outside ``dash_root``; so is text that is not valid Unicode (a lone
+    surrogate, which ``sys.argv`` makes of bytes that are not UTF-8): LMDB
+    takes only UTF-8 paths.
     """
     if not isinstance(prefix, str):
-        raise ValueError(f"experiment prefix must be a string like 'owner/project/name', got {prefix!r}")
+        raise ConfigurationError(
+            f"experiment prefix must be a string like 'owner/project/name', got {prefix!r}")
     segments = prefix.strip("/").split("/")
     problem = None
     if len(segments) < 2 or not all(segments):
@@ -21,20 +36,75 @@ def parse_prefix(prefix, dash_root):
         problem = "'.' and '..' segments are not allowed"
     elif "\\" in prefix or "\0" in prefix:
         problem = "backslashes and NUL characters are not allowed"
-    elif not _file_names(segments):
-        problem = "it has characters that cannot be in a file name here, or a segment over 255 bytes"
+    elif not _is_text(prefix):
+        problem = ("it holds a lone surrogate, which is not text (Python makes these of file "
+                   "names or arguments that are not valid UTF-8)")
+    elif not all(len(segment.encode("utf-8")) <= 255 for segment in segments):
+        problem = "a segment is longer than 255 bytes, the limit of a file name"
     if problem:
-        raise ValueError(f"invalid experiment prefix {prefix!r}: {problem}")
+        raise ConfigurationError(f"invalid experiment prefix {prefix!r}: {problem}")
     root = os.path.realpath(dash_root)
+    if not _is_text(root):
+        raise ConfigurationError(
+            f"dash_root {dash_root!r} resolves to a path that is not valid UTF-8 ({root!r}); "
+            "LMDB cannot open stores there")
     directory = os.path.join(root, *segments)
     if os.path.commonpath([root, os.path.realpath(directory)]) != root:
-        raise ValueError(f"invalid experiment prefix {prefix!r}: it resolves outside {dash_root!r}")
+        raise ConfigurationError(
+            f"invalid experiment prefix {prefix!r}: it resolves outside {dash_root!r}")
     return segments, directory
 
 
-def _file_names(segments):
-    """True if every segment can be a directory name on this system."""
+def refuse_nesting(segments, dash_root):
+    """``ConfigurationError`` if the run of prefix ``segments`` (as
+    :func:`parse_prefix` gives them) would lie inside another run's folder
+    or would contain another run.
+
+    Looks at the folders above the run (one ``stat`` each) and, when the run
+    folder exists, every folder below it (a run folder holds one folder per
+    stream under ``columns/``).  Symbolic links below it are not followed.
+    """
+    prefix = "/".join(segments)
+    root = os.path.realpath(dash_root)
+    directory = os.path.join(root, *segments)
+    for depth in range(len(segments)):
+        above = os.path.join(root, *segments[:depth])
+        if os.path.isfile(os.path.join(above, DATA_FILE)):
+            outer = "/".join(segments[:depth])
+            where = f"the run {outer!r}" if outer else f"dash_root {dash_root!r}, which is a run folder"
+            raise ConfigurationError(
+                f"invalid experiment prefix {prefix!r}: it would be stored inside {where}; "
+                "a run's folder holds one run, so name it beside that run (another last "
+                "segment), not under it")
+    inner = _run_below(directory)
+    if inner is not None:
+        inner_prefix = "/".join(segments + os.path.relpath(inner, directory).split(os.sep))
+        raise ConfigurationError(
+            f"invalid experiment prefix {prefix!r}: its folder already holds the run "
+            f"{inner_prefix!r}; a run's folder holds one run, so name it beside that run, "
+            "not above it")
+
+
+def _run_below(directory):
+    """The first folder strictly below ``directory`` that holds a store, or None."""
+    stack = [directory]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:  # missing, not a folder, or unreadable: holds no run we could open
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if os.path.isfile(os.path.join(entry.path, DATA_FILE)):
+                    return entry.path
+                stack.append(entry.path)
+    return None
+
+
+def _is_text(text):
+    """True if ``text`` is valid Unicode (encodes as UTF-8: no lone surrogate)."""
     try:
-        return all(len(os.fsencode(segment)) <= 255 for segment in segments)
-    except UnicodeEncodeError:  # a lone surrogate that surrogateescape cannot map
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return False
+    return True

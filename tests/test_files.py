@@ -295,7 +295,7 @@ def test_check_verifies_file_contents_and_removes_leftovers(dash_root):
         damaged = exp.files.save_blob(b"original", to="b.bin")
     assert check("alice/proj/chk", dash_root=dash_root).ok
     folder = os.path.join(exp.path, "files")
-    with open(os.path.join(folder, "0123abcd"), "wb") as handle:  # as a killed save leaves it
+    with open(os.path.join(folder, "0123abcd" * 4), "wb") as handle:  # as a killed save leaves it
         handle.write(b"orphan")
     with open(os.path.join(folder, damaged["id"]), "r+b") as handle:
         handle.write(b"X")
@@ -306,7 +306,7 @@ def test_check_verifies_file_contents_and_removes_leftovers(dash_root):
     assert not any("'a.bin'" in p for p in report.problems)
     repaired = check("alice/proj/chk", dash_root=dash_root, repair=True)
     assert any("0123abcd" in r for r in repaired.repaired)
-    assert not os.path.exists(os.path.join(folder, "0123abcd"))
+    assert not os.path.exists(os.path.join(folder, "0123abcd" * 4))
     assert os.path.exists(os.path.join(folder, kept["id"]))
     assert [p for p in repaired.problems if "b.bin" in p]  # lost contents stay reported
     os.unlink(os.path.join(folder, kept["id"]))

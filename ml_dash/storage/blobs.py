@@ -22,6 +22,8 @@ import errno
 import hashlib
 import itertools
 import os
+import re
+import stat
 import uuid
 
 from ..errors import StorageError
@@ -31,16 +33,68 @@ KERNEL_CHUNK = 1 << 20  # small enough that hashing starts soon after copying do
 FOLDER = "files"
 
 
+# Every name ml_dash writes in files/: a content id (new_id) and its temporary.
+_ID = re.compile(r"[0-9a-f]{32}\Z")
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}\Z")
+
+
 def folder(directory):
     return os.path.join(directory, FOLDER)
 
 
+def new_id():
+    return uuid.uuid4().hex
+
+
+def is_id(file_id):
+    """True if ``file_id`` has the shape of the ids :func:`new_id` makes.
+
+    A content id comes from a record in the store, and the store may have
+    been crafted: only an id of this shape is ever joined onto the folder,
+    so no record can name a file elsewhere (``/home/me/.bashrc``, ``../x``).
+    """
+    return isinstance(file_id, str) and _ID.match(file_id) is not None
+
+
+def written_here(content_folder, name):
+    """True if the entry ``name`` of ``content_folder`` is of a kind ml_dash
+    writes there: a content file or the temporary of one, by its name, and
+    not a folder.  Anything else there is not ours to delete."""
+    if _ID.match(name) is None and _TEMPORARY.match(name) is None:
+        return False
+    try:
+        return not stat.S_ISDIR(os.lstat(os.path.join(content_folder, name)).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def content_path(directory, file_id):
+    """Where content ``file_id`` lives; ``StorageError`` for an id ml_dash never makes."""
+    if not is_id(file_id):
+        raise StorageError(f"{file_id!r} is not a content id ml_dash writes (32 hex digits); "
+                           f"refusing to use it as a file name in {folder(directory)}")
     return os.path.join(directory, FOLDER, file_id)
 
 
-def new_id():
-    return uuid.uuid4().hex
+def open_content(directory, file_id, label):
+    """Content ``file_id`` opened for reading, never through a symbolic link.
+
+    ``FileNotFoundError`` if it is missing; ``StorageError`` naming ``label``
+    if it is a link (planted in a crafted run, it would make ml_dash read,
+    copy out or hash a file outside the run folder) or not a regular file.
+    """
+    path = content_path(directory, file_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StorageError(f"stored file {label}: its contents {path} are a symbolic link, "
+                               "which ml_dash never follows") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(f"stored file {label}: its contents {path} are not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _copy(source, target):
@@ -127,7 +181,8 @@ def _fsync_dir(path):
 
 
 def write(directory, file_id, source):
-    """Store ``source`` (a local path, or bytes) as content ``file_id``; ``(size, sha256)``."""
+    """Store ``source`` (bytes, an open binary file, or a local path) as content
+    ``file_id``; ``(size, sha256)``."""
     root = folder(directory)
     os.makedirs(root, exist_ok=True)
     final = content_path(directory, file_id)
@@ -137,6 +192,8 @@ def write(directory, file_id, source):
             if isinstance(source, (bytes, bytearray, memoryview)):
                 target.write(source)
                 size, checksum = len(source), hashlib.sha256(source).hexdigest()
+            elif hasattr(source, "readinto"):
+                size, checksum = _copy(source, target)
             else:
                 with open(source, "rb") as handle:
                     size, checksum = _copy(handle, target)
@@ -165,7 +222,7 @@ def copy_verified(directory, file_id, checksum, destination, label):
     os.makedirs(parent, exist_ok=True)
     temp = os.path.join(parent, f".{os.path.basename(destination)}.ml_dash-{new_id()}")
     try:
-        with open(content_path(directory, file_id), "rb") as source, open(temp, "w+b") as target:
+        with open_content(directory, file_id, label) as source, open(temp, "w+b") as target:
             _, actual = _copy(source, target)
         if actual != checksum:
             raise StorageError(
@@ -183,7 +240,7 @@ def copy_verified(directory, file_id, checksum, destination, label):
 
 def read_verified(directory, file_id, checksum, label):
     """The bytes of content ``file_id``, or ``StorageError`` if they do not match ``checksum``."""
-    with open(content_path(directory, file_id), "rb") as source:
+    with open_content(directory, file_id, label) as source:
         data = source.read()
     actual = hashlib.sha256(data).hexdigest()
     if actual != checksum:
@@ -193,13 +250,14 @@ def read_verified(directory, file_id, checksum, label):
 
 
 def remove(directory, file_id):
-    """Delete content ``file_id`` if it is there."""
+    """Delete content ``file_id`` if it is there.
+
+    An id ml_dash never makes (from a crafted record) names no file of ours:
+    nothing is deleted for it.
+    """
+    if not is_id(file_id):
+        return
     try:
         os.unlink(content_path(directory, file_id))
     except FileNotFoundError:
         pass
-
-
-def duplicate(directory, source_id, file_id):
-    """Store a copy of content ``source_id`` as ``file_id``; ``(size, sha256)``."""
-    return write(directory, file_id, content_path(directory, source_id))

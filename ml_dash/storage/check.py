@@ -21,7 +21,6 @@ atomic rename.
 import json
 import math
 import os
-import shutil
 
 import lmdb
 import msgpack
@@ -33,6 +32,7 @@ from .catalog import TS_KEY, Catalog
 from .codec import FORMAT_VERSION, decode_point
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
 from .env import DATA_FILE, acquire, release
+from .layout import check_run_folder
 from .lock import WriterLock
 from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
@@ -79,6 +79,7 @@ def check_store(prefix, path, repair=False):
         raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
     lock = WriterLock(path) if repair else None  # repairs write: no live writer allowed
     try:
+        check_run_folder(path)  # every column is read, and a repair writes them
         env = acquire(path)
         try:
             report = CheckReport(prefix, path)
@@ -242,12 +243,12 @@ def compact_store(prefix, path):
                 raise ExperimentError(
                     f"cannot compact {prefix!r}: processes {', '.join(others)} are reading it")
             temporary = os.path.join(path, ".compacting")
-            shutil.rmtree(temporary, ignore_errors=True)
+            _remove_copy(temporary)  # left by a killed compaction
             os.makedirs(temporary)
             try:
                 handle.copy(temporary, compact=True)
             except lmdb.Error as exc:
-                shutil.rmtree(temporary, ignore_errors=True)
+                _remove_copy(temporary)
                 raise StorageError(f"cannot compact the store at {path}: {exc}") from exc
         finally:
             release(env)
@@ -261,7 +262,7 @@ def compact_store(prefix, path):
             os.remove(os.path.join(path, LOCK_DATA_FILE))
         except FileNotFoundError:
             pass
-        shutil.rmtree(temporary, ignore_errors=True)
+        _remove_copy(temporary)
         directory = os.open(path, os.O_RDONLY)
         try:
             os.fsync(directory)
@@ -270,3 +271,22 @@ def compact_store(prefix, path):
         return before, os.path.getsize(data)
     finally:
         lock.release()
+
+
+def _remove_copy(temporary):
+    """Remove the compaction folder ``temporary`` and the copy of the store in it.
+
+    Compaction writes a ``data.mdb`` there and nothing else; a folder that
+    holds anything else (another run, made there by an older version that
+    let prefixes nest) is not ours to delete: ``StorageError``, nothing removed.
+    """
+    try:
+        names = os.listdir(temporary)
+    except FileNotFoundError:
+        return
+    if set(names) - {DATA_FILE}:
+        raise StorageError(f"cannot compact: {temporary} holds files compaction does not write "
+                           f"({', '.join(sorted(names))}); move them out of the run folder")
+    if names:
+        os.remove(os.path.join(temporary, DATA_FILE))
+    os.rmdir(temporary)

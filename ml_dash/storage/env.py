@@ -21,6 +21,7 @@ import weakref
 import lmdb
 
 from ..errors import StorageError
+from .layout import check_run_folder, create_run_folder
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
@@ -249,10 +250,12 @@ def acquire(path, writable=False):
             if not writable and not os.path.exists(os.path.join(key, DATA_FILE)):
                 raise FileNotFoundError(f"no ml_dash store at {path}")
             if writable:
-                os.makedirs(key, exist_ok=True)
+                create_run_folder(key)
+            check_run_folder(key, columns=writable)  # no link may lead LMDB or a writer out
             _warn_if_network_filesystem(key)
             env = _registry[key] = Environment(key, writable)
         elif writable:
+            check_run_folder(key)
             env.reopen(writable=True)
         env.refs += 1
         env.writers += bool(writable)

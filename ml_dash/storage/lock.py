@@ -4,12 +4,14 @@ The kernel drops an ``flock`` when its holder dies, so a killed writer never
 leaves a stale lock behind and nobody has to unlock anything by hand.
 """
 
+import errno
 import fcntl
 import os
 import socket
+import stat
 import time
 
-from ..errors import WriterLockedError
+from ..errors import StorageError, WriterLockedError
 
 LOCK_FILE = "writer.lock"
 
@@ -18,7 +20,7 @@ class WriterLock:
     def __init__(self, directory, timeout=0.0):
         """Take the lock, waiting up to ``timeout`` seconds for a live holder."""
         self.path = os.path.join(directory, LOCK_FILE)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = _open_lock_file(self.path)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -50,6 +52,27 @@ class WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _open_lock_file(path):
+    """The descriptor of the lock file at ``path``, created if missing.
+
+    Opened with ``O_NOFOLLOW``, and refused unless it is a regular file: the
+    lock file is truncated and written, and a link (or a FIFO, a device)
+    planted in a run folder would have that done to what it points at.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StorageError(f"{path} is a symbolic link; ml_dash never follows links inside "
+                               "a run folder: remove it (a new lock file is made)") from None
+        raise StorageError(f"cannot open the writer lock {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(f"{path} is not a regular file, so it cannot be the writer lock: "
+                           "remove it (a new lock file is made)")
+    return fd
 
 
 def writer_alive(directory, pid=None, host=None, held=None):

@@ -13,6 +13,7 @@ from . import keys
 from .catalog import Catalog
 from .codec import FORMAT_VERSION, decode_created, decode_point, decode_value
 from .columns import DTYPE, ColumnMap, column_path
+from .layout import check_no_link
 
 import numpy as np
 
@@ -185,7 +186,9 @@ class StoreReader:
     def _map(self, sid, cid):
         column = self._maps.get((sid, cid))
         if column is None:
-            column = self._maps[(sid, cid)] = ColumnMap(column_path(self.directory, sid, cid))
+            path = column_path(self.directory, sid, cid)
+            check_no_link(self.directory, path)  # never map a file outside the run folder
+            column = self._maps[(sid, cid)] = ColumnMap(path)
         return column
 
     def get_json(self, db_name, key, default=None):

@@ -13,6 +13,7 @@ was lost.
 import hashlib
 import os
 
+from ..errors import StorageError
 from . import blobs, keys
 from .codec import decode_value
 
@@ -46,15 +47,22 @@ def check_records(env, path, report, repair):
 
 
 def _check_content(path, name, record, report):
+    if not blobs.is_id(record["id"]):  # a crafted record: never read what it names
+        report.problems.append(f"file {name!r}: its content id {record['id']!r} is not one "
+                               "ml_dash makes")
+        return
     content = blobs.content_path(path, record["id"])
     digest = hashlib.sha256()
     try:
-        with open(content, "rb") as handle:
+        with blobs.open_content(path, record["id"], repr(name)) as handle:
             for chunk in iter(lambda: handle.read(blobs.CHUNK), b""):
                 digest.update(chunk)
             size = handle.tell()
     except FileNotFoundError:
         report.problems.append(f"file {name!r}: its contents {content} are missing")
+        return
+    except StorageError as exc:  # a symbolic link: not followed
+        report.problems.append(str(exc))
         return
     if size != record["sizeBytes"] or digest.hexdigest() != record["checksum"]:
         report.problems.append(
@@ -68,7 +76,9 @@ def _check_unreferenced(path, referenced, report, repair):
         names = os.listdir(folder)
     except FileNotFoundError:
         return
-    for name in sorted(set(names) - referenced):
+    # Only what ml_dash writes there can be its leftovers: anything else (the
+    # files of another run nested in this folder, say) is not ours to delete.
+    for name in sorted(name for name in set(names) - referenced if blobs.written_here(folder, name)):
         text = f"{os.path.join(folder, name)} belongs to no file record (left by a killed save)"
         if repair:
             os.unlink(os.path.join(folder, name))
