@@ -20,18 +20,20 @@ import weakref
 
 import lmdb
 
-from ..errors import StorageError
+from ..errors import CorruptStoreError, StorageError
+from .envfiles import DATA_FILE, check_data_file, map_size_for, prepare_lock_file
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
 MAX_READERS = 1024
 
-DATA_FILE = "data.mdb"
-
 # LMDB needs a shared memory map and POSIX locks that work across processes:
 # network filesystems give neither reliably.
 NETWORK_FILESYSTEMS = frozenset(
     ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "fuse.sshfs", "fuse.rclone"))
+
+# What LMDB says when the pages it walks are not what it wrote.
+DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError)
 
 _registry = {}
 _registry_lock = threading.Lock()
@@ -109,11 +111,15 @@ class Environment:
         _all_envs.add(self)
 
     def _open(self):
+        # LMDB trusts its files and would die of SIGBUS on a truncated data
+        # file or a sparse lock file on a full disk: see envfiles.py.
+        file_size = check_data_file(self.path)
+        prepare_lock_file(self.path, MAX_READERS)
         try:
             self._env = lmdb.open(
                 self.path,
                 readonly=not self.writable,
-                map_size=INITIAL_MAP_SIZE,
+                map_size=map_size_for(file_size, INITIAL_MAP_SIZE),
                 max_dbs=MAX_DBS,
                 max_readers=MAX_READERS,
                 # py-lmdb 3 keeps no spare read transaction by default, and each
@@ -206,6 +212,9 @@ class Environment:
                         return function(txn)
                     except HandleOpened:
                         continue
+                    except DAMAGE_ERRORS as exc:
+                        raise CorruptStoreError(f"the store at {self.path} is damaged: {exc}; "
+                                                "ml_dash.check() reports what is") from exc
                     except lmdb.InvalidParameterError:
                         # Another thread opened a handle after this transaction
                         # began, and this one used it: begin again to see it.

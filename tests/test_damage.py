@@ -1,0 +1,173 @@
+"""Damaged and unusual store files: truncated, compacted, on a full disk.
+
+Whatever happened to a run's files, opening, reading, checking and listing
+it must end in an ``ml_dash`` error (or correct data), never in a signal:
+each attack runs in a child process so that a SIGBUS or SIGABRT is seen as
+a failure instead of killing the test run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ml_dash
+import ml_dash.storage.env as storage_env
+from ml_dash import Experiment, load
+
+PREFIX = "alice/proj/exp"
+GOOD = "alice/proj/good"
+
+
+def run_dir(dash_root, prefix=PREFIX):
+    return os.path.join(dash_root, *prefix.split("/"))
+
+
+def write_run(dash_root, prefix=PREFIX, points=200, text=""):
+    with Experiment(prefix=prefix, dash_root=dash_root).run as exp:
+        for i in range(points):
+            exp.metrics("train").log(i=i, x=i * 0.5, text=text)
+        exp.flush()
+
+
+# Each attack is one line of output: the call, then "ok <result>" or the
+# class of the exception it raised.  A signal kills the child and fails the test.
+ATTACKS = textwrap.dedent("""
+    import json, sys, ml_dash
+    root, prefix = sys.argv[1], sys.argv[2]
+
+    def attempt(name, call):
+        try:
+            print(name, "ok", json.dumps(call(), default=str), flush=True)
+        except ml_dash.MLDashError as exc:
+            print(name, type(exc).__name__, json.dumps(str(exc)), flush=True)
+
+    def listing():
+        return {run["prefix"]: (run["status"], run.get("error", "")) for run in ml_dash.list_experiments(root)}
+
+    def start():
+        with ml_dash.Experiment(prefix=prefix, dash_root=root).run as exp:
+            exp.metrics("train").log(i=-1)
+        return "started"
+
+    def check(repair=False):
+        report = ml_dash.check(prefix, dash_root=root, repair=repair)
+        return [report.ok, report.problems]
+
+    attempt("load", lambda: len(ml_dash.load(prefix, dash_root=root).metrics("train").read()["data"]))
+    attempt("check", check)
+    attempt("repair", lambda: check(repair=True))
+    attempt("list", listing)
+    attempt("start", start)
+""")
+
+
+def attack(dash_root, prefix=PREFIX):
+    """``{call: (outcome, detail)}`` from running every call in a child process."""
+    done = subprocess.run([sys.executable, "-c", ATTACKS, dash_root, prefix],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the child died ({done.returncode}): {done.stdout}{done.stderr}"
+    outcomes = {}
+    for line in done.stdout.splitlines():
+        name, outcome, detail = line.split(" ", 2)
+        outcomes[name] = (outcome, json.loads(detail))
+    return outcomes
+
+
+@pytest.fixture
+def tiny_map(monkeypatch):
+    monkeypatch.setattr(storage_env, "INITIAL_MAP_SIZE", 64 << 10)
+
+
+def test_a_compacted_run_larger_than_the_initial_map_opens_for_writing(tiny_map, dash_root):
+    # With a 64 KB initial map, a 500 KB run stands for one of 90 MB against the real 64 MB.
+    write_run(dash_root, points=500, text="y" * 1000)
+    before, after = ml_dash.compact(PREFIX, dash_root=dash_root)
+    assert after > 64 << 10
+    for round in range(2):  # the raw MapFullError came every time
+        with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+            exp.metrics("train").log(i=500 + round, x=0.0, text="z" * 5000).flush()
+    assert len(load(PREFIX, dash_root=dash_root).metrics("train")) == 502
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+
+
+def test_the_lock_file_is_created_fully_allocated(dash_root):
+    # LMDB makes lock.mdb with ftruncate, a sparse file it then writes through
+    # a map: on a full disk that is a SIGBUS.  ml_dash allocates it first.
+    write_run(dash_root, points=3)
+    lock = os.path.join(run_dir(dash_root), "lock.mdb")
+    os.remove(lock)  # as after a copy of the run, or an older compact()
+    with load(PREFIX, dash_root=dash_root) as view:
+        assert len(view.metrics("train")) == 3
+    st = os.stat(lock)
+    assert st.st_size >= 65664 and st.st_blocks * 512 >= st.st_size
+
+
+def _can_mount_tmpfs(path, size):
+    os.makedirs(path)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    path = str(tmp_path / "small")
+    if not _can_mount_tmpfs(path, "2m"):
+        pytest.skip("mounting a small tmpfs needs root")
+    yield path
+    subprocess.run(["umount", "-l", path], check=True)
+
+
+def fill(disk):
+    """Fill the filesystem at ``disk`` to the last byte."""
+    fd = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def test_a_run_without_lock_file_on_a_really_full_disk(small_disk):
+    dash_root = os.path.join(small_disk, "dash")
+    write_run(dash_root, points=50)
+    write_run(dash_root, prefix=GOOD, points=5)
+    load(GOOD, dash_root=dash_root).close()  # its lock.mdb exists
+    os.remove(os.path.join(run_dir(dash_root), "lock.mdb"))
+    fill(small_disk)
+    out = attack(dash_root)
+    assert out["load"][0] == "StorageError" and "No space left" in out["load"][1]
+    assert out["start"][0] == "StorageError"
+    listed = out["list"][1]
+    assert listed[PREFIX][0] == "UNREADABLE" and "lock.mdb" in listed[PREFIX][1]
+    assert listed[GOOD] == ["COMPLETED", ""]
+    os.remove(os.path.join(small_disk, "filler"))
+    assert len(load(PREFIX, dash_root=dash_root).metrics("train")) == 50
+
+
+def test_a_truncated_data_file_is_an_error_for_that_run_only(dash_root):
+    write_run(dash_root, points=3000, text="t" * 50)
+    write_run(dash_root, prefix=GOOD, points=5)
+    data = os.path.join(run_dir(dash_root), "data.mdb")
+    os.truncate(data, os.path.getsize(data) // 2)  # an interrupted copy
+    out = attack(dash_root)
+    for call in ("load", "start"):
+        assert out[call][0] == "CorruptStoreError" and "truncated" in out[call][1], out[call]
+    for call in ("check", "repair"):
+        ok, problems = out[call][1]
+        assert out[call][0] == "ok" and not ok and "truncated" in problems[0]
+    listed = out["list"][1]
+    assert listed[PREFIX][0] == "UNREADABLE" and "truncated" in listed[PREFIX][1]
+    assert listed[GOOD] == ["COMPLETED", ""]
+    ls = subprocess.run([sys.executable, "-m", "ml_dash", "ls", "--dash-root", dash_root],
+                        capture_output=True, text=True, timeout=60)
+    assert ls.returncode == 0 and GOOD in ls.stdout and "UNREADABLE" in ls.stdout, ls.stderr
