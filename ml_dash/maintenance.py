@@ -1,7 +1,8 @@
 """Verifying and compacting stored experiments: ``ml_dash.check`` and ``ml_dash.compact``."""
 
 from .paths import parse_prefix
-from .storage.check import CheckReport, check_store, compact_store
+from .storage.check import CheckReport, check_store
+from .storage.compact import compact_store
 
 __all__ = ["check", "compact", "CheckReport"]
 
@@ -25,7 +26,8 @@ def compact(prefix, dash_root=".dash"):
 
     Returns ``(bytes before, bytes after)``.  Needs the run closed (no live
     writer: ``WriterLockedError`` otherwise) and no reader in any process
-    (``ExperimentError`` naming their pids otherwise).
+    (``ExperimentError`` naming their pids otherwise); a process that opens
+    the run while it is compacted waits until the new file is in place.
     """
     segments, path = parse_prefix(prefix, dash_root)
     return compact_store("/".join(segments), path)

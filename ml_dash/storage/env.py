@@ -268,6 +268,12 @@ def acquire(path, writable=False):
         return env
 
 
+def is_open(path):
+    """Whether this process has the environment of ``path`` open."""
+    with _registry_lock:
+        return os.path.realpath(path) in _registry
+
+
 def release(env, writable=False):
     """Drop one reference; the environment closes when nobody uses it."""
     with _registry_lock:

@@ -1,0 +1,131 @@
+"""Compaction: rewriting a run's LMDB file without its free pages.
+
+LMDB reuses free pages but never shrinks its file, so after a stalled
+reader made it grow (or a long run was cut short) :func:`compact_store`
+copies it with ``copy(compact=True)`` into a temporary file and renames
+that over ``data.mdb``.
+
+The rule that makes this safe: **while the file is replaced, no process has
+the environment open, and none can open it.**  Two locks give that:
+
+* the writer lock (``writer.lock``, held for the whole compaction): no
+  writer is live and none can start;
+* LMDB's own: every process that has the environment open holds a shared
+  ``fcntl`` lock on the first byte of ``lock.mdb``, and a process opening
+  it waits for that lock.  Compaction takes it exclusively (refusing, with
+  the readers' pids, while anyone holds it), so a reader that arrives
+  meanwhile waits inside its open and then maps the new file.
+
+The copy itself runs with LMDB's locking off (``lock=False``): LMDB would
+otherwise take and then share that same byte in this process.  ``lock.mdb``
+is kept: the first process to open the environment afterwards is alone and
+rebuilds its contents from the new file's meta page.
+
+Rejected: removing ``lock.mdb`` after the rename (what an earlier version
+did).  A reader that opened between the rename and the removal kept the
+removed lock file while later processes made a new one; two reader tables
+for one file made them abort once a writer ran.  A reader that opened
+between the readers check and the rename kept the replaced file and never
+saw new data.
+"""
+
+import errno
+import fcntl
+import os
+import shutil
+
+import lmdb
+
+from ..errors import ExperimentError, StorageError
+from . import env as environments
+from .envfiles import DATA_FILE, LOCK_FILE, check_data_file, map_size_for, prepare_lock_file
+from .lock import WriterLock
+
+TEMPORARY = ".compacting"
+
+
+def compact_store(prefix, path):
+    """Rewrite the store at ``path`` without free pages; returns ``(bytes before, after)``.
+
+    Needs the writer lock (no live writer) and no process with the store
+    open, this one included: ``ExperimentError`` naming them otherwise.
+    """
+    data = os.path.join(path, DATA_FILE)
+    if not os.path.exists(data):
+        raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
+    lock = WriterLock(path)
+    try:
+        if environments.is_open(path):
+            raise ExperimentError(
+                f"cannot compact {prefix!r}: this process has it open; close its views first")
+        size = check_data_file(path)
+        prepare_lock_file(path, environments.MAX_READERS)
+        lock_fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
+        try:
+            _take_lmdb_exclusively(prefix, path, lock_fd)
+            temporary = os.path.join(path, TEMPORARY)
+            _copy_compacted(path, temporary, map_size_for(size, environments.INITIAL_MAP_SIZE))
+            copied = os.path.join(temporary, DATA_FILE)
+            os.replace(copied, data)
+            shutil.rmtree(temporary, ignore_errors=True)
+            _fsync_directory(path)
+        finally:
+            os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
+        return size, os.path.getsize(data)
+    finally:
+        lock.release()
+
+
+def _take_lmdb_exclusively(prefix, path, lock_fd):
+    try:
+        fcntl.lockf(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise StorageError(f"cannot lock {path}/{LOCK_FILE}: {exc.strerror or exc}") from exc
+        pids = _lock_holders(lock_fd) or ["other"]
+        raise ExperimentError(
+            f"cannot compact {prefix!r}: processes {', '.join(pids)} are reading it") from None
+
+
+def _copy_compacted(path, temporary, map_size):
+    shutil.rmtree(temporary, ignore_errors=True)  # left by a compaction that was killed
+    os.makedirs(temporary)
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, map_size=map_size, max_dbs=2,
+                        subdir=True, readahead=False)
+        try:
+            env.copy(temporary, compact=True)
+        finally:
+            env.close()
+        with open(os.path.join(temporary, DATA_FILE), "rb") as f:
+            os.fsync(f.fileno())
+    except (lmdb.Error, OSError) as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise StorageError(f"cannot compact the store at {path}: {exc}") from exc
+
+
+def _lock_holders(fd):
+    """Pids holding POSIX locks on the file open as ``fd`` (Linux ``/proc/locks``)."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    pids = set()
+    for line in lines:
+        fields = line.split()
+        if "POSIX" in fields and "->" not in fields:
+            at = fields.index("POSIX")
+            if len(fields) > at + 4 and fields[at + 4] == inode and fields[at + 3] != str(os.getpid()):
+                pids.add(fields[at + 3])
+    return sorted(pids, key=int)
+
+
+def _fsync_directory(path):
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
