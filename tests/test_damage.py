@@ -8,10 +8,12 @@ a failure instead of killing the test run.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
+import lmdb
 import pytest
 
 import ml_dash
@@ -171,3 +173,50 @@ def test_a_truncated_data_file_is_an_error_for_that_run_only(dash_root):
     ls = subprocess.run([sys.executable, "-m", "ml_dash", "ls", "--dash-root", dash_root],
                         capture_output=True, text=True, timeout=60)
     assert ls.returncode == 0 and GOOD in ls.stdout and "UNREADABLE" in ls.stdout, ls.stderr
+
+
+def put_raw(run_path, db_name, key, value):
+    """Write ``value`` under ``key`` straight into LMDB, as damage on disk would."""
+    storage_env.release(storage_env.acquire(run_path))  # nothing of it stays open here
+    env = lmdb.open(run_path, max_dbs=8)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(key, value, db=env.open_db(db_name, txn=txn))
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("record", [
+    b"{not json", b'["a", "list"]', b'{"status": "COMPLETED", "createdAt": "yesterday"}',
+    b'{"status": "COMPLETED", "startedAt": 1e300}', b'{"status": "RUNNING", "writer": [1, 2]}',
+])
+def test_a_damaged_experiment_record_makes_only_that_run_unreadable(dash_root, record):
+    write_run(dash_root, points=3)
+    write_run(dash_root, prefix=GOOD, points=5)
+    put_raw(run_dir(dash_root), b"meta", b"experiment", record)
+    listed = {run["prefix"]: run for run in ml_dash.list_experiments(dash_root)}
+    assert listed[GOOD]["status"] == "COMPLETED" and listed[GOOD]["points"] == 5
+    assert listed[PREFIX]["status"] == "UNREADABLE" and "experiment record" in listed[PREFIX]["error"]
+    with pytest.raises(ml_dash.CorruptStoreError, match="experiment record"):
+        load(PREFIX, dash_root=dash_root).info
+    report = ml_dash.check(PREFIX, dash_root=dash_root)
+    assert not report.ok and "experiment record" in report.problems[0]
+    with pytest.warns(RuntimeWarning, match=f"left out {PREFIX}"):
+        table = ml_dash.runs_table(dash_root=dash_root, to="numpy")
+    assert set(table["run"]) == {GOOD}
+
+
+def test_runs_table_leaves_out_a_run_deleted_while_it_is_built(dash_root, monkeypatch):
+    for number in range(3):
+        write_run(dash_root, prefix=f"alice/proj/run{number}", points=4)
+    listing = ml_dash.analysis.listing.list_experiments
+
+    def listed_then_one_deleted(*args, **kwargs):
+        runs = listing(*args, **kwargs)
+        shutil.rmtree(run_dir(dash_root, "alice/proj/run1"))  # by another process, a moment later
+        return runs
+
+    monkeypatch.setattr(ml_dash.analysis.listing, "list_experiments", listed_then_one_deleted)
+    table = ml_dash.runs_table(dash_root=dash_root, to="numpy")
+    assert sorted(set(table["run"])) == ["alice/proj/run0", "alice/proj/run2"]
+    assert len(table["index"]) == 8
