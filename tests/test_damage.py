@@ -9,9 +9,11 @@ a failure instead of killing the test run.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import lmdb
 import pytest
@@ -220,3 +222,67 @@ def test_runs_table_leaves_out_a_run_deleted_while_it_is_built(dash_root, monkey
     table = ml_dash.runs_table(dash_root=dash_root, to="numpy")
     assert sorted(set(table["run"])) == ["alice/proj/run0", "alice/proj/run2"]
     assert len(table["index"]) == 8
+
+
+COMPACTOR = "import sys, ml_dash; ml_dash.compact(sys.argv[2], dash_root=sys.argv[1])"
+
+FOLLOWER = textwrap.dedent("""
+    import sys, time, ml_dash
+    view = ml_dash.load(sys.argv[2], dash_root=sys.argv[1])
+    print("opened", len(view.metrics("train")), flush=True)
+    want = int(sys.stdin.readline())
+    deadline = time.monotonic() + 10
+    while len(view.metrics("train")) < want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("saw", len(view.metrics("train")), flush=True)
+""")
+
+
+def readable(pipe, seconds):
+    import select
+    return bool(select.select([pipe], [], [], seconds)[0])
+
+
+def stopped_in_the_middle_of_a_compaction(dash_root):
+    """A compacting process SIGSTOPped while it writes its copy (None if never caught)."""
+    copy = os.path.join(run_dir(dash_root), ".compacting", "data.mdb")
+    for _ in range(5):
+        compactor = subprocess.Popen([sys.executable, "-c", COMPACTOR, dash_root, PREFIX])
+        deadline = time.monotonic() + 30
+        while compactor.poll() is None and time.monotonic() < deadline:
+            if os.path.exists(copy):
+                compactor.send_signal(signal.SIGSTOP)
+                return compactor
+            time.sleep(0.0005)
+        compactor.kill()
+        compactor.wait()
+    return None
+
+
+def test_a_reader_that_opens_during_compaction_sees_what_is_written_after(dash_root):
+    write_run(dash_root, points=300, text="c" * 100_000)  # 30 MB: a copy that takes a while
+    compactor = stopped_in_the_middle_of_a_compaction(dash_root)
+    assert compactor is not None, "never caught the compaction under way"
+    try:
+        follower = subprocess.Popen([sys.executable, "-c", FOLLOWER, dash_root, PREFIX],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # It may not open the file that is being replaced: it waits inside its open.
+        assert not readable(follower.stdout, 1.0)
+    finally:
+        compactor.send_signal(signal.SIGCONT)
+    try:
+        assert compactor.wait(timeout=60) == 0
+        assert readable(follower.stdout, 30)
+        assert follower.stdout.readline().split() == ["opened", "300"]
+        with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+            for i in range(5):
+                exp.metrics("train").log(i=300 + i, x=0.0, text="").flush()
+        follower.stdin.write("305\n")
+        follower.stdin.flush()
+        assert readable(follower.stdout, 30)
+        assert follower.stdout.readline().split() == ["saw", "305"]
+        assert follower.wait(timeout=30) == 0
+    finally:
+        follower.kill()
+        follower.wait()
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok

@@ -18,8 +18,8 @@ the environment open, and none can open it.**  Two locks give that:
 
 The copy itself runs with LMDB's locking off (``lock=False``): LMDB would
 otherwise take and then share that same byte in this process.  ``lock.mdb``
-is kept: the first process to open the environment afterwards is alone and
-rebuilds its contents from the new file's meta page.
+is kept, its table rebuilt for the new file before the lock is given back
+(:func:`_reset_lock_table`).
 
 Rejected: removing ``lock.mdb`` after the rename (what an earlier version
 did).  A reader that opened between the rename and the removal kept the
@@ -69,6 +69,7 @@ def compact_store(prefix, path):
             os.replace(copied, data)
             shutil.rmtree(temporary, ignore_errors=True)
             _fsync_directory(path)
+            _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
         finally:
             os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
         return size, os.path.getsize(data)
@@ -102,6 +103,23 @@ def _copy_compacted(path, temporary, map_size):
     except (lmdb.Error, OSError) as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         raise StorageError(f"cannot compact the store at {path}: {exc}") from exc
+
+
+def _reset_lock_table(path, map_size):
+    """Have LMDB rebuild ``lock.mdb`` for the new file, before anyone else opens it.
+
+    The lock file holds the last transaction id, and LMDB picks the meta
+    page to read by its parity: a process that went on with the old file's
+    table would read the wrong page.  LMDB rebuilds the table when it opens
+    the environment alone; processes waiting for the lock byte only share
+    it, so this process opens it once itself, alone (its own ``fcntl`` lock
+    does not stand in its way), while every other one still waits.
+    """
+    try:
+        lmdb.open(path, readonly=True, lock=True, map_size=map_size, max_dbs=2,
+                  max_readers=environments.MAX_READERS, subdir=True, readahead=False).close()
+    except lmdb.Error as exc:
+        raise StorageError(f"cannot reopen the compacted store at {path}: {exc}") from exc
 
 
 def _lock_holders(fd):

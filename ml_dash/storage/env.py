@@ -21,11 +21,12 @@ import weakref
 import lmdb
 
 from ..errors import CorruptStoreError, StorageError
-from .envfiles import DATA_FILE, check_data_file, map_size_for, prepare_lock_file
+from .envfiles import DATA_FILE, check_data_file, data_file_identity, map_size_for, prepare_lock_file
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
 MAX_READERS = 1024
+REOPENS = 5
 
 # LMDB needs a shared memory map and POSIX locks that work across processes:
 # network filesystems give neither reliably.
@@ -111,12 +112,31 @@ class Environment:
         _all_envs.add(self)
 
     def _open(self):
+        for _ in range(REOPENS):
+            opened = data_file_identity(self.path)
+            self._env = self._open_lmdb()
+            if opened is None or data_file_identity(self.path) == opened:
+                break
+            # LMDB opens data.mdb before it waits for its lock, so a process
+            # that waited for a compaction (see compact.py) holds the file that
+            # was replaced: open the new one.
+            self._env.close()
+        else:
+            raise StorageError(f"cannot open the store at {self.path}: its data file was "
+                               f"replaced {REOPENS} times while it was being opened")
+        self._dbs = {}
+        self._created = {}  # opened by the current write transaction
+        self._creator = None  # the thread of that transaction
+        self.handles_opened = 0
+        self._forked = False
+
+    def _open_lmdb(self):
         # LMDB trusts its files and would die of SIGBUS on a truncated data
         # file or a sparse lock file on a full disk: see envfiles.py.
         file_size = check_data_file(self.path)
         prepare_lock_file(self.path, MAX_READERS)
         try:
-            self._env = lmdb.open(
+            return lmdb.open(
                 self.path,
                 readonly=not self.writable,
                 map_size=map_size_for(file_size, INITIAL_MAP_SIZE),
@@ -134,6 +154,7 @@ class Environment:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+
         self._dbs = {}
         self._created = {}  # opened by the current write transaction
         self._creator = None  # the thread of that transaction

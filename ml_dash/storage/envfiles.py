@@ -94,6 +94,15 @@ def check_data_file(directory):
         f"(pages 0 to {newest[0]} of {page_size} bytes); an interrupted copy? Copy the run again")
 
 
+def data_file_identity(directory):
+    """``(device, inode)`` of ``data.mdb``, or None: which file the name means now."""
+    try:
+        st = os.stat(os.path.join(directory, DATA_FILE))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def prepare_lock_file(directory, max_readers):
     """Make sure ``lock.mdb`` exists with all its blocks allocated on disk.
 
