@@ -286,3 +286,77 @@ def test_a_reader_that_opens_during_compaction_sees_what_is_written_after(dash_r
         follower.kill()
         follower.wait()
     assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+
+
+def rewrite_points(run_path, change):
+    """Replace every stored point value ``v`` of the run with ``change(index, v)``."""
+    storage_env.release(storage_env.acquire(run_path))
+    env = lmdb.open(run_path, max_dbs=64)
+    try:
+        with env.begin(write=True) as txn:
+            names = [key for key, _ in txn.cursor() if key.startswith(b"s:")]
+            for name in names:
+                db = env.open_db(name, txn=txn)
+                for key, value in list(txn.cursor(db=db)):
+                    txn.put(key, change(int.from_bytes(key, "big"), bytes(value)), db=db)
+    finally:
+        env.close()
+
+
+def flip(value, at):
+    return value[:at] + bytes([value[at] ^ 0x20]) + value[at + 1:]
+
+
+@pytest.mark.parametrize("where", ["createdAt", "string"])
+def test_a_damaged_point_is_a_corrupt_store_error_and_a_reported_problem(dash_root, where):
+    write_run(dash_root, points=20, text="abcdef")
+
+    def damage(index, value):
+        if index != 5:
+            return value
+        # createdAt: the float64 right after the array head; string: a letter of "abcdef"
+        return flip(value, 4) if where == "createdAt" else flip(value, value.index(b"abcdef") + 2)
+
+    rewrite_points(run_dir(dash_root), damage)
+    with load(PREFIX, dash_root=dash_root) as view:
+        train = view.metrics("train")
+        assert [r["data"]["i"] for r in train.read(0, 5)["data"]] == [0, 1, 2, 3, 4]
+        with pytest.raises(ml_dash.CorruptStoreError, match="stream 'train', point 5.*checksum"):
+            train.read(0, 10)
+        with pytest.raises(ml_dash.CorruptStoreError, match="point 5"):
+            train.commit_times()  # from the rows, fields not decoded
+        assert list(train.column("i")) == list(range(20))  # columns are apart from rows
+    report = ml_dash.check(PREFIX, dash_root=dash_root)
+    assert not report.ok and "stream 'train': point 5 is damaged" in report.problems[0]
+
+
+def test_a_format_1_store_is_read_and_appended_to_in_its_own_format(dash_root):
+    write_run(dash_root, points=10)
+    rewrite_points(run_dir(dash_root), lambda index, value: value[:-4])  # format 1: no checksum
+    put_raw(run_dir(dash_root), b"meta", b"format", b"1")
+    assert [r["data"]["i"] for r in load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]] == list(range(10))
+    with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=10, x=5.0, text="").flush()
+    rows = load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]
+    assert [r["data"]["i"] for r in rows] == list(range(11))
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
+
+
+def test_check_of_a_live_run_does_not_call_a_save_under_way_a_leftover(dash_root):
+    from ml_dash.storage import faults
+    exp = Experiment(prefix=PREFIX, dash_root=dash_root)
+    with exp.run:
+        exp.metrics("train").log(i=0).flush()
+        faults.configure("before_commit:enospc")  # the disk fills between contents and record
+        try:
+            with pytest.raises(ml_dash.StorageError):
+                exp.files.save(b"weights", to="model.bin")
+        finally:
+            faults.configure(None)
+        assert os.listdir(os.path.join(exp.path, "files"))  # contents written, record staged
+        report = exp.check()
+        assert report.ok, report.problems
+        assert ml_dash.check(PREFIX, dash_root=dash_root).ok  # from outside too
+        exp.flush()  # the retry commits the record
+    assert load(PREFIX, dash_root=dash_root).files.list()[0]["filename"] == "model.bin"
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
