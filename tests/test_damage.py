@@ -21,6 +21,7 @@ import pytest
 import ml_dash
 import ml_dash.storage.env as storage_env
 from ml_dash import Experiment, load
+from ml_dash.storage.codec import PointDecoder, PointEncoder
 
 PREFIX = "alice/proj/exp"
 GOOD = "alice/proj/good"
@@ -332,7 +333,8 @@ def test_a_damaged_point_is_a_corrupt_store_error_and_a_reported_problem(dash_ro
 
 def test_a_format_1_store_is_read_and_appended_to_in_its_own_format(dash_root):
     write_run(dash_root, points=10)
-    rewrite_points(run_dir(dash_root), lambda index, value: value[:-4])  # format 1: no checksum
+    old, new = PointEncoder(1).pack, PointDecoder(2).decode
+    rewrite_points(run_dir(dash_root), lambda index, value: old(new(value)))  # format 1: no checksum
     put_raw(run_dir(dash_root), b"meta", b"format", b"1")
     assert [r["data"]["i"] for r in load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]] == list(range(10))
     with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
