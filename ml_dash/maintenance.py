@@ -13,7 +13,10 @@ def check(prefix, dash_root=".dash", repair=False):
     Checks the format version and catalog, that every stream's points are
     numbered 0, 1, 2, ... without gaps, that every point decodes, and that
     every column equals its rows.  Safe while the run is being written (it
-    checks what was committed when it started).  ``repair=True`` rewrites
+    checks what was committed when it started).  Damage is reported, never
+    raised: a truncated file, a point that fails its checksum, or LMDB pages
+    so broken that reading them kills a process (they are first read in a
+    child process for that reason).  ``repair=True`` rewrites
     wrong or missing columns from the rows, which needs the writer lock:
     it raises ``WriterLockedError`` while a writer is live.
     """
