@@ -20,6 +20,7 @@ and a memory-mapped float64 column per numeric key (see docs/storage.md).
 from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
+    CorruptStoreError,
     ExperimentError,
     FormatVersionError,
     MLDashError,
@@ -57,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "StorageError",
     "FormatVersionError",
+    "CorruptStoreError",
     "StreamLimitError",
     "ExperimentError",
     "RunNotStartedError",

@@ -15,6 +15,7 @@ __all__ = [
     "StreamNotFoundError",
     "ColumnNotFoundError",
     "FormatVersionError",
+    "CorruptStoreError",
     "StreamLimitError",
 ]
 
@@ -37,6 +38,14 @@ class StorageError(MLDashError, OSError):
 
 class FormatVersionError(StorageError):
     """The store was written in a format version this release cannot read."""
+
+
+class CorruptStoreError(StorageError):
+    """The stored files are damaged (truncated, bytes changed on disk).
+
+    Raised instead of returning wrong data; ``ml_dash.check()`` reports
+    what is damaged, and columns (not rows) can be rebuilt with ``repair=True``.
+    """
 
 
 class StreamLimitError(StorageError):

@@ -1,7 +1,8 @@
 """Verifying and compacting stored experiments: ``ml_dash.check`` and ``ml_dash.compact``."""
 
 from .paths import parse_prefix
-from .storage.check import CheckReport, check_store, compact_store
+from .storage.check import CheckReport, check_store
+from .storage.compact import compact_store
 
 __all__ = ["check", "compact", "CheckReport"]
 
@@ -12,7 +13,10 @@ def check(prefix, dash_root=".dash", repair=False):
     Checks the format version and catalog, that every stream's points are
     numbered 0, 1, 2, ... without gaps, that every point decodes, and that
     every column equals its rows.  Safe while the run is being written (it
-    checks what was committed when it started).  ``repair=True`` rewrites
+    checks what was committed when it started).  Damage is reported, never
+    raised: a truncated file, a point that fails its checksum, or LMDB pages
+    so broken that reading them kills a process (they are first read in a
+    child process for that reason).  ``repair=True`` rewrites
     wrong or missing columns from the rows, which needs the writer lock:
     it raises ``WriterLockedError`` while a writer is live.
     """
@@ -25,7 +29,8 @@ def compact(prefix, dash_root=".dash"):
 
     Returns ``(bytes before, bytes after)``.  Needs the run closed (no live
     writer: ``WriterLockedError`` otherwise) and no reader in any process
-    (``ExperimentError`` naming their pids otherwise).
+    (``ExperimentError`` naming their pids otherwise); a process that opens
+    the run while it is compacted waits until the new file is in place.
     """
     segments, path = parse_prefix(prefix, dash_root)
     return compact_store("/".join(segments), path)

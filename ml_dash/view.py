@@ -11,7 +11,7 @@ from .logs import LogsReading
 from .params import ParamsReading, stored_params
 from .paths import parse_prefix
 from .reading import ExperimentReading, StreamReading, iso
-from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release, writer_alive
+from .storage import StoreReader, acquire, release, writer_alive
 
 
 def load(prefix, dash_root=".dash"):
@@ -119,7 +119,7 @@ class ExperimentView:
         self.files = FilesView(store, path)
 
     def _record(self):
-        return self._store.get_json(META_DB, EXPERIMENT_KEY, {})
+        return self._store.experiment()
 
     status = property(lambda self: self._record().get("status"))
     description = property(lambda self: self._record().get("description"))

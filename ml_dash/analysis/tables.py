@@ -5,8 +5,13 @@ store itself needs only numpy, and a training job should not pull them in.
 """
 
 import importlib
+import os
+import warnings
 
 import numpy as np
+
+from ..errors import StorageError
+from ..storage.env import DATA_FILE
 
 ROOT_LABEL = ""  # the root stream's name in the ``stream`` column of tables
 
@@ -56,6 +61,8 @@ def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="
     ``pattern`` selects runs as in :func:`list_experiments`; ``streams``
     (names, None for the root) and ``keys`` restrict what is taken (default
     all).  A key a stream lacks is NaN.  The root stream is named ``""``.
+    A run deleted while the table is built is left out; so is one listed as
+    ``UNREADABLE`` (damaged), with a ``RuntimeWarning`` naming it.
     ``to``: ``"pandas"`` (a DataFrame with categorical ``run`` and
     ``stream``), ``"arrow"`` (a Table with dictionary columns) or
     ``"numpy"`` (a dict of arrays, ``run`` and ``stream`` as object arrays).
@@ -69,20 +76,37 @@ def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="
     parts, labels = [], {}  # (run code, stream code, {key: column})
     order = ["_ts"]
     for run in list_experiments(dash_root, pattern):
-        with load(run["prefix"], dash_root=dash_root) as view:
-            for entry in run["streams"]:
-                name = entry["name"]
-                if wanted is not None and name not in wanted:
-                    continue
-                stream = view.metrics(name)
-                available = stream.keys()
-                taken = [k for k in (keys or available) if k in available]
-                # Copies: the view's maps are closed with the view.
-                columns = {k: np.array(v) for k, v in stream.columns("_ts", *taken).items()}
-                order.extend(k for k in columns if k not in order)
-                parts.append((labels.setdefault(run["prefix"], len(labels)),
-                              labels.setdefault(("stream", name), len(labels)), columns))
+        if run["status"] == "UNREADABLE":
+            warnings.warn(f"ml_dash.runs_table: left out {run['prefix']}: {run['error']}",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        try:
+            taken = _run_columns(load(run["prefix"], dash_root=dash_root), run, wanted, keys)
+        except (FileNotFoundError, StorageError):
+            if os.path.exists(os.path.join(run["path"], DATA_FILE)):
+                raise
+            continue  # deleted since it was listed: as if listed a moment later
+        for name, columns in taken:
+            order.extend(k for k in columns if k not in order)
+            parts.append((labels.setdefault(run["prefix"], len(labels)),
+                          labels.setdefault(("stream", name), len(labels)), columns))
     return _assemble(parts, labels, order, to)
+
+
+def _run_columns(view, run, wanted, keys):
+    """``[(stream name, {key: copied column})]`` of one listed run."""
+    out = []
+    with view:
+        for entry in run["streams"]:
+            name = entry["name"]
+            if wanted is not None and name not in wanted:
+                continue
+            stream = view.metrics(name)
+            available = stream.keys()
+            taken = [k for k in (keys or available) if k in available]
+            # Copies: the view's maps are closed with the view.
+            out.append((name, {k: np.array(v) for k, v in stream.columns("_ts", *taken).items()}))
+    return out
 
 
 def _assemble(parts, labels, order, to):

@@ -12,33 +12,34 @@ It reads in short transactions of :data:`CHUNK` points, so it neither blocks
 a live writer nor pins its pages for long; points committed after it started
 are left for the next check.
 
-:func:`compact` rewrites the LMDB file without its free pages (after a
-stalled or killed reader made it grow, or after a very large run was
-shortened), through ``copy(compact=True)`` into a temporary file and an
-atomic rename.
+Before reading anything itself, it has another process walk every page of
+the LMDB file (``walk.py``): damage to LMDB's own page structure can make
+LMDB's C code abort, which must end in a report, not in a dead caller.
 """
 
-import json
 import math
 import os
+import signal
+import subprocess
+import sys
 
 import lmdb
-import msgpack
 import numpy as np
 
-from ..errors import ExperimentError, StorageError
-from . import keys
+from ..errors import MLDashError, StorageError
+from . import keys, walk
 from .catalog import TS_KEY, Catalog
-from .codec import FORMAT_VERSION, decode_point
+from .codec import PointDecoder, stored_format
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
-from .env import DATA_FILE, acquire, release
+from .env import DAMAGE_ERRORS, DATA_FILE, acquire, release
 from .layout import check_run_folder
-from .lock import WriterLock
+from .lock import WriterLock, writer_alive
+from .reader import experiment_record
 from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
 
 CHUNK = 65536
-LOCK_DATA_FILE = "lock.mdb"
+WALK_SECONDS = 60  # plus one per 10 MB of file: a walk that takes longer is reported, not waited for
 
 
 class CheckReport:
@@ -78,18 +79,50 @@ def check_store(prefix, path, repair=False):
     if not os.path.exists(os.path.join(path, DATA_FILE)):
         raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
     lock = WriterLock(path) if repair else None  # repairs write: no live writer allowed
+    report = CheckReport(prefix, path)
     try:
         check_run_folder(path)  # every column is read, and a repair writes them
-        env = acquire(path)
         try:
-            report = CheckReport(prefix, path)
-            _Checker(env, path, report, repair).run()
+            env = acquire(path)
+        except MLDashError as exc:  # a truncated or unreadable file: nothing more can be read
+            report.problems.append(str(exc))
+            return report
+        try:
+            damage = _walk_in_a_child(path, env)
+            if damage:
+                report.problems.append(damage)
+            else:
+                _Checker(env, path, report, repair).run()
             return report
         finally:
             release(env)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _walk_in_a_child(path, env):
+    """Why reading the whole LMDB file fails, found in another process; None if it does not."""
+    size = os.path.getsize(os.path.join(path, DATA_FILE))
+    command = [sys.executable, walk.__file__, path, str(env.lmdb.info()["map_size"])]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=WALK_SECONDS + size / 10e6, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"{path}/{DATA_FILE}: reading every page took over {WALK_SECONDS + size / 10e6:.0f} s"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        return (f"{path}/{DATA_FILE} is damaged: reading its pages killed the reading process "
+                f"with {name} (LMDB's own page structure is broken; the rows cannot be read)")
+    if done.returncode == walk.DAMAGED:
+        return f"{path}/{DATA_FILE} is damaged: {done.stdout.strip()[-500:]}"
+    raise StorageError(f"cannot check {path}: the process reading its pages failed "
+                       f"({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
 class _Checker:
@@ -106,29 +139,37 @@ class _Checker:
         catalog = Catalog()
         try:
             counts = self.env.read(lambda txn: self._meta_and_counts(txn, catalog))
-        except (lmdb.Error, ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (MLDashError, lmdb.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.problem(f"the catalog cannot be read: {exc}")
             return
         for entry in catalog.by_id.values():
             count = counts.get(entry.sid, 0)
             self.report.streams[entry.name or None] = count
-            self._check_stream(entry, count)
-        check_records(self.env, self.path, self.report, self.repair)
+            try:
+                self._check_stream(entry, count)
+            except (MLDashError, *DAMAGE_ERRORS) as exc:
+                self.problem(f"{_label(entry)}: {exc}")
+        # A file saved while a writer is live may have its contents before its record.
+        saving = writer_alive(self.path) and not self.repair
+        try:
+            check_records(self.env, self.path, self.report, self.repair, saving=saving)
+        except (MLDashError, *DAMAGE_ERRORS) as exc:
+            self.problem(f"the params, logs and file records cannot be read: {exc}")
 
     def _meta_and_counts(self, txn, catalog):
         meta = self.env.db(keys.META_DB, txn)
         if meta is None:
             self.problem("the store has no meta sub-database")
             return {}
-        version = txn.get(keys.FORMAT_KEY, db=meta)
-        if version is None or version != str(FORMAT_VERSION).encode():
-            self.problem(f"format version is {version!r}, expected {FORMAT_VERSION}")
-        record = txn.get(keys.EXPERIMENT_KEY, db=meta)
-        if record is not None:
-            try:
-                json.loads(record)
-            except ValueError as exc:
-                self.problem(f"the experiment record is not valid JSON: {exc}")
+        self.points = PointDecoder()
+        try:
+            self.points = PointDecoder(stored_format(txn.get(keys.FORMAT_KEY, db=meta), self.path))
+        except MLDashError as exc:
+            self.problem(str(exc))
+        try:
+            experiment_record(txn.get(keys.EXPERIMENT_KEY, db=meta), self.path)
+        except MLDashError as exc:
+            self.problem(str(exc))
         catalog.refresh(txn, self.env)
         counts = {}
         for entry in catalog.by_id.values():
@@ -139,7 +180,7 @@ class _Checker:
         return counts
 
     def _check_stream(self, entry, count):
-        label = f"stream {entry.name!r}" if entry.name else "the root stream"
+        label = _label(entry)
         columns = dict(entry.columns)
         self.report.columns += len(columns)
         maps = {key: ColumnMap(column_path(self.path, entry.sid, cid)) for key, cid in columns.items()}
@@ -169,7 +210,7 @@ class _Checker:
                 self.problem(f"{label}: point indices jump from {index - 1} to {key!r}")
                 return index - start
             try:
-                _, ts, data = decode_point(value)
+                _, ts, data = self.points.decode(value)
                 slot = index - start
                 if TS_KEY in expected:
                     expected[TS_KEY][slot] = ts
@@ -182,8 +223,8 @@ class _Checker:
                         column[slot] = number
                     except OverflowError:
                         column[slot] = math.inf if number > 0 else -math.inf
-            except (ValueError, TypeError, AttributeError, msgpack.UnpackException) as exc:
-                self.problem(f"{label}: point {index} cannot be decoded: {exc}")
+            except MLDashError as exc:
+                self.problem(f"{label}: point {index} is damaged: {exc}")
                 return index - start
             index += 1
         if index < stop:
@@ -219,74 +260,5 @@ class _Checker:
             self.report.repaired.append(text)
 
 
-def compact_store(prefix, path):
-    """Rewrite the store at ``path`` without free pages; returns ``(bytes before, after)``.
-
-    Needs the writer lock (no live writer) and no reader in any process: a
-    reader would keep the old file open and see nothing written afterwards.
-    """
-    data = os.path.join(path, DATA_FILE)
-    if not os.path.exists(data):
-        raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
-    lock = WriterLock(path)
-    try:
-        env = acquire(path)
-        try:
-            if env.refs > 1:
-                raise ExperimentError(
-                    f"cannot compact {prefix!r}: this process has it open; close its views first")
-            handle = env.lmdb
-            handle.reader_check()
-            others = sorted({line.split()[0] for line in handle.readers().splitlines()[1:]
-                             if line.split() and line.split()[0] != str(os.getpid())})
-            if others:
-                raise ExperimentError(
-                    f"cannot compact {prefix!r}: processes {', '.join(others)} are reading it")
-            temporary = os.path.join(path, ".compacting")
-            _remove_copy(temporary)  # left by a killed compaction
-            os.makedirs(temporary)
-            try:
-                handle.copy(temporary, compact=True)
-            except lmdb.Error as exc:
-                _remove_copy(temporary)
-                raise StorageError(f"cannot compact the store at {path}: {exc}") from exc
-        finally:
-            release(env)
-        before = os.path.getsize(data)
-        copied = os.path.join(temporary, DATA_FILE)
-        with open(copied, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(copied, data)
-        # The lock file describes the old file's transactions; LMDB rebuilds it.
-        try:
-            os.remove(os.path.join(path, LOCK_DATA_FILE))
-        except FileNotFoundError:
-            pass
-        _remove_copy(temporary)
-        directory = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return before, os.path.getsize(data)
-    finally:
-        lock.release()
-
-
-def _remove_copy(temporary):
-    """Remove the compaction folder ``temporary`` and the copy of the store in it.
-
-    Compaction writes a ``data.mdb`` there and nothing else; a folder that
-    holds anything else (another run, made there by an older version that
-    let prefixes nest) is not ours to delete: ``StorageError``, nothing removed.
-    """
-    try:
-        names = os.listdir(temporary)
-    except FileNotFoundError:
-        return
-    if set(names) - {DATA_FILE}:
-        raise StorageError(f"cannot compact: {temporary} holds files compaction does not write "
-                           f"({', '.join(sorted(names))}); move them out of the run folder")
-    if names:
-        os.remove(os.path.join(temporary, DATA_FILE))
-    os.rmdir(temporary)
+def _label(entry):
+    return f"stream {entry.name!r}" if entry.name else "the root stream"

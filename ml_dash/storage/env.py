@@ -20,19 +20,22 @@ import weakref
 
 import lmdb
 
-from ..errors import StorageError
+from ..errors import CorruptStoreError, StorageError
+from .envfiles import DATA_FILE, check_data_file, data_file_identity, map_size_for, prepare_lock_file
 from .layout import check_run_folder, create_run_folder
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
 MAX_READERS = 1024
-
-DATA_FILE = "data.mdb"
+REOPENS = 5
 
 # LMDB needs a shared memory map and POSIX locks that work across processes:
 # network filesystems give neither reliably.
 NETWORK_FILESYSTEMS = frozenset(
     ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "fuse.sshfs", "fuse.rclone"))
+
+# What LMDB says when the pages it walks are not what it wrote.
+DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError)
 
 _registry = {}
 _registry_lock = threading.Lock()
@@ -110,11 +113,34 @@ class Environment:
         _all_envs.add(self)
 
     def _open(self):
+        for _ in range(REOPENS):
+            opened = data_file_identity(self.path)
+            self._env = self._open_lmdb()
+            if opened is None or data_file_identity(self.path) == opened:
+                break
+            # LMDB opens data.mdb before it waits for its lock, so a process
+            # that waited for a compaction (see compact.py) holds the file that
+            # was replaced: open the new one.
+            self._env.close()
+        else:
+            raise StorageError(f"cannot open the store at {self.path}: its data file was "
+                               f"replaced {REOPENS} times while it was being opened")
+        self._dbs = {}
+        self._created = {}  # opened by the current write transaction
+        self._creator = None  # the thread of that transaction
+        self.handles_opened = 0
+        self._forked = False
+
+    def _open_lmdb(self):
+        # LMDB trusts its files and would die of SIGBUS on a truncated data
+        # file or a sparse lock file on a full disk: see envfiles.py.
+        file_size = check_data_file(self.path)
+        prepare_lock_file(self.path, MAX_READERS)
         try:
-            self._env = lmdb.open(
+            return lmdb.open(
                 self.path,
                 readonly=not self.writable,
-                map_size=INITIAL_MAP_SIZE,
+                map_size=map_size_for(file_size, INITIAL_MAP_SIZE),
                 max_dbs=MAX_DBS,
                 max_readers=MAX_READERS,
                 # py-lmdb 3 keeps no spare read transaction by default, and each
@@ -129,6 +155,7 @@ class Environment:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+
         self._dbs = {}
         self._created = {}  # opened by the current write transaction
         self._creator = None  # the thread of that transaction
@@ -207,6 +234,9 @@ class Environment:
                         return function(txn)
                     except HandleOpened:
                         continue
+                    except DAMAGE_ERRORS as exc:
+                        raise CorruptStoreError(f"the store at {self.path} is damaged: {exc}; "
+                                                "ml_dash.check() reports what is") from exc
                     except lmdb.InvalidParameterError:
                         # Another thread opened a handle after this transaction
                         # began, and this one used it: begin again to see it.
@@ -260,6 +290,12 @@ def acquire(path, writable=False):
         env.refs += 1
         env.writers += bool(writable)
         return env
+
+
+def is_open(path):
+    """Whether this process has the environment of ``path`` open."""
+    with _registry_lock:
+        return os.path.realpath(path) in _registry
 
 
 def release(env, writable=False):

@@ -8,10 +8,10 @@ pages the writer wants to reuse.
 
 import json
 
-from ..errors import FormatVersionError
+from ..errors import CorruptStoreError
 from . import keys
 from .catalog import Catalog
-from .codec import FORMAT_VERSION, decode_created, decode_point, decode_value
+from .codec import PointDecoder, decode_value, stored_format
 from .columns import DTYPE, ColumnMap, column_path
 from .layout import check_no_link
 
@@ -29,10 +29,7 @@ class StoreReader:
         self._maps = {}
         self._seen = {}  # (stream, key) -> (column map, a committed count seen)
         version = self.env.read(lambda txn: self._get(txn, keys.META_DB, keys.FORMAT_KEY))
-        if version and int(version) != FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{directory} was written in store format {int(version)}; this ml_dash "
-                f"reads format {FORMAT_VERSION}: upgrade ml_dash to open it")
+        self._points = PointDecoder(stored_format(version, directory))
 
     def _get(self, txn, db_name, key):
         db = self.env.db(db_name, txn)
@@ -74,10 +71,15 @@ class StoreReader:
             cursor = txn.cursor(db=db)
             cursor.set_key(keys.pack_index(start))
             rows = []
-            # Indices are contiguous from 0, so the row's index is its position.
-            for index, value in zip(range(start, min(count, start + limit)),
-                                    cursor.iternext(keys=False)):
-                rows.append((index, *decode_point(value)))
+            decode = self._points.decode
+            index = start
+            try:
+                # Indices are contiguous from 0, so the row's index is its position.
+                for index, value in zip(range(start, min(count, start + limit)),
+                                        cursor.iternext(keys=False)):
+                    rows.append((index, *decode(value)))
+            except CorruptStoreError as exc:
+                raise self._damaged(name, index, exc) from None
             return rows, start + len(rows) < count
         return self.env.read(read)
 
@@ -89,10 +91,14 @@ class StoreReader:
                 return None
             entry, db, count = found
             cursor = txn.cursor(db=db)
-            cursor.first()
-            first = decode_point(cursor.value())
-            cursor.last()
-            return entry, count, first, decode_point(cursor.value())
+            decode = self._points.decode
+            try:
+                cursor.first()
+                first = decode(cursor.value())
+                cursor.last()
+                return entry, count, first, decode(cursor.value())
+            except CorruptStoreError as exc:
+                raise self._damaged(name, keys.unpack_index(cursor.key()), exc) from None
         return self.env.read(read)
 
     def stream_names(self):
@@ -113,8 +119,9 @@ class StoreReader:
                 found = self._stream(txn, name)
                 if found:
                     counts[name] = found[2]
-            return json.loads(value) if value else {}, counts
-        return self.env.read(read)
+            return value, counts
+        value, counts = self.env.read(read)
+        return experiment_record(value, self.directory), counts
 
     def commit_times(self, name, start, stop):
         """Commit times of points ``[start, stop)`` as a float64 array (one row scan)."""
@@ -129,8 +136,12 @@ class StoreReader:
             cursor = txn.cursor(db=found[1])
             cursor.set_key(keys.pack_index(start))
             values = cursor.iternext(keys=False)
-            return np.fromiter((decode_created(next(values)) for _ in range(end - start)),
-                               dtype=DTYPE, count=end - start)
+            decode_created = self._points.decode_created
+            try:
+                return np.fromiter((decode_created(next(values)) for _ in range(end - start)),
+                                   dtype=DTYPE, count=end - start)
+            except CorruptStoreError as exc:
+                raise self._damaged(name, keys.unpack_index(cursor.key()), exc) from None
         return self.env.read(read)
 
     def column_keys(self, name):
@@ -191,10 +202,26 @@ class StoreReader:
             column = self._maps[(sid, cid)] = ColumnMap(path)
         return column
 
+    def _damaged(self, name, index, exc):
+        label = f"stream {name!r}" if name else "the root stream"
+        return CorruptStoreError(f"{self.directory}: {label}, point {index}: {exc}; the store is "
+                                 "damaged, ml_dash.check() reports what else is")
+
+    def experiment(self):
+        """The experiment record, checked (see :func:`experiment_record`)."""
+        value = self.env.read(lambda txn: self._get(txn, keys.META_DB, keys.EXPERIMENT_KEY))
+        return experiment_record(value, self.directory)
+
     def get_json(self, db_name, key, default=None):
         """A JSON record from sub-database ``db_name``, or ``default``."""
         value = self.env.read(lambda txn: self._get(txn, db_name, key))
-        return json.loads(value) if value else default
+        if not value:
+            return default
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise CorruptStoreError(f"{self.directory}: the {key.decode()} record is damaged "
+                                    f"(not JSON: {value[:60]!r})") from None
 
     def get_value(self, db_name, key, default=None):
         """One record of ``db_name`` (see ``codec.encode_value``), or ``default``."""
@@ -229,3 +256,36 @@ class StoreReader:
             cursor = txn.cursor(db=db)
             return cursor.key() if cursor.last() else None
         return self.env.read(read)
+
+
+# The fields of an experiment record that listings and views compute with.
+_TIME_FIELDS = ("createdAt", "startedAt", "endedAt")
+MAX_TIME = 1e11  # seconds from 1970 either way: the year 5138; datetime stops at 9999
+
+
+def experiment_record(value, directory):
+    """The experiment record ``value`` (stored JSON, or None) as a dict.
+
+    :class:`CorruptStoreError` when it is not a JSON object, a time is not a
+    finite number or ``writer`` is not an object: no release writes those,
+    and a damaged run must be reported as such rather than fail whatever
+    formats it later.
+    """
+    if not value:
+        return {}
+    try:
+        record = json.loads(value)
+    except ValueError:
+        record = None
+    if type(record) is not dict:
+        raise CorruptStoreError(f"{directory}: the experiment record is damaged (not a JSON object: "
+                                f"{value[:60]!r})")
+    for field in _TIME_FIELDS:
+        got = record.get(field)
+        if got is not None and (type(got) not in (int, float) or not abs(got) < MAX_TIME):
+            raise CorruptStoreError(f"{directory}: the experiment record is damaged: {field!r} is "
+                                    f"{type(got).__name__} {got!r:.60}, not a time")
+    if type(record.get("writer", {})) is not dict:
+        raise CorruptStoreError(f"{directory}: the experiment record is damaged: 'writer' is "
+                                f"{type(record['writer']).__name__}, not an object")
+    return record

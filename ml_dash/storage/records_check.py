@@ -13,13 +13,18 @@ was lost.
 import hashlib
 import os
 
-from ..errors import StorageError
+from ..errors import CorruptStoreError, StorageError
 from . import blobs, keys
 from .codec import decode_value
 
 
-def check_records(env, path, report, repair):
-    """Add what is wrong with the params, logs and files of the store to ``report``."""
+def check_records(env, path, report, repair, saving=False):
+    """Add what is wrong with the params, logs and files of the store to ``report``.
+
+    ``saving``: a writer is live, so a content file without a record may be
+    a save under way (its contents are written before its record commits),
+    not one a killed process left; such files are then not reported.
+    """
     def read(txn):
         out = {}
         for name in (keys.PARAMS_DB, keys.LOGS_DB, keys.FILES_DB):
@@ -34,16 +39,23 @@ def check_records(env, path, report, repair):
         for key, value in items:
             try:
                 decoded[name].append((key, decode_value(value)))
-            except Exception as exc:  # any decoding failure is damage to report
+            except CorruptStoreError as exc:
                 report.problems.append(f"{name.decode()} record {key!r} cannot be decoded: {exc}")
     for position, (key, _) in enumerate(decoded[keys.LOGS_DB]):
         if len(key) != 8 or keys.unpack_index(key) != position:
             report.problems.append(f"log records are not numbered 0, 1, 2, ...: {key!r} at {position}")
             break
-    referenced = {record["id"] for _, record in decoded[keys.FILES_DB]}
+    referenced = set()
     for key, record in decoded[keys.FILES_DB]:
-        _check_content(path, key.decode("utf-8", "replace"), record, report)
-    _check_unreferenced(path, referenced, report, repair)
+        name = key.decode("utf-8", "replace")
+        if not (isinstance(record, dict) and isinstance(record.get("id"), str)
+                and isinstance(record.get("sizeBytes"), int) and isinstance(record.get("checksum"), str)):
+            report.problems.append(f"file {name!r}: its record is damaged: {record!r:.200}")
+            continue
+        referenced.add(record["id"])
+        _check_content(path, name, record, report)
+    if not saving:
+        _check_unreferenced(path, referenced, report, repair)
 
 
 def _check_content(path, name, record, report):

@@ -35,10 +35,10 @@ import warnings
 
 import lmdb
 
-from ..errors import FormatVersionError, StorageError, StreamLimitError
+from ..errors import StorageError, StreamLimitError
 from . import faults, keys
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
-from .codec import FORMAT_VERSION, PointEncoder, decode_point
+from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
 from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
 from .env import MAX_DBS
 from .lock import WriterLock
@@ -112,13 +112,13 @@ class Writer:
         with env.begin(write=True) as txn:
             meta = self.env.db(keys.META_DB, txn, create=True)
             self.env.db(keys.CATALOG_DB, txn, create=True)
-            version = txn.get(keys.FORMAT_KEY, db=meta)
-            if version is None:
+            stored = txn.get(keys.FORMAT_KEY, db=meta)
+            if stored is None:
                 txn.put(keys.FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
-            elif int(version) != FORMAT_VERSION:
-                raise FormatVersionError(
-                    f"{self.directory} was written in store format {int(version)}; this "
-                    f"ml_dash reads format {FORMAT_VERSION}: upgrade ml_dash to open it")
+            # An older store is appended to in its own format: one store, one point encoding.
+            version = stored_format(stored, self.directory)
+            self._encode = PointEncoder(version).pack
+            self._decode = PointDecoder(version).decode
             self._catalog.refresh(txn, self.env)
             watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
             for entry in self._catalog.by_id.values():
@@ -145,7 +145,7 @@ class Writer:
             cursor = txn.cursor(db=state.db)
             cursor.set_range(keys.pack_index(watermark))
             for key, value in cursor:
-                _, ts, data = decode_point(value)
+                _, ts, data = self._decode(value)
                 self._write_slots(state, keys.unpack_index(key), ts, data)
         state.synced = state.count
 
