@@ -9,7 +9,6 @@ store.  The same rules hold for params, log metadata and the descriptions,
 tags and metadata of runs, streams and files (:func:`check_info`).
 """
 
-import math
 import numbers
 import threading
 import time
@@ -178,8 +177,9 @@ def unencodable(value, where):
 def resolve_ts(ts):
     """The ``_ts`` of a point: now (None), a given time, or the last one used (``-1``).
 
-    A given time is a finite real number of seconds since the epoch (numpy
-    scalars too); text such as ``"12"`` and bools are refused, not converted.
+    A given time is a real number of seconds since the epoch within years 1
+    to 9999 (numpy scalars too); text such as ``"12"`` and bools are refused,
+    not converted.
     """
     if ts is None:
         ts = _last_ts.value = time.time()
@@ -201,12 +201,17 @@ def resolve_ts(ts):
     try:
         ts = float(ts)
     except OverflowError:
-        raise ValueError(f"_ts must be a finite number of seconds since the epoch, got an int "
-                         f"of {int(ts).bit_length()} bits") from None
-    if not math.isfinite(ts):
-        raise ValueError(f"_ts must be a finite number of seconds since the epoch, got {ts}")
+        raise ValueError(f"_ts must be {_TS_RANGE}, got an int of {int(ts).bit_length()} bits") from None
+    if not _TS_MIN <= ts < _TS_MAX:  # NaN fails too
+        raise ValueError(f"_ts must be {_TS_RANGE}, got {ts!r}")
     _last_ts.value = ts
     return ts
+
+
+# The times a date can show (years 1 to 9999 UTC): stats() and exports print
+# a point's _ts as an ISO date, and would fail on any other.
+_TS_MIN, _TS_MAX = -62135596800.0, 253402300800.0
+_TS_RANGE = "a finite number of seconds since the epoch, within years 1 to 9999"
 
 
 now = time.time

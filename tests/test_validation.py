@@ -316,10 +316,12 @@ def test_values_nested_past_the_limit_are_refused_at_the_call(exp, dash_root, va
 
 @pytest.mark.parametrize("ts, error, words", [
     (2 ** 2000, ValueError, "finite"), (float("nan"), ValueError, "finite"),
-    (float("inf"), ValueError, "finite"), ("12", TypeError, "str"), (b"12", TypeError, "bytes"),
+    (float("inf"), ValueError, "finite"), (1e18, ValueError, "years 1 to 9999"),
+    (-1e12, ValueError, "years 1 to 9999"), ("12", TypeError, "str"), (b"12", TypeError, "bytes"),
     (True, TypeError, "bool"), (datetime.datetime.now(), TypeError, "datetime"),
     (np.zeros(2), TypeError, "ndarray"),
-], ids=["2**2000", "nan", "inf", "str", "bytes", "bool", "datetime", "array"])
+], ids=["2**2000", "nan", "inf", "year 31 billion", "before year 1", "str", "bytes", "bool",
+        "datetime", "array"])
 def test_a_ts_that_is_not_a_finite_number_is_refused(exp, ts, error, words):
     with pytest.raises(error, match=f"_ts.*{words}"):
         exp.metrics("t").log(_ts=ts, x=1)
@@ -327,8 +329,10 @@ def test_a_ts_that_is_not_a_finite_number_is_refused(exp, ts, error, words):
         exp.metrics.log(_ts=ts, t=dict(x=1))
     for good in (12, 12.5, np.float64(13), np.int32(14), np.array(15.0)):
         exp.metrics("t").log(_ts=good, x=1)
+    exp.metrics("t").log(_ts=-62135596800, x=1).log(_ts=253402300799.5, x=1)  # the ends
     exp.flush()
-    assert exp.metrics("t").column("_ts").tolist() == [12, 12.5, 13, 14, 15]
+    assert exp.metrics("t").column("_ts").tolist() == [12, 12.5, 13, 14, 15, -62135596800, 253402300799.5]
+    assert exp.metrics("t").stats()["lastDataAt"].startswith("9999-12-31T23:59:59")
 
 
 def test_text_that_is_not_utf8_is_refused_at_the_call_by_params_logs_and_files(exp, dash_root):
