@@ -3,8 +3,9 @@
 ``exp.params.set(model=dict(lr=0.1, layers=[64, 64]), seed=1)`` stores
 ``model.lr``, ``model.layers`` and ``seed``.  Each flat key is one record of
 the ``params`` sub-database, so a set rewrites only the keys it touches.  A
-set is validated and converted whole before anything is staged, then
-committed at once with one flush: either all of it is stored or none of it.
+set is validated and converted whole (keys measured against LMDB's key
+limit) before anything is staged, then committed at once as a snapshot of
+its own: either all of it is stored or none of it, then or later.
 """
 
 import inspect
@@ -64,13 +65,8 @@ def _storable(name, value, depth):
         value = tolist()
     try:
         return convert_for("params", name, value, depth)
-    except TypeError as exc:
-        if "nested more than" in str(exc):
-            raise TypeError(f"{exc}; nothing of this set() was stored") from None
-        raise TypeError(
-            f"params: {_short(name)} is a {type(value).__module__}.{type(value).__qualname__}, "
-            "which cannot be stored; use int, float, bool, str, None, lists, dicts or class "
-            "objects of these (nothing of this set() was stored)") from None
+    except TypeError as exc:  # it names the key and the type, inside lists too
+        raise TypeError(f"{exc}; nothing of this set() was stored") from None
 
 
 def encode_params(flat):
