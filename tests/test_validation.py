@@ -9,6 +9,7 @@ and that the run, its dash root and every later valid call still work.
 
 import datetime
 import os
+import time
 
 import lmdb
 import numpy as np
@@ -365,8 +366,10 @@ def test_a_second_experiment_on_the_same_run_in_one_process_says_so(dash_root):
     first = Experiment(prefix=PREFIX, dash_root=dash_root)
     first.run.start()
     second = Experiment(prefix=PREFIX, dash_root=dash_root, lock_timeout=30)
+    started = time.monotonic()
     with pytest.raises(ml_dash.WriterLockedError, match="this process already has the run open"):
-        second.run.start()  # at once, not after lock_timeout
+        second.run.start()
+    assert time.monotonic() - started < 5  # at once, not after lock_timeout
     first.metrics("t").log(x=1)
     first.run.complete()
     with second.run:  # free once the first closed it
