@@ -49,10 +49,13 @@ class CorruptStoreError(StorageError):
 
 
 class StreamLimitError(StorageError):
-    """A flush would create more streams than one experiment can hold.
+    """A new stream would be more than one experiment can hold.
 
-    Only the new stream's points are dropped; the rest of the snapshot stays
-    staged and the next ``flush()`` commits it.
+    Raised by ``metrics(name)`` (or a routed dict) that would create it,
+    with nothing of that call staged.  Should a flush still meet one (a
+    stream object kept from before the run was reopened), only that
+    stream's points are dropped; the rest stays staged for the next
+    ``flush()``.
     """
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from .errors import ConfigurationError, ExperimentError, RunNotStartedError
+from .errors import ConfigurationError, ExperimentError, RunNotStartedError, WriterLockedError
 from .files import Files
 from .logs import Logs
 from .metrics import Metrics
@@ -22,12 +22,14 @@ from .params import Params
 from .paths import parse_prefix, refuse_nesting
 from .reading import iso
 from .session import Session
+from .values import check_info
 from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
 _open_experiments = set()  # strong: an open run must not vanish with its staged points
 _open_lock = threading.Lock()
+_writing = {}  # real path of a run -> (pid, Experiment) while that Experiment writes it
 
 
 class Experiment:
@@ -53,12 +55,12 @@ class Experiment:
         refuse_nesting(self._segments, dash_root)
         self.prefix = "/".join(self._segments)
         self.dash_root = dash_root
-        self._given = {
-            "description": description if description is not None else readme,
-            "tags": list(tags) if tags is not None else None,
-            "bindrs": list(bindrs) if bindrs is not None else None,
-            "metadata": metadata,
-        }
+        owner = f"experiment {self.prefix!r}"
+        description, tags, metadata = check_info(
+            owner, description if description is not None else readme, tags, metadata)
+        bindrs = check_info(f"{owner} bindrs", tags=bindrs)[1]
+        self._given = {"description": description, "tags": tags, "bindrs": bindrs,
+                       "metadata": metadata}
         self._record = {}
         self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
         self._session = None
@@ -166,7 +168,12 @@ class Experiment:
             release(self._read_store.env)
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
-        session = Session(self.path, **self._options)
+        self._claim_for_writing()
+        try:
+            session = Session(self.path, **self._options)
+        except BaseException:
+            self._release_claim()
+            raise
         try:
             stored = session.reader.get_json(META_DB, EXPERIMENT_KEY, {})
             now = time.time()
@@ -178,12 +185,38 @@ class Experiment:
             session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
             session.flush()
         except BaseException:
+            self._release_claim()
             session.close()
             raise
         self._record = record
         self._session = session
         with _open_lock:
             _open_experiments.add(self)
+        self._metrics._session_opened()
+
+    def _claim_for_writing(self):
+        """Note that this object writes its run; ``WriterLockedError`` if another
+        ``Experiment`` of this process does.
+
+        Without this, the lock file would name "another live process" with
+        our own pid, which misleads, and ``lock_timeout`` would wait for
+        something only this process can end.
+        """
+        path = os.path.realpath(self.path)
+        with _open_lock:
+            pid, holder = _writing.get(path, (None, None))
+            if pid == os.getpid() and holder is not self:
+                raise WriterLockedError(
+                    f"{self.path}: this process already has the run open for writing (another "
+                    f"Experiment object of {holder.prefix!r}); log through that one or close its "
+                    "run first; ml_dash.load() reads it meanwhile")
+            _writing[path] = (os.getpid(), self)
+        self._claimed = path
+
+    def _release_claim(self):
+        with _open_lock:
+            if _writing.get(self._claimed, (None, None))[1] is self:
+                del _writing[self._claimed]
 
     def _finish(self, status):
         session = self._session
@@ -197,6 +230,7 @@ class Experiment:
         self._session = None
         with _open_lock:
             _open_experiments.discard(self)
+        self._release_claim()
 
     def _times(self):
         return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}

@@ -22,7 +22,8 @@ import threading
 from .errors import StorageError
 from .storage import blobs
 from .storage.codec import encode_value
-from .storage.keys import FILES_DB
+from .storage.keys import FILES_DB, MAX_KEY_SIZE, text_key
+from .values import check_info
 
 _UTC = datetime.timezone.utc
 
@@ -37,7 +38,9 @@ def clean_path(path):
     parts = [part for part in path.split("/") if part]
     if any(part in (".", "..") for part in parts):
         raise ValueError(f"file path {path!r}: '.' and '..' segments are not allowed")
-    return "/".join(parts)
+    path = "/".join(parts)
+    text_key(path, "file path")  # valid UTF-8 and short enough to be stored: else ValueError
+    return path
 
 
 def _join(*parts):
@@ -120,7 +123,10 @@ class FilesReading:
     # -- what the handle points at --------------------------------------------------
 
     def _record(self, path):
-        return self._reader().get_value(FILES_DB, path.encode("utf-8")) if path else None
+        key = path.encode("utf-8")
+        if not key or len(key) > MAX_KEY_SIZE:  # too long to be stored (a folder joined to a name)
+            return None
+        return self._reader().get_value(FILES_DB, key)
 
     def _is_file(self):
         path = self._path
@@ -134,6 +140,8 @@ class FilesReading:
         folder = self._path
         start = (folder + "/").encode("utf-8") if folder else None
         stop = (folder + "0").encode("utf-8") if folder else None  # '0' follows '/'
+        if start is not None and len(start) >= MAX_KEY_SIZE:
+            return {}  # no stored path is that long
         # A key that is not UTF-8 (a crafted store) is kept, not fatal: _usable refuses it.
         return {key.decode("utf-8", "surrogateescape"): record
                 for key, record in self._reader().select(FILES_DB, start=start, stop=stop)}
@@ -255,10 +263,13 @@ class Files(FilesReading):
         folder, name = _split(path)
         if not name:
             raise ValueError("a stored file needs a name: give to='name'")
+        # Checked before the contents are written: nothing of a refused call stays behind.
+        key = text_key(path, "file path")
+        description, tags, metadata = check_info(f"file {path!r}", description, tags, metadata)
         file_id = blobs.new_id()
         with self._lock:
             size, checksum = blobs.write(self._directory, file_id, source)
-            old = session.reader.get_value(FILES_DB, path.encode("utf-8"))
+            old = session.reader.get_value(FILES_DB, key)
             record = {
                 "id": file_id,
                 "path": folder,
@@ -268,7 +279,7 @@ class Files(FilesReading):
                 "contentType": content_type or mimetypes.guess_type(name)[0]
                 or "application/octet-stream",
                 "description": description,
-                "tags": list(tags or ()),
+                "tags": tags or [],
                 "metadata": metadata,
                 "uploadedAt": datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z"),
             }
@@ -277,7 +288,7 @@ class Files(FilesReading):
             except TypeError:
                 blobs.remove(self._directory, file_id)
                 raise TypeError(f"file {path!r}: metadata {metadata!r} cannot be stored") from None
-            session.stage_record(FILES_DB, path.encode("utf-8"), data)
+            session.stage_record(FILES_DB, key, data)
             session.flush()
             if isinstance(old, dict):  # superseded, and no longer referenced
                 blobs.remove(self._directory, old.get("id"))  # not an id of ours: nothing removed

@@ -16,7 +16,7 @@ import time
 from .reading import _check_range, iso
 from .storage.codec import encode_value
 from .storage.keys import LOGS_DB, pack_index, unpack_index
-from .values import convert
+from .values import _NOT_UTF8, convert_for, unencodable
 
 LEVELS = ("debug", "info", "warn", "error", "fatal")
 _ALIASES = {"warning": "warn"}
@@ -40,10 +40,24 @@ def _metadata(metadata, extra):
             raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
         merged.update(metadata)
     merged.update(extra)
+    return {key: convert_for("log metadata", key, value, 1) for key, value in merged.items()}
+
+
+def _encode(record):
+    """The stored bytes of a log record, or a ``TypeError`` saying which text cannot be stored."""
     try:
-        return {key: convert(None, key, value) for key, value in merged.items()}
-    except TypeError as exc:
-        raise TypeError(f"log metadata: {exc}".replace("the root stream: ", "")) from None
+        return encode_value(record)
+    except UnicodeEncodeError:
+        where = unencodable(record[2], "message") or unencodable(record[3], "metadata")
+        raise TypeError(f"log: {where!r} {_NOT_UTF8}; the record was not stored") from None
+
+
+def _print(line, out):
+    try:
+        print(line, file=out, flush=True)
+    except UnicodeEncodeError:  # a terminal that cannot show it: the record is stored anyway
+        encoding = getattr(out, "encoding", None) or "ascii"
+        print(line.encode(encoding, "backslashreplace").decode(encoding), file=out, flush=True)
 
 
 def _line(level, message, metadata):
@@ -125,19 +139,20 @@ class Logs(LogsReading):
         metadata = _metadata(metadata, extra)
         message = str(message)
         out = sys.stderr if level in _TO_STDERR else sys.stdout
+        # Before staging, as in Stream.log: a failing flush then raises with
+        # this record not staged, so calling log() again stores it once.
+        session.flush_if_old()
         with self._lock:
             if self._session is not session:
                 self._next = next_index(session.reader)
                 self._session = session
             index = self._next
-            record = encode_value([time.time(), level, message, metadata])
+            record = _encode([time.time(), level, message, metadata])
+            _print(_line(level, message, metadata), out)
             self._next += 1
-            print(_line(level, message, metadata), file=out, flush=True)
             session.stage_record(LOGS_DB, pack_index(index), record)
         if _flush:
             session.flush()
-        else:
-            session.flush_if_old()
         return self
 
     def debug(self, message, **metadata):

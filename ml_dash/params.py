@@ -3,35 +3,44 @@
 ``exp.params.set(model=dict(lr=0.1, layers=[64, 64]), seed=1)`` stores
 ``model.lr``, ``model.layers`` and ``seed``.  Each flat key is one record of
 the ``params`` sub-database, so a set rewrites only the keys it touches.  A
-set is validated and converted whole before anything is staged, then
-committed at once with one flush: either all of it is stored or none of it.
+set is validated and converted whole (keys measured against LMDB's key
+limit) before anything is staged, then committed at once as a snapshot of
+its own: either all of it is stored or none of it, then or later.
 """
 
 import inspect
+import threading
 
-from .storage.keys import PARAMS_DB
+from .storage.keys import PARAMS_DB, text_key
 from .storage.codec import encode_value
-from .values import convert
+from .values import _NOT_UTF8, MAX_DEPTH, _short, convert_for, unencodable
 
 _PLAIN = (bool, int, float, str, type(None))
 
 
-def flatten(values, prefix=""):
+def flatten(values, prefix="", depth=0):
     """``{"a.b": v}`` from nested dicts and class objects, values converted.
 
-    Raises ``TypeError`` naming the key for a value that cannot be stored.
+    Raises ``TypeError`` naming the key for a value that cannot be stored
+    (or nested past ``MAX_DEPTH`` levels: a class that refers to itself
+    would otherwise recurse until Python's limit).
     """
+    if depth >= MAX_DEPTH:
+        raise TypeError(
+            f"params: {_short(prefix.rstrip('.'))} is nested more than {MAX_DEPTH} levels deep "
+            "(or refers to itself), which cannot be stored; nothing of this set() was stored")
     flat = {}
     for key, value in values.items():
         if not isinstance(key, str) or not key:
-            raise TypeError(f"params: keys must be non-empty strings, got {key!r} under {prefix!r}")
+            raise TypeError(f"params: keys must be non-empty strings, got {key!r} "
+                            f"({type(key).__name__}) under {_short(prefix)}")
         name = prefix + key
         if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
+            flat.update(flatten(value, name + ".", depth + 1))
         elif inspect.isclass(value):
-            flat.update(flatten(class_fields(value), name + "."))
+            flat.update(flatten(class_fields(value), name + ".", depth + 1))
         else:
-            flat[name] = _storable(name, value)
+            flat[name] = _storable(name, value, depth)
     return flat
 
 
@@ -48,19 +57,33 @@ def class_fields(cls):
     return fields
 
 
-def _storable(name, value):
+def _storable(name, value, depth):
     if isinstance(value, _PLAIN) and type(value) in _PLAIN:
         return value
     tolist = getattr(value, "tolist", None)
     if callable(tolist) and getattr(value, "ndim", 0):  # numpy arrays: nested lists
         value = tolist()
     try:
-        return convert("params", name, value)
-    except TypeError:
-        raise TypeError(
-            f"params: {name!r} is a {type(value).__module__}.{type(value).__qualname__}, which "
-            "cannot be stored; use int, float, bool, str, None, lists, dicts or class objects "
-            "of these (nothing of this set() was stored)") from None
+        return convert_for("params", name, value, depth)
+    except TypeError as exc:  # it names the key and the type, inside lists too
+        raise TypeError(f"{exc}; nothing of this set() was stored") from None
+
+
+def encode_params(flat):
+    """``{key: (LMDB key, encoded value)}`` of a flat params dict, or an error naming the key.
+
+    A key must fit LMDB's key limit as UTF-8 (``ValueError``); text must be
+    valid UTF-8 (``TypeError`` for a value holding a lone surrogate).
+    """
+    encoded = {}
+    for name, value in flat.items():
+        key = text_key(name, "params key")
+        try:
+            encoded[name] = key, encode_value(value)
+        except UnicodeEncodeError:
+            raise TypeError(f"params: {_short(unencodable(value, name))} {_NOT_UTF8}; "
+                            "nothing of this set() was stored") from None
+    return encoded
 
 
 def nest(flat):
@@ -107,6 +130,7 @@ class Params(ParamsReading):
         self._exp = experiment
         self._flat = {}
         self._session = None  # the session ``_flat`` was loaded in
+        self._lock = threading.Lock()  # one set() at a time: each merges into the last
 
     def _load(self):
         session = self._exp._session
@@ -122,24 +146,35 @@ class Params(ParamsReading):
 
         Nested dicts and class objects are flattened to ``a.b`` keys; a key
         replaces stored keys that conflict with it (``a`` versus ``a.b``).
-        A value that cannot be stored raises ``TypeError`` and nothing of
-        this call is stored.
+        All or nothing: a value that cannot be stored raises ``TypeError``
+        (a key too long for the store ``ValueError``) and a failed commit
+        raises too; either way nothing of this call is stored, now or later,
+        and ``get()`` still gives what is stored.
         """
         session = self._exp._open_session()
         flat = flatten(values)
-        encoded = {key: encode_value(value) for key, value in flat.items()}
-        current = self._load()
-        merged = dict(current)
-        for key, value in flat.items():
-            for other in conflicts(merged, key):
-                del merged[other]
-            merged[key] = value
-        records = [(PARAMS_DB, key.encode("utf-8"), None) for key in current.keys() - merged.keys()]
-        records += [(PARAMS_DB, key.encode("utf-8"), data)
-                    for key, data in encoded.items() if key in merged]
-        session.stage_records(records)
-        session.flush()
-        self._flat = merged
+        encoded = encode_params(flat)
+        with self._lock:
+            current = self._load()
+            merged = dict(current)
+            for key, value in flat.items():
+                for other in conflicts(merged, key):
+                    del merged[other]
+                merged[key] = value
+            records = [(PARAMS_DB, key.encode("utf-8"), None) for key in current.keys() - merged.keys()]
+            records += [(PARAMS_DB, key, data)
+                        for name, (key, data) in encoded.items() if name in merged]
+            try:
+                # A snapshot of its own, not staged with the rest: a flush
+                # that failed (on anyone's data) kept staged records for a
+                # later flush, so a set() that raised was stored after all,
+                # behind the back of _flat and of its conflict rules.
+                session.commit_records(records)
+            except BaseException as exc:
+                if getattr(exc, "committed", False):  # stored, only its fsync failed
+                    self._flat = merged
+                raise
+            self._flat = merged
         return self
 
     log = set

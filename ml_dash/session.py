@@ -56,6 +56,17 @@ class Session:
         with self._flush_lock:
             self._records.extend(records)
 
+    def commit_records(self, records):
+        """Commit ``records`` now, as a snapshot of their own: all, or (raising) none.
+
+        Unlike a flush, a failure leaves nothing staged, so the caller can
+        promise that a call that raised stored nothing (``params.set()``).
+        """
+        if self.forked:
+            raise _forked_error(self)
+        with self._flush_lock:
+            self.writer.commit([], records)
+
     @property
     def pending(self):
         return len(self.staged) + len(self._records)

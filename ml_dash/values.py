@@ -1,12 +1,15 @@
 """What a logged value may be, and the conversions applied at ``log()`` time.
 
 Allowed: int, float (NaN and inf too), bool, str, None, and lists and dicts
-of these.  numpy scalars, 0-d arrays and one-element tensors (anything with
-``.item()``) become Python scalars.  Anything else is rejected synchronously
-with a ``TypeError`` naming the stream, the key and the type, so bad input
-never reaches the store.
+of these, nested at most :data:`MAX_DEPTH` levels.  numpy scalars, 0-d
+arrays and one-element tensors (anything with ``.item()``) become Python
+scalars.  Anything else is rejected synchronously with a ``TypeError``
+naming the stream, the key and the type, so bad input never reaches the
+store.  The same rules hold for params, log metadata and the descriptions,
+tags and metadata of runs, streams and files (:func:`check_info`).
 """
 
+import numbers
 import threading
 import time
 
@@ -14,6 +17,13 @@ from .errors import ConfigurationError
 
 _SCALARS = (bool, int, float, str)
 _last_ts = threading.local()
+
+# Levels of lists and dicts inside one value.  Deeper values are refused at
+# the call: the encoders would fail later (MessagePack at 512 levels, json
+# and the converters themselves at Python's recursion limit), and so would
+# every flush after.  No sensible metric or parameter is nested this deep;
+# a value that contains itself is caught by the same limit.
+MAX_DEPTH = 100
 
 
 def _label(stream):
@@ -24,7 +34,9 @@ def check_fields(stream, fields):
     """Validate ``fields`` (a fresh dict from ``**kwargs``), converting in place.
 
     The common case, flat ints, floats, strings and bools, costs one type
-    test per value; everything else goes through :func:`convert`.
+    test per value; everything else goes through :func:`convert`.  Keys of
+    ``**kwargs`` are always strings; callers with other dicts check their
+    keys first (:func:`check_keys`).
     """
     for key, value in fields.items():
         kind = type(value)
@@ -36,17 +48,42 @@ def check_fields(stream, fields):
     return fields
 
 
+def check_keys(stream, mapping):
+    """``TypeError`` unless every key of ``mapping`` is a non-empty str."""
+    for key in mapping:
+        if type(key) is not str or not key:
+            raise TypeError(
+                f"{_label(stream)}: field names must be non-empty strings, got {key!r} "
+                f"({type(key).__name__})")
+
+
 def convert(stream, key, value):
     """``value`` as a storable Python value, or ``TypeError``."""
+    return _convert(_label(stream), key, value, 0)
+
+
+def convert_for(owner, key, value, depth=0):
+    """:func:`convert` for a value that is not a field of a stream; errors name ``owner``.
+
+    ``depth``: levels of nesting above ``value`` (a flattened params key).
+    """
+    return _convert(owner, key, value, depth)
+
+
+def _convert(owner, key, value, depth):
     if not isinstance(key, str) or not key:
-        raise TypeError(f"{_label(stream)}: field names must be non-empty strings, got {key!r}")
+        raise TypeError(f"{owner}: field names must be non-empty strings, got {key!r}")
     if value is None or type(value) in _SCALARS:
         return value
-    if isinstance(value, dict):
-        return {k: convert(stream, f"{key}.{k}" if isinstance(k, str) else k, v)
-                for k, v in _checked_items(stream, key, value)}
-    if isinstance(value, (list, tuple)):
-        return [convert(stream, key, v) for v in value]
+    if isinstance(value, (dict, list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise TypeError(
+                f"{owner}: field {_short(key)} is a {type(value).__name__} nested more than "
+                f"{MAX_DEPTH} levels deep (or one that contains itself), which cannot be stored")
+        if isinstance(value, dict):
+            return {k: _convert(owner, f"{key}.{k}" if isinstance(k, str) else k, v, depth + 1)
+                    for k, v in _checked_items(owner, key, value)}
+        return [_convert(owner, key, v, depth + 1) for v in value]
     for base in _SCALARS:  # subclasses such as IntEnum or numpy.float64
         if isinstance(value, base):
             return base(value)
@@ -59,26 +96,103 @@ def convert(stream, key, value):
         if scalar is None or type(scalar) in _SCALARS:
             return scalar
     raise TypeError(
-        f"{_label(stream)}: field {key!r} has a value of type {type(value).__module__}."
+        f"{owner}: field {_short(key)} has a value of type {type(value).__module__}."
         f"{type(value).__qualname__}, which cannot be stored; use int, float, bool, str, "
         "None, or lists and dicts of these")
 
 
-def _checked_items(stream, key, mapping):
+def _checked_items(owner, key, mapping):
     for k in mapping:
         if not isinstance(k, str) or not k:
             raise TypeError(
-                f"{_label(stream)}: field {key!r} is a dict with key {k!r}; "
+                f"{owner}: field {_short(key)} is a dict with key {k!r} ({type(k).__name__}); "
                 "keys must be non-empty strings")
     return [(k, mapping[k]) for k in mapping]
 
 
+def _short(key, limit=80):
+    """``repr(key)``, cut short: a key built from deep nesting can be long."""
+    text = repr(key)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_info(owner, description=None, tags=None, metadata=None):
+    """``(description, tags, metadata)`` of a run, stream or file, checked and converted.
+
+    Called where they are given (``Experiment(...)``, ``metrics(name, ...)``,
+    ``files.save(...)``), so that a bad one is refused at that call, naming
+    ``owner``, the key and the type, and never reaches a stored record.  A
+    description is a str, tags a list of str, metadata a dict of the values
+    ``log()`` accepts; text must be valid UTF-8.  ``tags`` None stays None.
+    """
+    if description is not None and not isinstance(description, str):
+        raise TypeError(f"{owner}: description must be a str, got {type(description).__name__}")
+    if tags is not None:
+        if isinstance(tags, (str, bytes)) or not hasattr(tags, "__iter__"):
+            raise TypeError(f"{owner}: tags must be a list of strings, got {type(tags).__name__}")
+        tags = list(tags)
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise TypeError(f"{owner}: tags must be strings, got {tag!r} ({type(tag).__name__})")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"{owner}: metadata must be a dict, got {type(metadata).__name__}")
+        metadata = {key: _convert(f"{owner} metadata", key, value, 1)
+                    for key, value in _checked_items(owner, "metadata", metadata)}
+    for name, value in (("description", description), ("tags", tags), ("metadata", metadata)):
+        where = unencodable(value, name)
+        if where is not None:
+            raise TypeError(f"{owner}: {_short(where)} {_NOT_UTF8}")
+    return description, tags, metadata
+
+
+_NOT_UTF8 = ("holds a str that is not valid UTF-8 (a lone surrogate, as os.fsdecode makes of "
+             "undecodable bytes), which cannot be stored; decode it with errors='replace'")
+
+
+def unencodable(value, where):
+    """The dotted path (``where``, ``where.key`` ...) to the first str in
+    ``value``, key or value, that is not valid UTF-8; None if there is none."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unencodable(key, f"{where}.{key}")
+            if found is None:
+                found = unencodable(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found = unencodable(item, where)
+            if found is not None:
+                return found
+    return None
+
+
 def resolve_ts(ts):
-    """The ``_ts`` of a point: now (None), a given time, or the last one used (``-1``)."""
+    """The ``_ts`` of a point: now (None), a given time, or the last one used (``-1``).
+
+    A given time is a real number of seconds since the epoch within years 1
+    to 9999 (numpy scalars too); text such as ``"12"`` and bools are refused,
+    not converted.
+    """
     if ts is None:
         ts = _last_ts.value = time.time()
         return ts
-    if ts == -1 and type(ts) is not bool:
+    kind = type(ts)
+    if kind is not float and kind is not int:
+        if isinstance(ts, (bool, str, bytes)) or not isinstance(ts, numbers.Real):
+            item = getattr(ts, "item", None)  # a numpy 0-d array or a tensor
+            ts = item() if callable(item) and getattr(ts, "ndim", 1) == 0 else None
+            if type(ts) not in (int, float):
+                raise TypeError(
+                    f"_ts must be a number (seconds since the epoch), got {kind.__name__}")
+    if ts == -1:
         try:
             return _last_ts.value
         except AttributeError:
@@ -86,10 +200,18 @@ def resolve_ts(ts):
                 "_ts=-1 reuses the last timestamp logged in this thread, but none was logged yet") from None
     try:
         ts = float(ts)
-    except (TypeError, ValueError):
-        raise TypeError(f"_ts must be a number (seconds since the epoch), got {type(ts).__name__}") from None
+    except OverflowError:
+        raise ValueError(f"_ts must be {_TS_RANGE}, got an int of {int(ts).bit_length()} bits") from None
+    if not _TS_MIN <= ts < _TS_MAX:  # NaN fails too
+        raise ValueError(f"_ts must be {_TS_RANGE}, got {ts!r}")
     _last_ts.value = ts
     return ts
+
+
+# The times a date can show (years 1 to 9999 UTC): stats() and exports print
+# a point's _ts as an ISO date, and would fail on any other.
+_TS_MIN, _TS_MAX = -62135596800.0, 253402300800.0
+_TS_RANGE = "a finite number of seconds since the epoch, within years 1 to 9999"
 
 
 now = time.time

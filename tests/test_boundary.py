@@ -45,27 +45,34 @@ def test_an_unencodable_string_is_refused_without_losing_the_snapshot(exp, dash_
     assert ml_dash.check("alice/proj/exp", dash_root=dash_root).ok
 
 
-def test_the_stream_past_the_limit_is_refused_and_the_rest_is_kept(exp, dash_root):
+def test_streams_past_the_limit_are_refused_at_the_call_and_everything_else_is_committed(exp, dash_root):
     from ml_dash.storage.writer import MAX_STREAMS
 
     exp.metrics("keep").log(x=0).flush()
-    for i in range(MAX_STREAMS - 1):  # "keep" is the first of them
+    for i in range(MAX_STREAMS - 2):  # "keep" is the first of them
         exp.metrics(f"s{i}").log(x=i)
     exp.flush()
+    exp.metrics("staged-last").log(x=1)  # the last place: staged, not yet committed, counts
     exp.metrics("keep").log(x=1)
-    exp.metrics("one-too-many").log(x=1)
-    exp.metrics("one-too-many").log(x=2)
-    with pytest.raises(ml_dash.StreamLimitError, match=f"stream 'one-too-many'.*at most {MAX_STREAMS}"):
-        exp.flush()
+    for i in range(50):
+        with pytest.raises(ml_dash.StreamLimitError, match=f"stream 'over{i}'.*at most {MAX_STREAMS}"):
+            exp.metrics(f"over{i}")
+    with pytest.raises(ml_dash.StreamLimitError, match="stream 'routed'.*nothing of this call"):
+        exp.metrics.log(epoch=1, keep=dict(x=9), routed=dict(x=2))  # routed dicts too, all or none
     exp.metrics("keep").log(x=2)
-    exp.metrics.log(y=1)  # the root stream is one more stream too
-    with pytest.raises(ml_dash.StreamLimitError, match="the root stream"):
-        exp.flush()
-    exp.params.set(lr=0.1)  # params, logs and files still have their sub-databases
+    exp.metrics.log(y=1)  # the root stream is not counted: it always has its place
+    exp.flush()  # nothing refused was staged: the flush commits everything
+    exp.params.set(lr=0.1)
     exp.log("still writable")
     exp.run.complete()
     view = load("alice/proj/exp", dash_root=dash_root)
     assert view.metrics("keep").column("x").tolist() == [0, 1, 2]
-    assert len(view.metrics.list_all()) == MAX_STREAMS
+    assert view.metrics.column("y").tolist() == [1]
+    assert len(view.metrics.list_all()) == MAX_STREAMS + 1
     assert view.status == "COMPLETED"
     assert ml_dash.check("alice/proj/exp", dash_root=dash_root).ok
+    with ml_dash.Experiment(prefix="alice/proj/exp", dash_root=dash_root).run as again:
+        with pytest.raises(ml_dash.StreamLimitError, match="stream 'new'"):
+            again.metrics("new")  # counted from the store when the run is reopened
+        again.metrics("keep").log(x=3)
+    assert load("alice/proj/exp", dash_root=dash_root).metrics("keep").column("x").tolist() == [0, 1, 2, 3]

@@ -46,6 +46,31 @@ _sid_cid = struct.Struct(">II")
 
 pack_index = _index.pack
 
+# LMDB refuses longer keys (MDB_MAXKEYSIZE of the py-lmdb build; the
+# environment's max_key_size() says the same).  A put of one fails the whole
+# transaction, so a name that would become a key is measured at the call.
+MAX_KEY_SIZE = 511
+
+
+def text_key(text, what):
+    """``text`` as the UTF-8 key of a record (a params key, a stored file path).
+
+    ``ValueError`` naming ``what`` when it is not valid UTF-8 or is longer
+    than LMDB allows; record keys have no internal prefix, so the key is the
+    text's UTF-8 bytes themselves.
+    """
+    try:
+        key = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} {text[:80]!r} is not valid UTF-8 text (it holds a lone surrogate, as "
+            "os.fsdecode makes of undecodable bytes)") from None
+    if len(key) > MAX_KEY_SIZE:
+        raise ValueError(
+            f"{what} {text[:60]!r}... is {len(key)} bytes long in UTF-8; the store holds keys "
+            f"of at most {MAX_KEY_SIZE} bytes")
+    return key
+
 
 def unpack_index(key):
     """The point index stored in an LMDB key of a stream sub-database."""

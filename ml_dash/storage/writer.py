@@ -44,8 +44,9 @@ from .env import MAX_DBS
 from .lock import WriterLock
 
 MAX_MAP_SIZE = 1 << 40
-# Streams per experiment: every stream is an LMDB sub-database, and the rest
-# of MAX_DBS is kept for meta, catalog, params, logs, files and later ones.
+# Named streams per experiment, besides the root stream: every stream is an
+# LMDB sub-database, and the rest of MAX_DBS is kept for the root, meta,
+# catalog, params, logs, files and later ones.
 MAX_STREAMS = MAX_DBS - 24
 READER_CHECK_EVERY = 10  # syncs
 
@@ -313,20 +314,31 @@ class Writer:
     # -- streams and columns ------------------------------------------------------
 
     def _new_stream(self, stream, created):
-        if len(self._streams) >= MAX_STREAMS:
+        # The root stream is not counted: it always has its place (metrics.py
+        # counts new streams at the call against the same limit).
+        if stream.store_name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
             raise StreamLimitError(
                 f"cannot create {_label(stream.store_name)} in {self.directory}: an experiment "
-                f"holds at most {MAX_STREAMS} streams; its points were dropped, the rest of the "
-                "snapshot stays staged (log such values as keys of fewer streams)")
+                f"holds at most {MAX_STREAMS} named streams; its points were dropped, the rest of "
+                "the snapshot stays staged (log such values as keys of fewer streams)")
         entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
                             dict(stream.info, createdAt=created))
+        # Encoded first: a record that cannot be encoded must change nothing
+        # (it used to leave the stream's column staged without its record).
+        item = self._catalog.encode_stream(entry)
         state = _StreamState(entry)
         state.capacity = INITIAL_CAPACITY
         self._new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
         self._catalog.add(entry)
-        self._pending_catalog.append(self._catalog.encode_stream(entry))
+        self._pending_catalog.append(item)
         self._streams[stream.store_name] = state
         return state
+
+    def stream_names(self):
+        """Names of the named streams this writer knows: stored, or created by
+        a snapshot not committed yet."""
+        with self._lock:
+            return [name for name in self._streams if name != ROOT]
 
     def _new_column(self, state, key):
         entry = state.entry
