@@ -2,23 +2,41 @@
 
 The kernel drops an ``flock`` when its holder dies, so a killed writer never
 leaves a stale lock behind and nobody has to unlock anything by hand.
+
+An ``flock`` belongs to the open file, not to the process: a child made by
+``fork()`` (a ``multiprocessing`` or DataLoader worker) shares it and would
+keep it held after the writer died.  So every child closes its copies of the
+lock files at once (see :func:`_after_fork_in_child`).  (Rejected: an
+``fcntl`` record lock, which a child does not inherit: it is also dropped
+when *any* descriptor of the file is closed in the process, which a reader
+of the same run in that process would do by accident.)
 """
 
 import fcntl
 import os
 import socket
+import threading
 import time
 
 from ..errors import WriterLockedError
 
 LOCK_FILE = "writer.lock"
 
+# Every WriterLock of this process that has its file open, whether it holds
+# the lock yet or not: the fork hook closes all of them in the child.
+_open_locks = set()
+_open_locks_guard = threading.Lock()
+
 
 class WriterLock:
     def __init__(self, directory, timeout=0.0):
         """Take the lock, waiting up to ``timeout`` seconds for a live holder."""
         self.path = os.path.join(directory, LOCK_FILE)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.identity = None  # (st_dev, st_ino) of the locked file, once held
+        self._held = False
+        with _open_locks_guard:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            _open_locks.add(self)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -26,17 +44,29 @@ class WriterLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = self._holder()
-                    os.close(self._fd)
-                    self._fd = None
-                    raise WriterLockedError(
-                        f"{directory} is being written by another live process ({holder}); "
-                        "only one writer per experiment is allowed, open it with "
-                        "ml_dash.load() to read it") from None
+                    message = self._refusal(directory)
+                    self._close()
+                    raise WriterLockedError(message) from None
                 time.sleep(0.05)
-        self._pid = os.getpid()
+        self._held = True
+        stat = os.fstat(self._fd)
+        self.identity = (stat.st_dev, stat.st_ino)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode(), 0)
+
+    def _refusal(self, directory):
+        """Why the lock cannot be had: this process holds it, or another one does."""
+        stat = os.fstat(self._fd)
+        with _open_locks_guard:
+            mine = any(lock._held and lock.identity == (stat.st_dev, stat.st_ino)
+                       for lock in _open_locks)
+        if mine:
+            return (f"{directory} is already open for writing in this process (pid={os.getpid()}): "
+                    "another Experiment of the same prefix has its run started; log through "
+                    "that Experiment, or end its run before starting this one")
+        return (f"{directory} is being written by another live process ({self._holder()}); "
+                "only one writer per experiment is allowed, open it with "
+                "ml_dash.load() to read it")
 
     def _holder(self):
         try:
@@ -44,12 +74,38 @@ class WriterLock:
         except OSError:
             return "pid unknown"
 
+    def _close(self):
+        with _open_locks_guard:
+            _open_locks.discard(self)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._held = False
+
     def release(self):
         if self._fd is not None:
-            if self._pid == os.getpid():  # a forked child shares the lock: closing its copy is enough
+            if self._held:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            self._close()
+
+
+def _after_fork_in_child():
+    """Close the child's copies of this process's lock files: the lock stays the parent's.
+
+    Only the forking thread lives on in the child, so nothing else uses them;
+    the guard may have been held by a thread that is gone, hence a new one.
+    """
+    global _open_locks_guard
+    _open_locks_guard = threading.Lock()
+    for lock in list(_open_locks):
+        if lock._fd is not None:
+            os.close(lock._fd)  # only the child's descriptor: the parent's flock stays
+            lock._fd = None
+        lock._held = False
+    _open_locks.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def writer_alive(directory, pid=None, host=None, held=None):
@@ -78,6 +134,17 @@ def writer_alive(directory, pid=None, host=None, held=None):
     except PermissionError:
         return True
     return True
+
+
+def flock_held(identity, held=None):
+    """Whether a live process ``flock``s the file ``(st_dev, st_ino)``; None where
+    this cannot be known (no ``/proc/locks``)."""
+    if held is None:
+        held = held_flocks()
+    if held is None:
+        return None
+    dev, ino = identity
+    return (os.major(dev), os.minor(dev), ino) in held
 
 
 def held_flocks():
