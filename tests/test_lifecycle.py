@@ -71,3 +71,74 @@ def test_second_experiment_of_a_prefix_in_one_process_is_told_it_is_this_process
         assert f"pid={os.getpid()}" in message and "another live process" not in message
         exp.metrics.log(x=2)  # the first run goes on
     assert len(load("a/b", dash_root=dash_root).metrics) == 2
+
+
+FIRST_WRITER = textwrap.dedent("""
+    import sys, ml_dash
+    exp = ml_dash.Experiment(prefix="w/lock", dash_root=sys.argv[1])
+    exp.run.start()
+    for i in range(5):
+        exp.metrics("train").log(i=i, who=1.0)
+    exp.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(5, 8):
+        exp.metrics("train").log(i=i, who=1.0)
+    exp.metrics("mine").log(x=1.0)   # a new stream: it must not take the other's stream id
+    try:
+        exp.flush()
+        print("flushed", flush=True)
+    except ml_dash.WriterLockedError as error:
+        print("refused:", error, flush=True)
+""")
+
+SECOND_WRITER = textwrap.dedent("""
+    import sys, ml_dash
+    if sys.argv[2] == "no-proc-locks":  # as where /proc/locks cannot be read (not Linux)
+        import ml_dash.storage.lock as lock
+        lock.held_flocks = lambda: None
+    try:
+        exp = ml_dash.Experiment(prefix="w/lock", dash_root=sys.argv[1])
+        exp.run.start()
+    except ml_dash.WriterLockedError as error:
+        print("refused:", error, flush=True)
+        sys.exit(0)
+    for i in range(5, 8):
+        exp.metrics("train").log(i=i, who=2.0)
+    exp.metrics("theirs").log(y=2.0)
+    exp.run.complete()
+    print("written", flush=True)
+""")
+
+
+@pytest.mark.parametrize("platform", ["linux", "no-proc-locks"])
+def test_deleting_writer_lock_under_a_live_writer_lets_no_second_writer_overwrite(dash_root, platform):
+    first = subprocess.Popen([sys.executable, "-c", FIRST_WRITER, dash_root],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        os.unlink(os.path.join(dash_root, "w", "lock", "writer.lock"))
+        second = subprocess.run([sys.executable, "-c", SECOND_WRITER, dash_root, platform],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        out, _ = first.communicate("go\n", timeout=60)
+    finally:
+        first.kill()
+    view = load("w/lock", dash_root=dash_root)
+    train = view.metrics("train").read(limit=100)["data"]
+    if platform == "linux":
+        # the newcomer is refused at once: the first writer's lock file is gone, its flock is not
+        assert second.stdout.startswith("refused:") and f"pid={first.pid}" in second.stdout
+        assert out.startswith("flushed")
+        assert [(p["data"]["i"], p["data"]["who"]) for p in train] == [(i, 1.0) for i in range(8)]
+        assert view.metrics.names() == ["train", "mine"]
+    else:
+        # the newcomer got in; the first writer finds out at its next flush and writes nothing
+        assert second.stdout.strip() == "written"
+        assert out.startswith("refused:") and "no longer writes it" in out
+        assert [p["data"]["who"] for p in train] == [1.0] * 5 + [2.0] * 3
+        assert view.metrics.names() == ["train", "theirs"]
+        assert list(view.metrics("theirs").column("y")) == [2.0]
+    assert list(view.metrics("train").column("i")) == list(range(8))
+    view.close()
+    assert ml_dash.check("w/lock", dash_root=dash_root).ok
