@@ -9,6 +9,7 @@ import atexit
 import functools
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -182,6 +183,7 @@ class Experiment:
         self._session = session
         with _open_lock:
             _open_experiments.add(self)
+        _sigterm.run_started()
 
     def _finish(self, status):
         session = self._session
@@ -195,6 +197,7 @@ class Experiment:
         self._session = None
         with _open_lock:
             _open_experiments.discard(self)
+        _sigterm.run_ended()
 
     def _times(self):
         return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
@@ -255,14 +258,78 @@ def ml_dash_experiment(prefix, **options):
     return decorate
 
 
+class _SigtermAsInterrupt:
+    """SIGTERM handled like Ctrl-C while runs are open, where the application has not
+    installed a handler of its own.
+
+    ``docker stop``, Slurm preemption and ``kill`` send SIGTERM, whose default
+    ends the process on the spot: the run stays ``RUNNING`` (stale) and its
+    staged points are lost.  While a run is open, and if SIGTERM still has
+    its default action when the first run starts (in the main thread: only
+    it may set handlers), the handler raises ``KeyboardInterrupt`` in the
+    main thread instead; ``with exp.run`` then records ``CANCELLED`` and
+    commits what was staged, as does the exit of the interpreter for runs
+    started by hand, and the process ends as after Ctrl-C.  The handler is
+    for one signal: a second SIGTERM takes the default action at once.  It
+    is removed when the last run ends (unless the application replaced it
+    meanwhile).  (Rejected: committing inside the handler: it runs between
+    two bytecodes of the main thread, maybe inside a flush holding its lock.)
+    """
+
+    def __init__(self):
+        self._runs = 0
+        self._installed_in = None  # the pid that installed the handler
+
+    def run_started(self):
+        self._runs += 1
+        if (self._runs == 1 and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, self._handle)
+            self._installed_in = os.getpid()
+
+    def run_ended(self):
+        self._runs = max(0, self._runs - 1)
+        if self._runs == 0:
+            self._remove()
+
+    def _remove(self):
+        if self._installed_in is None or signal.getsignal(signal.SIGTERM) != self._handle:
+            return
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._installed_in = None
+        except ValueError:
+            pass  # not the main thread: the handler stays, and acts as the default when no run is open
+
+    def _handle(self, signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        installed_in, self._installed_in = self._installed_in, None
+        if installed_in != os.getpid() or not self._runs:
+            os.kill(os.getpid(), signal.SIGTERM)  # nothing of ours to close: the default action
+            return
+        raise KeyboardInterrupt("SIGTERM: ml_dash cancels the open runs, as on Ctrl-C")
+
+    def after_fork_in_child(self):
+        """A forked child (a worker) has no run of its own: SIGTERM ends it as by default."""
+        self._runs = 0
+        if signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._installed_in = None
+
+
+_sigterm = _SigtermAsInterrupt()
+os.register_at_fork(after_in_child=_sigterm.after_fork_in_child)
+
+
 @atexit.register
 def _close_open_runs():
     """Commit what open runs staged when the interpreter exits.
 
     A script that ends normally completes its runs; one ended by an uncaught
-    exception fails them.
+    exception fails them, or cancels them if it was Ctrl-C (or SIGTERM).
     """
-    status = FAILED if getattr(sys, "last_value", None) is not None else COMPLETED
+    last = getattr(sys, "last_value", None)
+    status = COMPLETED if last is None else CANCELLED if isinstance(last, KeyboardInterrupt) else FAILED
     with _open_lock:
         # a forked child's copies of its parent's runs are the parent's to close
         experiments = [e for e in _open_experiments if e._session.pid == os.getpid()]

@@ -136,8 +136,6 @@ class Logs(LogsReading):
             session.stage_record(LOGS_DB, pack_index(index), record)
         if _flush:
             session.flush()
-        else:
-            session.flush_if_old()
         return self
 
     def debug(self, message, **metadata):

@@ -54,8 +54,6 @@ class Stream(Buffered, StreamReading):
         backlog = len(staged)
         if _flush or backlog >= session.max_backlog:
             session.flush()
-        elif not backlog & 255:
-            session.flush_if_old()
         return self
 
     def flush(self):

@@ -142,3 +142,112 @@ def test_deleting_writer_lock_under_a_live_writer_lets_no_second_writer_overwrit
     assert list(view.metrics("train").column("i")) == list(range(8))
     view.close()
     assert ml_dash.check("w/lock", dash_root=dash_root).ok
+
+
+NEVER_FLUSHING_WRITER = textwrap.dedent("""
+    import sys, time, ml_dash
+    exp = ml_dash.Experiment(prefix="w/timer", dash_root=sys.argv[1])
+    exp.run.start()
+    for step in range(15):
+        exp.metrics("train").log(step=step)   # never flushed by the script
+        time.sleep(0.01)
+    print("logged", flush=True)
+    sys.stdin.readline()                       # a long step: blocks until the test is done
+""")
+
+
+def test_staged_points_are_committed_on_a_timer(dash_root):
+    env = dict(os.environ, ML_DASH_FLUSH_INTERVAL="0.5")
+    writer = subprocess.Popen([sys.executable, "-c", NEVER_FLUSHING_WRITER, dash_root],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert writer.stdout.readline().strip() == "logged"
+        logged = time.monotonic()
+        view = load("w/timer", dash_root=dash_root)
+        assert wait_for(lambda: len(view.metrics("train")) == 15, timeout=10)
+        assert time.monotonic() - logged < 5  # about the interval, not the end of the run
+        assert writer.poll() is None and view.status == "RUNNING"
+        writer.send_signal(signal.SIGKILL)    # and the commit survives kill -9
+        writer.wait(timeout=10)
+        assert list(view.metrics("train").column("step")) == list(range(15))
+        view.close()
+    finally:
+        writer.kill()
+
+
+def test_a_timed_commit_racing_flushes_commits_every_point_once(dash_root, monkeypatch):
+    monkeypatch.setenv("ML_DASH_FLUSH_INTERVAL", "0.002")
+    with Experiment(prefix="a/race", dash_root=dash_root).run as exp:
+        train, other = exp.metrics("train"), exp.metrics("other")
+        for step in range(3000):
+            train.log(step=step)
+            other.log(step=step)
+            if step % 7 == 0:
+                exp.flush()
+            elif step % 50 == 0:
+                time.sleep(0.003)  # let the timer in
+    with load("a/race", dash_root=dash_root) as view:
+        for name in ("train", "other"):
+            rows = view.metrics(name).read(limit=5000)["data"]
+            assert [row["data"]["step"] for row in rows] == list(range(3000))
+            assert list(view.metrics(name).column("step")) == list(range(3000))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan"])
+def test_a_bad_flush_interval_is_refused_at_start(dash_root, monkeypatch, value):
+    monkeypatch.setenv("ML_DASH_FLUSH_INTERVAL", value)
+    with pytest.raises(ml_dash.ConfigurationError, match="ML_DASH_FLUSH_INTERVAL"):
+        Experiment(prefix="a/bad", dash_root=dash_root).run.start()
+    monkeypatch.delenv("ML_DASH_FLUSH_INTERVAL")
+    with Experiment(prefix="a/bad", dash_root=dash_root).run as exp:  # nothing was left locked
+        exp.metrics.log(x=1)
+
+
+TERMINATED_WRITER = textwrap.dedent("""
+    import signal, sys, time, ml_dash
+    mode = sys.argv[2]
+    if mode == "own-handler":
+        signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), sys.exit(3)))
+    exp = ml_dash.Experiment(prefix="w/term", dash_root=sys.argv[1])
+    def work():
+        for step in range(15):
+            exp.metrics("train").log(step=step)   # staged, never flushed
+        print("logged", flush=True)
+        time.sleep(30)
+    if mode == "by-hand":
+        exp.run.start()
+        work()
+    else:
+        with exp.run:
+            work()
+""")
+
+
+@pytest.mark.parametrize("mode, status", [
+    ("with", "CANCELLED"), ("by-hand", "CANCELLED"), ("own-handler", "FAILED")])
+def test_sigterm_cancels_the_run_and_commits_what_was_staged(dash_root, mode, status):
+    writer = subprocess.Popen([sys.executable, "-c", TERMINATED_WRITER, dash_root, mode],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "logged"
+        writer.send_signal(signal.SIGTERM)
+        out, err = writer.communicate(timeout=20)  # the process still ends
+    finally:
+        writer.kill()
+    if mode == "own-handler":  # the application's handler is left alone
+        assert out.strip() == "own handler" and writer.returncode == 3
+    else:
+        assert writer.returncode != 0 and "SIGTERM" in err
+    with load("w/term", dash_root=dash_root) as view:
+        assert view.status == status and not view.stale
+        assert list(view.metrics("train").column("step")) == list(range(15))
+
+
+def test_sigterm_handler_is_installed_only_while_a_run_is_open(dash_root):
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with Experiment(prefix="a/one", dash_root=dash_root).run:
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        with Experiment(prefix="a/two", dash_root=dash_root).run:
+            pass
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # a/one is still open
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
