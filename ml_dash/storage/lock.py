@@ -62,8 +62,8 @@ class WriterLock:
                        for lock in _open_locks)
         if mine:
             return (f"{directory} is already open for writing in this process (pid={os.getpid()}): "
-                    "another Experiment of the same prefix has its run started; log through "
-                    "that Experiment, or end its run before starting this one")
+                    "an Experiment of the same prefix has its run started; log through that "
+                    "Experiment, or end its run first")
         return (f"{directory} is being written by another live process ({self._holder()}); "
                 "only one writer per experiment is allowed, open it with "
                 "ml_dash.load() to read it")
