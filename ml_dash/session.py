@@ -19,6 +19,7 @@ storage layer and knows nothing of staging.)
 
 import collections
 import math
+from itertools import repeat, starmap
 import os
 import threading
 import time
@@ -106,15 +107,25 @@ class Session:
             raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
-            points = [staged.popleft() for _ in range(len(staged))]
-            records, self._records = self._records, []
-            if not points and not records:
-                return
-            self._flushes += 1
+            points = []
+            records = []
+            snapshots = self.writer.snapshots
             try:
+                # A signal handler (Ctrl-C, SIGTERM) raises only between bytecodes:
+                # extend() pops the points in one C call into a list that the
+                # handler below still holds, so none is lost on the way.
+                points.extend(starmap(staged.popleft, repeat((), len(staged))))
+                records = self._records
+                self._records = []
+                if not points and not records:
+                    return
+                self._flushes += 1
                 self.writer.commit(points, records)
             except BaseException as exc:
-                if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
+                # Committed, only not fsynced yet, or interrupted (Ctrl-C, SIGTERM) once
+                # committed: staged again, it would be stored twice.
+                committed = getattr(exc, "committed", False) or self.writer.snapshots != snapshots
+                if not committed:
                     # points that can never be stored are dropped alone; the rest stay staged
                     rejected = {id(p) for p in getattr(exc, "rejected", ())}
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))

@@ -251,3 +251,35 @@ def test_sigterm_handler_is_installed_only_while_a_run_is_open(dash_root):
             pass
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # a/one is still open
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+FLUSHING_LOOP = textwrap.dedent("""
+    import sys, ml_dash
+    with ml_dash.Experiment(prefix="w/loop", dash_root=sys.argv[1]).run as exp:
+        train = exp.metrics("train")
+        start = len(train)
+        print("started", flush=True)
+        for step in range(start, start + 10_000_000):
+            train.log(step=step).flush()
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_flushing_loop_commits_no_point_twice(dash_root, signum):
+    # Most interrupts land during a commit; the interrupt is raised just
+    # after it returns, and the snapshot must count as stored, not staged again.
+    for delay in (0.05, 0.1, 0.15, 0.2):
+        loop = subprocess.Popen([sys.executable, "-c", FLUSHING_LOOP, dash_root],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert loop.stdout.readline().strip() == "started"
+            time.sleep(delay)
+            loop.send_signal(signum)
+            _, err = loop.communicate(timeout=20)
+        finally:
+            loop.kill()
+        with load("w/loop", dash_root=dash_root) as view:
+            assert view.status == "CANCELLED", err
+            steps = view.metrics("train").column("step")
+            assert list(steps) == list(range(len(steps)))
+    assert ml_dash.check("w/loop", dash_root=dash_root).ok

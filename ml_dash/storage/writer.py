@@ -92,6 +92,9 @@ class Writer:
         self._writer_lock = WriterLock(directory, timeout=lock_timeout)
         self._owner = owner_record(self._writer_lock)  # stored at open, checked by every commit
         self._last_txn_id = -1  # of this writer's last commit: see _check_owner
+        # Snapshots committed by commit(): a caller interrupted (KeyboardInterrupt)
+        # just as commit() returns tells by this whether its snapshot is stored.
+        self.snapshots = 0
         self._encode = PointEncoder().pack
         self._catalog = Catalog()
         self._streams = {}
@@ -266,6 +269,7 @@ class Writer:
                 if faults.ACTIVE:
                     faults.hit("before_commit", self.directory)
                 txn.commit()
+                self.snapshots += 1
                 self._last_txn_id = txn_id
             except lmdb.MapFullError:
                 self._forget(created_dbs)
@@ -278,6 +282,8 @@ class Writer:
                 continue
             except BaseException as exc:
                 if self._did_commit(txn_id):
+                    if self._last_txn_id != txn_id:
+                        self.snapshots += 1
                     self._last_txn_id = txn_id
                     self._committed()
                     exc.committed = True
