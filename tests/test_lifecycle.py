@@ -118,6 +118,8 @@ def test_deleting_writer_lock_under_a_live_writer_lets_no_second_writer_overwrit
     try:
         assert first.stdout.readline().strip() == "ready"
         os.unlink(os.path.join(dash_root, "w", "lock", "writer.lock"))
+        with load("w/lock", dash_root=dash_root) as view:
+            assert view.stale is False  # its writer lives on without the file
         second = subprocess.run([sys.executable, "-c", SECOND_WRITER, dash_root, platform],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 0, second.stderr

@@ -115,7 +115,8 @@ def writer_alive(directory, pid=None, host=None, held=None):
     writer starting at that moment fail): on Linux by finding the lock file
     among the kernel's ``flock`` locks in ``/proc/locks`` (``held`` is that
     set, read once by :func:`held_flocks` when many runs are asked about);
-    elsewhere by whether process ``pid`` on this ``host`` still exists.
+    elsewhere, or when the lock file was deleted under its writer, by whether
+    process ``pid`` on this ``host`` still exists.
     """
     if held is None:
         held = held_flocks()
@@ -123,8 +124,9 @@ def writer_alive(directory, pid=None, host=None, held=None):
         try:
             st = os.stat(os.path.join(directory, LOCK_FILE))
         except FileNotFoundError:
-            return False
-        return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
+            pass  # deleted: the writer may well live on, holding the unlinked file
+        else:
+            return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
     if not pid or host != socket.gethostname():
         return bool(pid)  # another machine's process: cannot tell, assume alive
     try:
