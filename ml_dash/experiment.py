@@ -183,7 +183,7 @@ class Experiment:
         self._session = session
         with _open_lock:
             _open_experiments.add(self)
-        _sigterm.run_started()
+            _sigterm.run_started()
 
     def _finish(self, status):
         session = self._session
@@ -197,7 +197,7 @@ class Experiment:
         self._session = None
         with _open_lock:
             _open_experiments.discard(self)
-        _sigterm.run_ended()
+            _sigterm.run_ended()
 
     def _times(self):
         return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
@@ -277,7 +277,7 @@ class _SigtermAsInterrupt:
     """
 
     def __init__(self):
-        self._runs = 0
+        self._runs = 0  # open runs of this process; changed under _open_lock
         self._installed_in = None  # the pid that installed the handler
 
     def run_started(self):

@@ -19,12 +19,12 @@ storage layer and knows nothing of staging.)
 
 import collections
 import math
-from itertools import repeat, starmap
 import os
 import threading
 import time
 import warnings
 import weakref
+from itertools import repeat, starmap
 
 from .errors import ConfigurationError, ExperimentError
 from .storage import Writer, StoreReader, acquire, release
