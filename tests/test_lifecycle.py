@@ -46,6 +46,11 @@ def test_killed_writer_with_a_forked_child_leaves_no_lock(dash_root):
     child_pid = None
     try:
         child_pid = int(writer.stdout.readline())
+        # the child closed its copy of the lock file; the parent still holds the lock
+        second = subprocess.run([sys.executable, "-c", SECOND_WRITER.replace("w/lock", "w/fork"),
+                                 dash_root, "linux"], capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert second.stdout.startswith("refused:") and f"pid={writer.pid}" in second.stdout
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)
         os.kill(child_pid, 0)  # the worker lives on, as DataLoader workers do
