@@ -290,3 +290,16 @@ def test_interrupting_a_flushing_loop_commits_no_point_twice(dash_root, signum):
             steps = view.metrics("train").column("step")
             assert list(steps) == list(range(len(steps)))
     assert ml_dash.check("w/loop", dash_root=dash_root).ok
+
+
+def test_repair_and_compaction_refuse_a_writer_whose_lock_file_was_deleted(dash_root):
+    with Experiment(prefix="a/live", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(x=1.0).flush()
+        os.unlink(os.path.join(exp.path, "writer.lock"))
+        with pytest.raises(WriterLockedError, match="deleted or replaced"):
+            ml_dash.check("a/live", dash_root=dash_root, repair=True)
+        with pytest.raises(WriterLockedError, match="deleted or replaced"):
+            ml_dash.compact("a/live", dash_root=dash_root)
+        exp.metrics("train").log(x=2.0)
+    assert ml_dash.check("a/live", dash_root=dash_root, repair=True).ok  # once it ended
+    assert list(load("a/live", dash_root=dash_root).metrics("train").column("x")) == [1.0, 2.0]

@@ -34,6 +34,7 @@ from .codec import FORMAT_VERSION, decode_point
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
 from .env import DATA_FILE, acquire, release
 from .lock import WriterLock
+from .owner import refuse_if_writer_lives
 from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
 
@@ -81,6 +82,8 @@ def check_store(prefix, path, repair=False):
     try:
         env = acquire(path)
         try:
+            if lock is not None:
+                refuse_if_writer_lives(env, lock, path)
             report = CheckReport(prefix, path)
             _Checker(env, path, report, repair).run()
             return report
@@ -231,6 +234,7 @@ def compact_store(prefix, path):
     try:
         env = acquire(path)
         try:
+            refuse_if_writer_lives(env, lock, path)
             if env.refs > 1:
                 raise ExperimentError(
                     f"cannot compact {prefix!r}: this process has it open; close its views first")

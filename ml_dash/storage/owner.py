@@ -30,15 +30,22 @@ def owner_record(lock):
 
 
 def take_ownership(txn, meta, record, lock, directory):
-    """Store ``record`` as the owner of the store, unless the last owner still lives.
+    """Store ``record`` as the owner of the store, unless the last owner still lives."""
+    refuse_if_owner_lives(txn.get(keys.WRITER_KEY, db=meta), lock, directory)
+    txn.put(keys.WRITER_KEY, record, db=meta)
 
-    The last owner's lock file being another file than ours (deleted or
-    replaced since) that a process still ``flock``s means that writer is
-    alive: it lost its lock file, it did not release the lock.  Where
-    ``/proc/locks`` cannot be read this is not known; that writer then finds
-    our record at its next commit and stops.
+
+def refuse_if_owner_lives(stored, lock, directory):
+    """Raise ``WriterLockedError`` if the writer of record ``stored`` lives without its lock file.
+
+    Its lock file being another file than ``lock``'s (deleted or replaced
+    since) that a process still ``flock``s means that writer is alive: it
+    lost its lock file, it did not release the lock.  Where ``/proc/locks``
+    cannot be read this is not known; a writer that got in then is found
+    out by the other one's next commit, which stops it.  Repairs and
+    compaction, which take the lock but write without a record, ask too.
     """
-    previous = _parse(txn.get(keys.WRITER_KEY, db=meta))
+    previous = _parse(stored)
     their_lock = tuple(previous.get("lock") or ())
     if (len(their_lock) == 2 and their_lock != lock.identity
             and previous.get("host") == socket.gethostname() and flock_held(their_lock)):
@@ -46,7 +53,14 @@ def take_ownership(txn, meta, record, lock, directory):
             f"{directory} is being written by another live process ({_who(previous)}) whose "
             f"{lock.path} was deleted or replaced; only one writer per experiment is allowed: "
             "end that run first, or open this one with ml_dash.load() to read it")
-    txn.put(keys.WRITER_KEY, record, db=meta)
+
+
+def refuse_if_writer_lives(env, lock, directory):
+    """:func:`refuse_if_owner_lives` for the record stored in ``env`` (an Environment)."""
+    def stored(txn):
+        meta = env.db(keys.META_DB, txn)
+        return None if meta is None else txn.get(keys.WRITER_KEY, db=meta)
+    refuse_if_owner_lives(env.read(stored), lock, directory)
 
 
 def check_ownership(txn, meta, record, directory):
