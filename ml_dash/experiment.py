@@ -9,12 +9,13 @@ import atexit
 import functools
 import json
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 
-from .errors import ConfigurationError, ExperimentError, RunNotStartedError, WriterLockedError
+from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Files
 from .logs import Logs
 from .metrics import Metrics
@@ -29,7 +30,6 @@ RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCE
 
 _open_experiments = set()  # strong: an open run must not vanish with its staged points
 _open_lock = threading.Lock()
-_writing = {}  # real path of a run -> (pid, Experiment) while that Experiment writes it
 
 
 class Experiment:
@@ -168,12 +168,7 @@ class Experiment:
             release(self._read_store.env)
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
-        self._claim_for_writing()
-        try:
-            session = Session(self.path, **self._options)
-        except BaseException:
-            self._release_claim()
-            raise
+        session = Session(self.path, **self._options)
         try:
             stored = session.reader.get_json(META_DB, EXPERIMENT_KEY, {})
             now = time.time()
@@ -185,38 +180,14 @@ class Experiment:
             session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
             session.flush()
         except BaseException:
-            self._release_claim()
             session.close()
             raise
         self._record = record
         self._session = session
         with _open_lock:
             _open_experiments.add(self)
+            _sigterm.run_started()
         self._metrics._session_opened()
-
-    def _claim_for_writing(self):
-        """Note that this object writes its run; ``WriterLockedError`` if another
-        ``Experiment`` of this process does.
-
-        Without this, the lock file would name "another live process" with
-        our own pid, which misleads, and ``lock_timeout`` would wait for
-        something only this process can end.
-        """
-        path = os.path.realpath(self.path)
-        with _open_lock:
-            pid, holder = _writing.get(path, (None, None))
-            if pid == os.getpid() and holder is not self:
-                raise WriterLockedError(
-                    f"{self.path}: this process already has the run open for writing (another "
-                    f"Experiment object of {holder.prefix!r}); log through that one or close its "
-                    "run first; ml_dash.load() reads it meanwhile")
-            _writing[path] = (os.getpid(), self)
-        self._claimed = path
-
-    def _release_claim(self):
-        with _open_lock:
-            if _writing.get(self._claimed, (None, None))[1] is self:
-                del _writing[self._claimed]
 
     def _finish(self, status):
         session = self._session
@@ -230,7 +201,7 @@ class Experiment:
         self._session = None
         with _open_lock:
             _open_experiments.discard(self)
-        self._release_claim()
+            _sigterm.run_ended()
 
     def _times(self):
         return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
@@ -291,14 +262,78 @@ def ml_dash_experiment(prefix, **options):
     return decorate
 
 
+class _SigtermAsInterrupt:
+    """SIGTERM handled like Ctrl-C while runs are open, where the application has not
+    installed a handler of its own.
+
+    ``docker stop``, Slurm preemption and ``kill`` send SIGTERM, whose default
+    ends the process on the spot: the run stays ``RUNNING`` (stale) and its
+    staged points are lost.  While a run is open, and if SIGTERM still has
+    its default action when the first run starts (in the main thread: only
+    it may set handlers), the handler raises ``KeyboardInterrupt`` in the
+    main thread instead; ``with exp.run`` then records ``CANCELLED`` and
+    commits what was staged, as does the exit of the interpreter for runs
+    started by hand, and the process ends as after Ctrl-C.  The handler is
+    for one signal: a second SIGTERM takes the default action at once.  It
+    is removed when the last run ends (unless the application replaced it
+    meanwhile).  (Rejected: committing inside the handler: it runs between
+    two bytecodes of the main thread, maybe inside a flush holding its lock.)
+    """
+
+    def __init__(self):
+        self._runs = 0  # open runs of this process; changed under _open_lock
+        self._installed_in = None  # the pid that installed the handler
+
+    def run_started(self):
+        self._runs += 1
+        if (self._runs == 1 and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, self._handle)
+            self._installed_in = os.getpid()
+
+    def run_ended(self):
+        self._runs = max(0, self._runs - 1)
+        if self._runs == 0:
+            self._remove()
+
+    def _remove(self):
+        if self._installed_in is None or signal.getsignal(signal.SIGTERM) != self._handle:
+            return
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._installed_in = None
+        except ValueError:
+            pass  # not the main thread: the handler stays, and acts as the default when no run is open
+
+    def _handle(self, signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        installed_in, self._installed_in = self._installed_in, None
+        if installed_in != os.getpid() or not self._runs:
+            os.kill(os.getpid(), signal.SIGTERM)  # nothing of ours to close: the default action
+            return
+        raise KeyboardInterrupt("SIGTERM: ml_dash cancels the open runs, as on Ctrl-C")
+
+    def after_fork_in_child(self):
+        """A forked child (a worker) has no run of its own: SIGTERM ends it as by default."""
+        self._runs = 0
+        if signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._installed_in = None
+
+
+_sigterm = _SigtermAsInterrupt()
+os.register_at_fork(after_in_child=_sigterm.after_fork_in_child)
+
+
 @atexit.register
 def _close_open_runs():
     """Commit what open runs staged when the interpreter exits.
 
     A script that ends normally completes its runs; one ended by an uncaught
-    exception fails them.
+    exception fails them, or cancels them if it was Ctrl-C (or SIGTERM).
     """
-    status = FAILED if getattr(sys, "last_value", None) is not None else COMPLETED
+    last = getattr(sys, "last_value", None)
+    status = COMPLETED if last is None else CANCELLED if isinstance(last, KeyboardInterrupt) else FAILED
     with _open_lock:
         # a forked child's copies of its parent's runs are the parent's to close
         experiments = [e for e in _open_experiments if e._session.pid == os.getpid()]

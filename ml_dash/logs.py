@@ -139,9 +139,6 @@ class Logs(LogsReading):
         metadata = _metadata(metadata, extra)
         message = str(message)
         out = sys.stderr if level in _TO_STDERR else sys.stdout
-        # Before staging, as in Stream.log: a failing flush then raises with
-        # this record not staged, so calling log() again stores it once.
-        session.flush_if_old()
         with self._lock:
             if self._session is not session:
                 self._next = next_index(session.reader)

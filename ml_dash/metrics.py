@@ -60,8 +60,6 @@ class Stream(Buffered, StreamReading):
             # point not staged, so calling log() again stores it once.  (Flushing
             # after staging raised with the point staged: a retry stored it twice.)
             session.flush()
-        elif backlog & 255 == 255:
-            session.flush_if_old()
         staged.append((self, fields, _ts))
         if _flush:
             session.flush()

@@ -3,24 +3,42 @@
 A session exists from ``run.start()`` to ``complete()``/``fail()``/
 ``cancel()``.  It owns the writer (and with it the single-writer lock) and
 the staging queue that ``log()`` appends to.
+
+Points that stay staged are committed on a timer, about
+``ML_DASH_FLUSH_INTERVAL`` seconds (default 5) after they were staged, by a
+thread of the session: a loop that never calls ``flush()`` is still visible
+to readers and safe from ``kill -9`` within seconds.  Such a commit takes
+whatever is staged at that moment, so it may split a step; only ``flush()``
+marks a coherent snapshot.  It takes the same lock as ``flush()``, which
+pops the staged points under it: a timed commit racing a user's flush
+commits every point once.  (Rejected: checking the age in ``log()``, as it
+once was: costs every call something, and a loop that logs rarely never got
+there; and committing from the writer's sync thread, which belongs to the
+storage layer and knows nothing of staging.)
 """
 
 import collections
+import math
 import os
 import threading
 import time
+import warnings
 import weakref
+from itertools import repeat, starmap
 
-from .errors import ExperimentError
+from .errors import ConfigurationError, ExperimentError
 from .storage import Writer, StoreReader, acquire, release
 
-# Defaults chosen so that a loop that flushes every step never reaches them.
+# Chosen so that a loop that flushes every step never reaches it.
 MAX_BACKLOG = 100_000  # staged points
-MAX_AGE = 60.0  # seconds since the last flush
+FLUSH_INTERVAL_VARIABLE = "ML_DASH_FLUSH_INTERVAL"
+DEFAULT_FLUSH_INTERVAL = 5.0  # seconds a staged point waits at most for a commit
+TIMER_TICKS = 4  # wake-ups per interval: a point waits 3/4 to 4/4 of it
 
 
 class Session:
     def __init__(self, path, sync_interval, lock_timeout):
+        self.flush_interval = flush_interval()
         self.path = path
         self.pid = os.getpid()
         self.forked = False  # set in a child process: see _after_fork_in_child
@@ -38,14 +56,37 @@ class Session:
         self._records = []
         self._flush_lock = threading.Lock()
         self.max_backlog = MAX_BACKLOG
-        self._max_age = MAX_AGE
-        self._flushed_at = time.monotonic()
+        self._flushes = 0  # commits so far: tells the timer that what it saw was taken
         _sessions.add(self)
+        self._stop_timer = threading.Event()
+        self._timer = threading.Thread(target=self._commit_on_timer, daemon=True,
+                                       name=f"ml_dash timed commit {path}")
+        self._timer.start()
 
-    def flush_if_old(self):
-        """Flush when the last flush is older than the age threshold."""
-        if time.monotonic() - self._flushed_at > self._max_age:
-            self.flush()
+    def _commit_on_timer(self):
+        """Commit points staged for about ``flush_interval`` seconds, until closed.
+
+        The thread wakes ``TIMER_TICKS`` times per interval; the first time
+        it sees points staged since the last commit stands for when they
+        were staged (at most a tick late), so it commits between 3/4 and 4/4
+        of the interval after.  Nothing is timed on the logging path.
+        """
+        tick = self.flush_interval / TIMER_TICKS
+        first_seen = None  # (commits then, monotonic time) when points were first seen staged
+        while not self._stop_timer.wait(tick):
+            if not self.pending:
+                first_seen = None
+                continue
+            now = time.monotonic()
+            if first_seen is None or first_seen[0] != self._flushes:
+                first_seen = (self._flushes, now)
+            if now - first_seen[1] >= self.flush_interval - tick - 1e-3:
+                first_seen = None
+                try:
+                    self.flush()
+                except Exception as exc:  # the thread must live on; the next flush() raises it
+                    warnings.warn(f"ml_dash: timed commit of {self.path} failed: {exc}",
+                                  RuntimeWarning, stacklevel=1)
 
     def stage_record(self, db_name, key, value):
         """Stage a put (or, with ``value`` None, a delete) for the next flush."""
@@ -77,30 +118,59 @@ class Session:
             raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
-            points = [staged.popleft() for _ in range(len(staged))]
-            records, self._records = self._records, []
-            if not points and not records:
-                return
+            points = []
+            records = []
+            snapshots = self.writer.snapshots
             try:
+                # A signal handler (Ctrl-C, SIGTERM) raises only between bytecodes:
+                # extend() pops the points in one C call into a list that the
+                # handler below still holds, so none is lost on the way.
+                points.extend(starmap(staged.popleft, repeat((), len(staged))))
+                records = self._records
+                self._records = []
+                if not points and not records:
+                    return
+                self._flushes += 1
                 self.writer.commit(points, records)
             except BaseException as exc:
-                if not getattr(exc, "committed", False):  # else it is stored, only not fsynced yet
+                # Committed, only not fsynced yet, or interrupted (Ctrl-C, SIGTERM) once
+                # committed: staged again, it would be stored twice.
+                committed = getattr(exc, "committed", False) or self.writer.snapshots != snapshots
+                if not committed:
                     # points that can never be stored are dropped alone; the rest stay staged
                     rejected = {id(p) for p in getattr(exc, "rejected", ())}
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
                     self._records[:0] = records
                 raise
-            finally:
-                self._flushed_at = time.monotonic()
 
     def close(self):
         """Flush, sync and release the store; raises if the flush fails."""
         if self.forked:
             raise _forked_error(self)
-        self.flush()
+        self.flush()  # if it fails the run stays open, its timer still running
+        self._stop_timer.set()
+        if self._timer is not threading.current_thread():
+            self._timer.join()  # a timed commit in progress ends first
+        self.flush()  # what other threads staged meanwhile
         self.writer.close()
         release(self.env, writable=True)
         self.env = None
+
+
+def flush_interval():
+    """Seconds from ``ML_DASH_FLUSH_INTERVAL`` (default 5), checked before a run opens."""
+    text = os.environ.get(FLUSH_INTERVAL_VARIABLE)
+    if text is None:
+        return DEFAULT_FLUSH_INTERVAL
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise ConfigurationError(
+            f"{FLUSH_INTERVAL_VARIABLE}={text!r}: expected a number of seconds > 0 (how long "
+            "a staged point waits at most before it is committed)")
+    return seconds
 
 
 class _ParentsQueue:

@@ -35,6 +35,7 @@ from .env import DAMAGE_ERRORS, DATA_FILE, acquire, release
 from .layout import check_run_folder
 from .lock import WriterLock, writer_alive
 from .reader import experiment_record
+from .owner import refuse_if_writer_lives
 from .records_check import check_records
 from .writer import _capacity_for, _numeric_leaves
 
@@ -88,6 +89,8 @@ def check_store(prefix, path, repair=False):
             report.problems.append(str(exc))
             return report
         try:
+            if lock is not None:
+                refuse_if_writer_lives(env, lock, path)
             damage = _walk_in_a_child(path, env)
             if damage:
                 report.problems.append(damage)

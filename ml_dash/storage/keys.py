@@ -5,7 +5,9 @@ Sub-databases:
 ``meta``
     ``format`` -> format version (ASCII int); ``experiment`` -> JSON record;
     ``watermark`` -> JSON ``{stream id: count}`` of column data known to be on
-    disk; ``catalog_version`` -> ASCII int, bumped with every catalog change.
+    disk; ``catalog_version`` -> ASCII int, bumped with every catalog change;
+    ``writer`` -> JSON ``{token, pid, host, lock: [st_dev, st_ino]}`` of the
+    writer that opened the store last (checked by every commit of it).
 ``catalog``
     ``b"s" + sid`` -> JSON stream record (its ``name`` among the fields);
     ``b"c" + sid + cid`` -> UTF-8 column key.  Names never become LMDB keys,
@@ -36,6 +38,7 @@ FORMAT_KEY = b"format"
 EXPERIMENT_KEY = b"experiment"
 WATERMARK_KEY = b"watermark"
 CATALOG_VERSION_KEY = b"catalog_version"
+WRITER_KEY = b"writer"
 
 STREAM_PREFIX = b"s"
 COLUMN_PREFIX = b"c"

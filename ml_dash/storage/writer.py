@@ -6,16 +6,25 @@ transaction, so a reader sees all of it or none of it.
 
 Order inside a commit, and why:
 
-1. encode every point and write its column slots, growing column files if
+1. begin the write transaction and check, inside it, that this writer still
+   owns the store: the ``writer`` record in ``meta`` must be the one it
+   stored when it opened.  Another writer can only have got in when
+   ``writer.lock`` was deleted under a live one; it then stored its own
+   record, and this writer refuses before it writes anything (see
+   ``owner.py``).  LMDB lets one write transaction run at a time, so no
+   other writer commits between the check and our commit.
+2. encode every point and write its column slots, growing column files if
    needed.  Column slots are written *before* the LMDB commit: a reader takes
    the valid length of a column from the committed row count, so a slot is
    never visible before its value is there.  A commit that then fails leaves
    values past the committed count, which mean nothing and are overwritten
    by the next snapshot (every slot of every column of a point is written,
-   NaN where the point lacks the key).
-2. one write transaction: new catalog items, one append per stream, extra
-   records; commit.  ``MapFullError`` aborts it, doubles the map and retries
-   the whole snapshot.
+   NaN where the point lacks the key).  (Rejected: writing the slots before
+   the transaction begins, as it once was: a writer that lost the store
+   then writes over slots the other one has committed.)
+3. new catalog items, one append per stream, extra records; commit.
+   ``MapFullError`` aborts it, doubles the map and retries the snapshot
+   (its column slots are already written).
 
 Durability: commits use ``sync=False``, so a committed snapshot survives a
 killed process at once, and a background thread fsyncs every
@@ -42,6 +51,7 @@ from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
 from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
 from .env import MAX_DBS
 from .lock import WriterLock
+from .owner import check_ownership, owner_record, take_ownership
 
 MAX_MAP_SIZE = 1 << 40
 # Named streams per experiment, besides the root stream: every stream is an
@@ -81,6 +91,11 @@ class Writer:
         self.sync_interval = float(sync_interval)
         self._lock = threading.Lock()
         self._writer_lock = WriterLock(directory, timeout=lock_timeout)
+        self._owner = owner_record(self._writer_lock)  # stored at open, checked by every commit
+        self._last_txn_id = -1  # of this writer's last commit: see _check_owner
+        # Snapshots committed by commit(): a caller interrupted (KeyboardInterrupt)
+        # just as commit() returns tells by this whether its snapshot is stored.
+        self.snapshots = 0
         self._encode = PointEncoder().pack
         self._catalog = Catalog()
         self._streams = {}
@@ -111,6 +126,7 @@ class Writer:
 
     def _load_store(self, env):
         with env.begin(write=True) as txn:
+            txn_id = txn.id()
             meta = self.env.db(keys.META_DB, txn, create=True)
             self.env.db(keys.CATALOG_DB, txn, create=True)
             stored = txn.get(keys.FORMAT_KEY, db=meta)
@@ -120,6 +136,7 @@ class Writer:
             version = stored_format(stored, self.directory)
             self._encode = PointEncoder(version).pack
             self._decode = PointDecoder(version).decode
+            take_ownership(txn, meta, self._owner, self._writer_lock, self.directory)
             self._catalog.refresh(txn, self.env)
             watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
             for entry in self._catalog.by_id.values():
@@ -128,6 +145,7 @@ class Writer:
                 state.db = db
                 self._streams[entry.name] = state
                 self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
+        self._last_txn_id = txn_id
         self.env.committed()
 
     def _open_columns(self, state, txn, watermark):
@@ -166,11 +184,11 @@ class Writer:
                 raise StorageError(f"the store at {self.directory} is closed")
             if faults.ACTIVE:
                 faults.hit("before_columns")
-            rows = self._stage_points(points, time.time())
             try:
-                self._transact(rows, records)
-            except BaseException:
-                _rewind(rows)
+                self._transact(points, records, time.time())
+            except BaseException as exc:
+                if getattr(exc, "committed", False):
+                    self._dirty = True
                 raise
             if faults.ACTIVE:
                 faults.hit("after_commit")
@@ -230,33 +248,83 @@ class Writer:
             raise
         return rows
 
-    def _transact(self, rows, records):
+    def _transact(self, points, records, created):
+        """Check ownership, write the column slots, put the rows and records, commit.
+
+        On failure nothing is committed and every stream's count is set back.
+        An exception that arrives once the commit is done (a signal handler
+        raising ``KeyboardInterrupt`` as the commit returns) is re-raised with
+        ``committed = True``, so that the caller does not store it twice.
+        """
+        rows = None
         while True:
             txn = self.env.lmdb.begin(write=True)
+            txn_id = txn.id()
             created_dbs = []
             try:
+                if txn_id != self._last_txn_id + 1:  # inline _check_owner: the hot path
+                    self._check_owner(txn, txn_id)
+                if rows is None:
+                    rows = self._stage_points(points, created)
                 self._put_all(txn, rows, records, created_dbs)
                 if faults.ACTIVE:
                     faults.hit("before_commit", self.directory)
                 txn.commit()
-                self.env.committed()
+                self.snapshots += 1
+                self._last_txn_id = txn_id
             except lmdb.MapFullError:
                 self._forget(created_dbs)
-                self._grow_map(txn)
-                continue
-            except (lmdb.Error, OSError) as exc:
-                self._abort(txn)
-                self._forget(created_dbs)
-                if isinstance(exc, StorageError):
+                try:
+                    self._grow_map(txn)
+                except BaseException:
+                    if rows is not None:
+                        _rewind(rows)
                     raise
-                raise StorageError(f"cannot commit to the store at {self.directory}: "
-                                   f"{exc}{_full_disk_note(self.directory)}") from exc
-            except BaseException:
+                continue
+            except BaseException as exc:
+                if self._did_commit(txn_id):
+                    if self._last_txn_id != txn_id:
+                        self.snapshots += 1
+                    self._last_txn_id = txn_id
+                    self._committed()
+                    exc.committed = True
+                    raise
                 self._abort(txn)
                 self._forget(created_dbs)
+                if rows is not None:
+                    _rewind(rows)
+                if isinstance(exc, (lmdb.Error, OSError)) and not isinstance(exc, StorageError):
+                    raise StorageError(f"cannot commit to the store at {self.directory}: "
+                                       f"{exc}{_full_disk_note(self.directory)}") from exc
                 raise
-            self._pending_catalog.clear()
+            self._committed()
             return
+
+    def _check_owner(self, txn, txn_id):
+        """Refuse to write in ``txn`` unless this writer still owns the store.
+
+        When ``txn`` directly follows this writer's last commit nobody else
+        has written in between (LMDB numbers commits one by one), and so
+        nobody has replaced our record: that costs one comparison per flush.
+        Only otherwise is the record read (about 0.2 us more).
+        """
+        if txn_id != self._last_txn_id + 1:
+            check_ownership(txn, self.env.db(keys.META_DB, txn), self._owner, self.directory)
+
+    def _committed(self):
+        self.env.committed()
+        self._pending_catalog.clear()
+
+    def _did_commit(self, txn_id):
+        """Whether write transaction ``txn_id`` committed (asked while it may still be open).
+
+        No other writer can commit while ours is open, so the store's last
+        transaction id reaches ours only through our own commit.
+        """
+        try:
+            return self.env.lmdb.info()["last_txnid"] >= txn_id
+        except lmdb.Error:
+            return False
 
     def _put_all(self, txn, rows, records, created_dbs):
         if self._pending_catalog:
@@ -427,8 +495,11 @@ class Writer:
     def _write_watermark(self, marks):
         stored = {str(state.entry.sid): count for state, count in marks.items()}
         with self.env.lmdb.begin(write=True) as txn:
+            txn_id = txn.id()
+            self._check_owner(txn, txn_id)  # another owner's columns are not ours to vouch for
             txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
                     db=self.env.db(keys.META_DB, txn))
+        self._last_txn_id = txn_id
         for state, count in marks.items():
             state.synced = count
 
