@@ -9,10 +9,34 @@ environment: it is closed and reopened on first use in the child.
 A process that only reads opens the environment read-only; one that writes
 reopens it read-write for as long as it writes.  (Besides being the honest
 mode for a reader, LMDB keeps sub-database handles opened in a read
-transaction only in a read-only environment; in a read-write one it would
-take a write transaction, and so the writer's lock, to open them.)
+transaction only in a read-only environment; in a read-write one it takes a
+write transaction, and so LMDB's writer mutex, to open them.)
+
+Threads and LMDB's writer mutex: py-lmdb's ``open_db`` without a
+transaction waits for that mutex while holding the GIL, so a first read of
+params or logs in one thread, while another thread (or the writer's own
+background sync) was inside a write transaction and needed the GIL to
+finish it, froze the whole process.  So no thread may wait inside LMDB for
+the mutex while holding the GIL: every write transaction of the process, every
+handle opening and every map resize take :attr:`Environment.write_lock`
+first (a Python lock, whose waiters release the GIL), and handles are
+opened in a transaction begun explicitly (``begin(write=True)`` releases the
+GIL while it waits for a writer of another process).  Handles are opened
+outside any read, after the read that missed one has ended: the writer may
+be waiting for reads in flight to end (see :class:`MapGuard`) while holding
+that lock.  Lock order: ``write_lock``, then :meth:`MapGuard.alone`.
+
+Rejected: opening every sub-database up front in the writer's transaction
+only.  A read-write environment also exists in processes whose writer is
+another one (a forked child, a writer still waiting for the writer lock),
+and those still have to open the handles of sub-databases created later.
+
+References: a view's environment is released by ``close()`` or, through a
+:class:`Lease`, when its reader is garbage collected, so an analysis loop
+that never closes its views keeps neither file descriptors nor references.
 """
 
+import errno
 import os
 import threading
 import warnings
@@ -90,8 +114,12 @@ class MapGuard:
                     self._changed.notify_all()
 
 
-class HandleOpened(Exception):
-    """A sub-database handle was opened; the read must start a new transaction."""
+class HandleMissing(Exception):
+    """The read needs a handle not opened yet: it is opened once the read has ended."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
 
 
 class Environment:
@@ -103,6 +131,9 @@ class Environment:
         self.writers = 0
         self.writable = writable
         self.map_guard = MapGuard()
+        # Held by every LMDB write transaction of this process, handle opening
+        # and map resize (see the module docstring); never inside a read.
+        self.write_lock = threading.Lock()
         self._env = None
         self._dbs = {}
         self._open()
@@ -127,7 +158,7 @@ class Environment:
                 lock=True,
             )
         except lmdb.Error as exc:
-            raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+            raise _open_error(self.path, exc) from exc
         self._dbs = {}
         self._created = {}  # opened by the current write transaction
         self._creator = None  # the thread of that transaction
@@ -142,19 +173,24 @@ class Environment:
             # releases nothing the parent holds (its locks are per process).
             self._env.close()
             self._open()
-        return self._env
+        env = self._env
+        if env is None:
+            raise StorageError(f"the store at {self.path} was closed: its view or run "
+                               "was closed; load() it again to read it")
+        return env
 
     def db(self, name, txn, create=False):
         """The handle of sub-database ``name`` for use in ``txn``.
 
-        ``create=True`` is for write transactions: the handle is opened (and
-        the sub-database created) in ``txn`` and kept apart until the writer
-        calls :meth:`committed` (or :meth:`aborted`), so that no read of
-        another thread uses it before it exists.  Otherwise ``txn`` is a
+        ``create=True`` is for the writer's transactions: the handle is opened
+        (and the sub-database created) in ``txn`` and kept apart until the
+        writer calls :meth:`committed` (or :meth:`aborted`), so that no read
+        of another thread uses it before it exists.  Otherwise ``txn`` is a
         read transaction, which only sees handles opened before it began (and
-        LMDB drops handles opened inside one), so a missing handle is opened
-        on its own and :class:`HandleOpened` makes :meth:`read` start over.
-        Returns None when the sub-database does not exist.
+        may not open one itself without waiting for LMDB's writer mutex), so
+        a handle not opened yet raises :class:`HandleMissing`: :meth:`read`
+        opens it after this transaction and starts over.  Returns None when
+        the sub-database does not exist in ``txn``'s snapshot.
         """
         handle = self._dbs.get(name)
         if handle is not None:
@@ -167,12 +203,10 @@ class Environment:
             handle = self._created[name] = self.lmdb.open_db(name, txn=txn, create=True)
             self._creator = threading.get_ident()
             return handle
-        try:
-            handle = self.lmdb.open_db(name, create=False)
-        except lmdb.NotFoundError:
+        # A named database is a key of the main database (LMDB 1.0 adds a NUL).
+        if txn.get(name) is None and txn.get(name + b"\0") is None:
             return None
-        self._publish(name, handle)
-        raise HandleOpened(name)
+        raise HandleMissing(name)
 
     def _publish(self, name, handle):
         self.handles_opened += 1  # first: see read()
@@ -199,13 +233,12 @@ class Environment:
                 try:
                     txn = env.begin(buffers=False)
                 except lmdb.MapResizedError:
-                    resized = True
+                    missing = None
                 else:
-                    resized = False
                     try:
                         return function(txn)
-                    except HandleOpened:
-                        continue
+                    except HandleMissing as exc:
+                        missing = exc.name
                     except lmdb.InvalidParameterError:
                         # Another thread opened a handle after this transaction
                         # began, and this one used it: begin again to see it.
@@ -216,9 +249,40 @@ class Environment:
                         txn.abort()
             finally:
                 guard.exit_read()
-            if resized:
-                # Another process grew the map past ours: adopt its size.
-                guard.alone(lambda: env.set_mapsize(0))
+            with self.write_lock:
+                if missing is None:
+                    # Another process grew the map past ours: adopt its size.
+                    guard.alone(lambda: env.set_mapsize(0))
+                else:
+                    self._open_handle(missing)
+
+    def _open_handle(self, name):
+        """Open the handle of the existing sub-database ``name`` (under ``write_lock``).
+
+        In a read-write environment LMDB keeps the handle only when it was
+        opened in a write transaction: one that writes nothing, whose commit
+        writes nothing either.  Its begin waits for a writer of another
+        process, if any, without the GIL.
+        """
+        while name not in self._dbs:
+            env = self.lmdb
+            try:
+                if self.writable:
+                    txn = env.begin(write=True)
+                    try:
+                        handle = env.open_db(name, txn=txn, create=False)
+                    except BaseException:
+                        self.map_guard.alone(txn.abort)  # see MapGuard
+                        raise
+                    txn.commit()
+                else:
+                    handle = env.open_db(name, create=False)
+            except lmdb.MapResizedError:
+                self.map_guard.alone(lambda: env.set_mapsize(0))
+                continue
+            except lmdb.NotFoundError:
+                return  # not in the newest snapshot: the next read says None
+            self._publish(name, handle)
 
     def reopen(self, writable):
         """Switch between read-only and read-write; handles are reopened lazily."""
@@ -227,7 +291,8 @@ class Environment:
                 self.close()
                 self.writable = writable
                 self._open()
-            self.map_guard.alone(switch)
+            with self.write_lock:
+                self.map_guard.alone(switch)
 
     def close(self):
         if self._env is not None:
@@ -244,6 +309,7 @@ def acquire(path, writable=False):
     """
     key = os.path.realpath(path)
     with _registry_lock:
+        _release_collected_locked()
         env = _registry.get(key)
         if env is None:
             if not writable and not os.path.exists(os.path.join(key, DATA_FILE)):
@@ -262,13 +328,84 @@ def acquire(path, writable=False):
 def release(env, writable=False):
     """Drop one reference; the environment closes when nobody uses it."""
     with _registry_lock:
-        env.refs -= 1
-        env.writers -= bool(writable)
-        if env.refs <= 0:
-            _registry.pop(env.path, None)
-            env.close()
-        elif env.writers == 0:
-            env.reopen(writable=False)
+        _release_collected_locked()
+        _release_locked(env, writable)
+
+
+def _release_locked(env, writable):
+    env.refs -= 1
+    env.writers -= bool(writable)
+    if env.refs <= 0:
+        if _registry.get(env.path) is env:
+            del _registry[env.path]
+        env.close()
+    elif env.writers == 0:
+        env.reopen(writable=False)
+
+
+class Lease:
+    """One reference to a shared :class:`Environment`, dropped exactly once.
+
+    :meth:`release` drops it now; otherwise it is dropped when ``owner`` (the
+    object whose methods read through the environment, such as a view's
+    ``StoreReader``) is garbage collected, so a forgotten view keeps no file
+    descriptors open and does not make ``compact()`` refuse.  Column arrays
+    handed out from it hold their own mappings and stay valid.
+    """
+
+    def __init__(self, env, owner):
+        self.env = env
+        self._finalizer = weakref.finalize(owner, _release_collected, env)
+        self._finalizer.atexit = False  # at interpreter exit the process lets go of all
+
+    def release(self):
+        """Release the reference now; later calls (and the collector) do nothing."""
+        if self._finalizer.detach() is not None:
+            release(self.env)
+
+    @property
+    def released(self):
+        return not self._finalizer.alive
+
+
+# Environments whose owners were collected, to release under _registry_lock.
+_collected = []
+
+
+def _release_collected(env):
+    """Release ``env`` for a collected owner, now if that needs no waiting.
+
+    The collector runs wherever an allocation triggers it, also inside
+    :func:`acquire` of this very thread, which holds the registry lock:
+    waiting for that lock here could wait forever.  So an owner collected
+    while the lock is taken is released by the next acquire or release.
+    """
+    _collected.append(env)
+    if _registry_lock.acquire(blocking=False):
+        try:
+            _release_collected_locked()
+        finally:
+            _registry_lock.release()
+
+
+def _release_collected_locked():
+    while _collected:
+        _release_locked(_collected.pop(), writable=False)
+
+
+def _open_error(path, exc):
+    """A ``StorageError`` for ``lmdb.open`` failing, that says when descriptors ran out."""
+    text = str(exc)
+    for code in (errno.EMFILE, errno.ENFILE):
+        if text.endswith(os.strerror(code)):
+            whose = "this process" if code == errno.EMFILE else "the system"
+            error = StorageError(
+                f"cannot open the store at {path}: {whose} has too many open files; "
+                "the store itself is fine: close the views you no longer need "
+                "(view.close(), or 'with load(...) as view:') or raise the limit (ulimit -n)")
+            error.errno = code
+            return error
+    return StorageError(f"cannot open the store at {path}: {exc}")
 
 
 def filesystem_type(path):
@@ -324,8 +461,14 @@ def _after_fork_in_parent():
 
 
 def _after_fork_in_child():
+    global _registry_lock
     _held_over_fork.clear()  # dropped in a child, py-lmdb leaves them alone
+    # Another thread of the parent (the background sync, a reader) may have
+    # held these locks at the fork, and only the forking thread lives on here.
+    _registry_lock = threading.Lock()
     for env in list(_all_envs):
+        env.write_lock = threading.Lock()
+        env.map_guard = MapGuard()
         if env._env is not None:
             env._forked = True
 

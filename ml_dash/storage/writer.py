@@ -109,7 +109,7 @@ class Writer:
         self._write_watermark(self._marks())
 
     def _load_store(self, env):
-        with env.begin(write=True) as txn:
+        with self.env.write_lock, env.begin(write=True) as txn:
             meta = self.env.db(keys.META_DB, txn, create=True)
             self.env.db(keys.CATALOG_DB, txn, create=True)
             version = txn.get(keys.FORMAT_KEY, db=meta)
@@ -230,6 +230,13 @@ class Writer:
         return rows
 
     def _transact(self, rows, records):
+        # Every write transaction of the process holds the environment's
+        # write_lock: a thread that waits for it has released the GIL, while
+        # one waiting inside LMDB for the writer mutex might not (see env.py).
+        with self.env.write_lock:
+            self._transact_locked(rows, records)
+
+    def _transact_locked(self, rows, records):
         while True:
             txn = self.env.lmdb.begin(write=True)
             created_dbs = []
@@ -414,7 +421,7 @@ class Writer:
 
     def _write_watermark(self, marks):
         stored = {str(state.entry.sid): count for state, count in marks.items()}
-        with self.env.lmdb.begin(write=True) as txn:
+        with self.env.write_lock, self.env.lmdb.begin(write=True) as txn:
             txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
                     db=self.env.db(keys.META_DB, txn))
         for state, count in marks.items():
