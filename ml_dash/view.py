@@ -13,7 +13,6 @@ The reference belongs to the reader rather than to the view object because
 dropped.  Column arrays keep their own mappings and outlive all of it.
 """
 
-from .errors import ExperimentError
 from .files import FilesReading
 from .logs import LogsReading
 from .params import ParamsReading, stored_params

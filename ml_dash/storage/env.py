@@ -45,6 +45,7 @@ import weakref
 import lmdb
 
 from ..errors import StorageError
+from .mapguard import MapGuard
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
@@ -60,58 +61,6 @@ NETWORK_FILESYSTEMS = frozenset(
 _registry = {}
 _registry_lock = threading.Lock()
 _all_envs = weakref.WeakSet()
-
-
-class MapGuard:
-    """Read transactions of a process run side by side; some writer steps run alone.
-
-    LMDB may change the size of the memory map only while the process has no
-    transaction open, and py-lmdb invalidates every open transaction of the
-    environment when it does: a read running in another thread (a view in
-    the writer's process, or threads of an analysis script) would fail.
-    Aborting a write transaction also waits until no other thread is inside
-    an LMDB call, which reads in a loop can postpone forever.  Both run
-    through :meth:`alone`, which holds new reads back and waits for open ones.
-    """
-
-    def __init__(self):
-        # One entry per read in flight.  list.append and list.pop are atomic,
-        # so a read costs no lock unless a step that runs alone is pending.
-        self._reads = []
-        self._alone = False
-        self._one_at_a_time = threading.Lock()
-        self._changed = threading.Condition(threading.Lock())
-
-    def enter_read(self):
-        reads = self._reads
-        while True:
-            reads.append(None)
-            if not self._alone:
-                return
-            # Set after or before our append: back out and wait for that step.
-            self.exit_read()
-            with self._changed:
-                while self._alone:
-                    self._changed.wait()
-
-    def exit_read(self):
-        self._reads.pop()
-        if self._alone:
-            with self._changed:
-                self._changed.notify_all()
-
-    def alone(self, function):
-        """``function()`` once no read transaction is open, with new ones held back."""
-        with self._one_at_a_time:
-            with self._changed:
-                self._alone = True
-                try:
-                    while self._reads:
-                        self._changed.wait()
-                    return function()
-                finally:
-                    self._alone = False
-                    self._changed.notify_all()
 
 
 class HandleMissing(Exception):
@@ -133,7 +82,9 @@ class Environment:
         self.map_guard = MapGuard()
         # Held by every LMDB write transaction of this process, handle opening
         # and map resize (see the module docstring); never inside a read.
-        self.write_lock = threading.Lock()
+        # Reentrant, so that a thread that would begin a second write
+        # transaction gets py-lmdb's error instead of waiting for itself.
+        self.write_lock = threading.RLock()
         self._env = None
         self._dbs = {}
         self._open()
@@ -252,7 +203,7 @@ class Environment:
             with self.write_lock:
                 if missing is None:
                     # Another process grew the map past ours: adopt its size.
-                    guard.alone(lambda: env.set_mapsize(0))
+                    guard.alone(lambda env=env: env.set_mapsize(0))
                 else:
                     self._open_handle(missing)
 
@@ -278,7 +229,7 @@ class Environment:
                 else:
                     handle = env.open_db(name, create=False)
             except lmdb.MapResizedError:
-                self.map_guard.alone(lambda: env.set_mapsize(0))
+                self.map_guard.alone(lambda env=env: env.set_mapsize(0))
                 continue
             except lmdb.NotFoundError:
                 return  # not in the newest snapshot: the next read says None
@@ -467,7 +418,7 @@ def _after_fork_in_child():
     # held these locks at the fork, and only the forking thread lives on here.
     _registry_lock = threading.Lock()
     for env in list(_all_envs):
-        env.write_lock = threading.Lock()
+        env.write_lock = threading.RLock()
         env.map_guard = MapGuard()
         if env._env is not None:
             env._forked = True

@@ -167,7 +167,10 @@ class Writer:
                 faults.hit("before_columns")
             rows = self._stage_points(points, time.time())
             try:
-                self._transact(rows, records)
+                # Every write transaction of the process holds write_lock: a
+                # thread waiting for it has let go of the GIL (see env.py).
+                with self.env.write_lock:
+                    self._transact(rows, records)
             except BaseException:
                 _rewind(rows)
                 raise
@@ -230,13 +233,6 @@ class Writer:
         return rows
 
     def _transact(self, rows, records):
-        # Every write transaction of the process holds the environment's
-        # write_lock: a thread that waits for it has released the GIL, while
-        # one waiting inside LMDB for the writer mutex might not (see env.py).
-        with self.env.write_lock:
-            self._transact_locked(rows, records)
-
-    def _transact_locked(self, rows, records):
         while True:
             txn = self.env.lmdb.begin(write=True)
             created_dbs = []
