@@ -114,21 +114,23 @@ class Environment:
         self._created = {}  # opened by the current write transaction
         self._creator = None  # the thread of that transaction
         self.handles_opened = 0
-        self._forked = False
+        # True when the handle cannot be used as it is: a forked child's copy
+        # (reopened on first use) or a closed one (refused).  One test on the
+        # read path covers both.
+        self._stale = False
 
     @property
     def lmdb(self):
         """The py-lmdb ``Environment``, reopened first if this is a forked child."""
-        if self._forked:
+        if self._stale:
+            if self._env is None:
+                raise StorageError(f"the store at {self.path} was closed with its view "
+                                   "or run; load() it again to read it")
             # The parent's handle is unusable here; closing it in the child
             # releases nothing the parent holds (its locks are per process).
             self._env.close()
             self._open()
-        env = self._env
-        if env is None:
-            raise StorageError(f"the store at {self.path} was closed: its view or run "
-                               "was closed; load() it again to read it")
-        return env
+        return self._env
 
     def db(self, name, txn, create=False):
         """The handle of sub-database ``name`` for use in ``txn``.
@@ -249,6 +251,7 @@ class Environment:
         if self._env is not None:
             self._env.close()
             self._env = None
+            self._stale = True  # .lmdb refuses from now on
 
 
 def acquire(path, writable=False):
@@ -398,7 +401,7 @@ _held_over_fork = []
 
 def _before_fork():
     for env in list(_all_envs):
-        if env._env is not None and not env._forked:
+        if env._env is not None and not env._stale:
             try:
                 _held_over_fork.append(env._env.begin())
             except lmdb.Error:
@@ -421,7 +424,7 @@ def _after_fork_in_child():
         env.write_lock = threading.RLock()
         env.map_guard = MapGuard()
         if env._env is not None:
-            env._forked = True
+            env._stale = True
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,

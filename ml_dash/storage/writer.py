@@ -78,7 +78,10 @@ class Writer:
         self.env = env
         self.directory = directory
         self.sync_interval = float(sync_interval)
-        self._lock = threading.Lock()
+        # The environment's write lock, which handle opening takes too: every
+        # write transaction of the process holds it (see env.py), at the cost
+        # of one lock per flush, as before.
+        self._lock = env.write_lock
         self._writer_lock = WriterLock(directory, timeout=lock_timeout)
         self._encode = PointEncoder().pack
         self._catalog = Catalog()
@@ -87,7 +90,8 @@ class Writer:
         self._dirty = False
         self._closed = False
         try:
-            self._open_store()
+            with self._lock:
+                self._open_store()
         except BaseException:
             self._writer_lock.release()
             raise
@@ -109,7 +113,7 @@ class Writer:
         self._write_watermark(self._marks())
 
     def _load_store(self, env):
-        with self.env.write_lock, env.begin(write=True) as txn:
+        with env.begin(write=True) as txn:
             meta = self.env.db(keys.META_DB, txn, create=True)
             self.env.db(keys.CATALOG_DB, txn, create=True)
             version = txn.get(keys.FORMAT_KEY, db=meta)
@@ -167,10 +171,7 @@ class Writer:
                 faults.hit("before_columns")
             rows = self._stage_points(points, time.time())
             try:
-                # Every write transaction of the process holds write_lock: a
-                # thread waiting for it has let go of the GIL (see env.py).
-                with self.env.write_lock:
-                    self._transact(rows, records)
+                self._transact(rows, records)
             except BaseException:
                 _rewind(rows)
                 raise
@@ -417,7 +418,7 @@ class Writer:
 
     def _write_watermark(self, marks):
         stored = {str(state.entry.sid): count for state, count in marks.items()}
-        with self.env.write_lock, self.env.lmdb.begin(write=True) as txn:
+        with self.env.lmdb.begin(write=True) as txn:
             txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
                     db=self.env.db(keys.META_DB, txn))
         for state, count in marks.items():
