@@ -4,8 +4,8 @@ A view never takes the writer lock and never holds a read transaction
 between calls, so it neither blocks nor slows a live writer; it sees only
 flushed snapshots.
 
-A view holds a reference to the run's shared LMDB environment (two open
-files).  ``close()`` or the ``with`` block releases it; a view that is just
+A view holds a reference to the run's shared LMDB environment (whose
+``data.mdb`` and ``lock.mdb`` stay open while anyone in the process uses it).  ``close()`` or the ``with`` block releases it; a view that is just
 dropped releases it when its reader is garbage collected, that is when the
 view and every stream, params, logs or files object taken from it are gone.
 The reference belongs to the reader rather than to the view object because

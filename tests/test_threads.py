@@ -31,7 +31,9 @@ def stress(tmp_path, *args, timeout=120):
     done = subprocess.run([sys.executable, STRESS, "--dir", str(tmp_path / "dash"), *args],
                           capture_output=True, text=True, check=False, timeout=timeout)
     assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["open_environments"] == 0, summary  # every dropped view was released
+    return summary
 
 
 @pytest.mark.parametrize("mode", ["logs", "params", "files", "view"])

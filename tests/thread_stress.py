@@ -33,6 +33,7 @@ rounds.  Prints a JSON summary and exits 0 when everything held.
 
 import argparse
 import faulthandler
+import gc
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ import threading
 import time
 
 import ml_dash
+import ml_dash.storage.env as storage_env
 from ml_dash import Experiment, load
 
 MODES = ("logs", "params", "files", "view", "load")
@@ -167,7 +169,9 @@ def run(rounds, dash_root, modes=MODES, seconds=None, round_timeout=60.0, check_
         finally:
             faulthandler.cancel_dump_traceback_later()
         done += 1
+    gc.collect()  # the runs are closed and every view is dropped: nothing may stay open
     return {"rounds": done, "flushes": flushes, "seconds": round(time.monotonic() - started, 1),
+            "open_environments": len(storage_env._registry),
             "open_fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None}
 
 
