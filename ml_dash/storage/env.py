@@ -13,27 +13,22 @@ transaction only in a read-only environment; in a read-write one it takes a
 write transaction, and so LMDB's writer mutex, to open them.)
 
 Threads and LMDB's writer mutex: py-lmdb's ``open_db`` without a
-transaction waits for that mutex while holding the GIL, so a first read of
-params or logs in one thread, while another thread (or the writer's own
-background sync) was inside a write transaction and needed the GIL to
-finish it, froze the whole process.  So no thread may wait inside LMDB for
-the mutex while holding the GIL: every write transaction of the process, every
-handle opening and every map resize take :attr:`Environment.write_lock`
-first (a Python lock, whose waiters release the GIL), and handles are
-opened in a transaction begun explicitly (``begin(write=True)`` releases the
-GIL while it waits for a writer of another process).  Handles are opened
-outside any read, after the read that missed one has ended: the writer may
-be waiting for reads in flight to end (see :class:`MapGuard`) while holding
-that lock.  Lock order: ``write_lock``, then :meth:`MapGuard.alone`.
+transaction waits for that mutex holding the GIL, so a first read of params
+or logs while another thread (or the background sync) was inside a write
+transaction, and needed the GIL to finish it, froze the process.  So no
+thread waits inside LMDB for the mutex holding the GIL: every write
+transaction, handle opening and map resize of the process holds
+:attr:`Environment.write_lock` (whose waiters release the GIL), and a handle
+is opened in a transaction begun explicitly (``begin(write=True)`` waits for
+another process's writer without the GIL), after the read that missed it
+has ended: the writer may wait for reads in flight (:class:`MapGuard`) while
+it holds that lock.  Lock order: ``write_lock``, then ``MapGuard.alone``.
+(Rejected: opening every sub-database only in the writer's transactions; a
+forked child, or a writer still waiting for the writer lock, has a
+read-write environment but no writer of its own to ask.)
 
-Rejected: opening every sub-database up front in the writer's transaction
-only.  A read-write environment also exists in processes whose writer is
-another one (a forked child, a writer still waiting for the writer lock),
-and those still have to open the handles of sub-databases created later.
-
-References: a view's environment is released by ``close()`` or, through a
-:class:`Lease`, when its reader is garbage collected, so an analysis loop
-that never closes its views keeps neither file descriptors nor references.
+A view's reference is released by ``close()`` or, through a :class:`Lease`,
+when its reader is garbage collected.
 """
 
 import errno
@@ -316,10 +311,6 @@ class Lease:
         """Release the reference now; later calls (and the collector) do nothing."""
         if self._finalizer.detach() is not None:
             release(self.env)
-
-    @property
-    def released(self):
-        return not self._finalizer.alive
 
 
 # Environments whose owners were collected, to release under _registry_lock.
