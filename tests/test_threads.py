@@ -95,6 +95,50 @@ def test_another_process_holding_the_writer_mutex_freezes_only_the_thread_that_w
         exp.run.complete()
 
 
+FORK_WHILE_FLUSHING = """
+import os, signal, sys, threading, time
+from ml_dash import Experiment
+dash_root = sys.argv[1]
+with Experiment(prefix="alice/proj/exp", dash_root=dash_root).run as exp:
+    exp.params.set(lr=0.1)
+    exp.logs.info("ready")
+exp = Experiment(prefix="alice/proj/exp", dash_root=dash_root, sync_interval=0.001)
+exp.run.start()  # reopened: the params and logs sub-databases have no handles yet
+stop = threading.Event()
+def flusher():
+    while not stop.is_set():
+        exp.metrics.log(x=1).flush()
+thread = threading.Thread(target=flusher)
+thread.start()
+failed = 0
+for _ in range(20):
+    time.sleep(0.01)
+    pid = os.fork()  # maybe while the flusher or the sync thread holds the write lock
+    if pid == 0:
+        signal.alarm(10)  # a hung child dies
+        ok = exp.params.get() == {"lr": 0.1} and exp.logs.read()["total"] == 1
+        os._exit(0 if ok else 1)
+    failed += os.waitpid(pid, 0)[1] != 0
+    if failed:
+        break
+stop.set()
+thread.join()
+exp.run.complete()
+print(failed)
+"""
+
+
+def test_forked_children_read_while_the_parent_flushes(tmp_path):
+    # Before: a child forked while another thread of the parent committed or
+    # synced hung at its first read (closing its copy of the environment
+    # waited for that thread); a lock held by another thread at fork() must
+    # not stay held in the child either.
+    done = subprocess.run([sys.executable, "-c", FORK_WHILE_FLUSHING, str(tmp_path / "dash")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "0"
+
+
 def _open_fds():
     return len(os.listdir("/proc/self/fd"))
 

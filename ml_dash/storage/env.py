@@ -80,6 +80,7 @@ class Environment:
         # Reentrant, so that a thread that would begin a second write
         # transaction gets py-lmdb's error instead of waiting for itself.
         self.write_lock = threading.RLock()
+        self._sync_lock = threading.Lock()  # see sync()
         self._env = None
         self._dbs = {}
         self._open()
@@ -242,6 +243,16 @@ class Environment:
             with self.write_lock:
                 self.map_guard.alone(switch)
 
+    def sync(self):
+        """Flush the data file to disk (``env.sync(True)``), with or without ``write_lock``.
+
+        py-lmdb holds a lock of its own while it syncs; a ``fork()`` in the
+        meantime would leave it held in the child, whose first use of the
+        environment would then wait forever.  The fork waits for this lock.
+        """
+        with self._sync_lock:
+            self.lmdb.sync(True)
+
     def close(self):
         if self._env is not None:
             self._env.close()
@@ -382,37 +393,62 @@ def _warn_if_network_filesystem(path):
             RuntimeWarning, stacklevel=4)
 
 
+# fork() copies only the forking thread.  A transaction another thread had
+# open at that moment stays open in the child's copy of the environment,
+# owned by a thread that does not exist there: py-lmdb's close() in the child
+# then waits forever for that thread to end its write transaction, and an
+# aborted read transaction would free the parent's reader slot under it.
+# So the forking thread first takes the registry lock and every
+# environment's write lock and sync lock, and holds its reads back, waiting
+# for what other threads do in LMDB to end (a commit, a read, an fsync:
+# short), and lets go in the parent after the fork.
+#
 # The spare read transaction of an environment holds a slot of the shared
-# reader table.  A child that closes its copy of the environment aborts the
-# spare too, freeing the parent's slot under it (the parent's next read then
+# reader table too: a child that closes its copy of the environment aborts
+# the spare, freeing the parent's slot under it (the parent's next read then
 # fails with MDB_BAD_RSLOT).  So the parent takes its spares out for the
 # fork: a transaction it holds is not aborted when the child drops it.
 _held_over_fork = []
+_quiet_over_fork = []
 
 
 def _before_fork():
+    _registry_lock.acquire()  # no environment half opened or closed
     for env in list(_all_envs):
-        if env._env is not None and not env._stale:
-            try:
-                _held_over_fork.append(env._env.begin())
-            except lmdb.Error:
-                pass
+        if env._env is None or env._stale:
+            continue
+        env.write_lock.acquire()  # no write transaction of another thread
+        env._sync_lock.acquire()  # no sync
+        env.map_guard.hold()  # no read transaction
+        _quiet_over_fork.append(env)
+        try:
+            _held_over_fork.append(env._env.begin())
+        except lmdb.Error:
+            pass
 
 
 def _after_fork_in_parent():
     for txn in _held_over_fork:
         txn.abort()  # back to being the spare
     _held_over_fork.clear()
+    for env in _quiet_over_fork:
+        env.map_guard.resume()
+        env._sync_lock.release()
+        env.write_lock.release()
+    _quiet_over_fork.clear()
+    _registry_lock.release()
 
 
 def _after_fork_in_child():
     global _registry_lock
     _held_over_fork.clear()  # dropped in a child, py-lmdb leaves them alone
-    # Another thread of the parent (the background sync, a reader) may have
-    # held these locks at the fork, and only the forking thread lives on here.
+    _quiet_over_fork.clear()
+    # Locks held at the fork by the forking thread (above) or by others (the
+    # registry lock) would stay held here, where only this thread lives on.
     _registry_lock = threading.Lock()
     for env in list(_all_envs):
         env.write_lock = threading.RLock()
+        env._sync_lock = threading.Lock()
         env.map_guard = MapGuard()
         if env._env is not None:
             env._stale = True

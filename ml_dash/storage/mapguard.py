@@ -43,13 +43,25 @@ class MapGuard:
 
     def alone(self, function):
         """``function()`` once no read transaction is open, with new ones held back."""
-        with self._one_at_a_time:
-            with self._changed:
-                self._alone = True
-                try:
-                    while self._reads:
-                        self._changed.wait()
-                    return function()
-                finally:
-                    self._alone = False
-                    self._changed.notify_all()
+        self.hold()
+        try:
+            return function()
+        finally:
+            self.resume()
+
+    def hold(self):
+        """Wait until no read transaction is open and hold new ones back until :meth:`resume`.
+
+        :meth:`alone` for one call; ``fork()`` holds reads across the fork.
+        """
+        self._one_at_a_time.acquire()
+        with self._changed:
+            self._alone = True
+            while self._reads:
+                self._changed.wait()
+
+    def resume(self):
+        with self._changed:
+            self._alone = False
+            self._changed.notify_all()
+        self._one_at_a_time.release()

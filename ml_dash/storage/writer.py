@@ -401,7 +401,7 @@ class Writer:
                 for path in self._unsynced_columns():
                     sync_column(path)
                 self._write_watermark(self._marks())
-            self.env.lmdb.sync(True)
+            self.env.sync()
         except (lmdb.Error, OSError) as exc:
             if isinstance(exc, StorageError):
                 raise
@@ -445,7 +445,7 @@ class Writer:
                 faults.hit("sync", self.directory)
             for path in paths:
                 sync_column(path)
-            self.env.lmdb.sync(True)  # an fdatasync: safe beside a write transaction
+            self.env.sync()  # an fdatasync: safe beside a write transaction, see env.py
         except BaseException:
             self._dirty = True  # try again at the next round
             raise
