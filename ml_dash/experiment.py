@@ -24,7 +24,7 @@ from .paths import parse_prefix, refuse_nesting
 from .reading import iso
 from .session import Session
 from .values import check_info
-from .storage import EXPERIMENT_KEY, META_DB, StoreReader, acquire, release
+from .storage import EXPERIMENT_KEY, META_DB, Lease, StoreReader, acquire, release
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
@@ -113,7 +113,15 @@ class Experiment:
         if self._read_store is None:
             if not self._record:
                 self._open_session()  # raises: never started
-            self._read_store = StoreReader(acquire(self.path), self.path)
+            env = acquire(self.path)
+            try:
+                store = StoreReader(env, self.path)
+            except BaseException:
+                release(env)
+                raise
+            # Released with the store when this object is forgotten, as a view's is.
+            self._read_lease = Lease(env, store)
+            self._read_store = store
         return self._read_store
 
     @property
@@ -165,7 +173,7 @@ class Experiment:
         if self._session is not None:
             return
         if self._read_store is not None:
-            release(self._read_store.env)
+            self._read_lease.release()
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
         session = Session(self.path, **self._options)

@@ -3,15 +3,22 @@
 A view never takes the writer lock and never holds a read transaction
 between calls, so it neither blocks nor slows a live writer; it sees only
 flushed snapshots.
+
+A view holds a reference to the run's shared LMDB environment (whose
+``data.mdb`` and ``lock.mdb`` stay open while anyone in the process uses it).  ``close()`` or the ``with`` block releases it; a view that is just
+dropped releases it when its reader is garbage collected, that is when the
+view and every stream, params, logs or files object taken from it are gone.
+The reference belongs to the reader rather than to the view object because
+``load(p).metrics("train").read()`` still reads after the view itself is
+dropped.  Column arrays keep their own mappings and outlive all of it.
 """
 
-from .errors import ExperimentError
 from .files import FilesReading
 from .logs import LogsReading
 from .params import ParamsReading, stored_params
 from .paths import parse_prefix
 from .reading import ExperimentReading, StreamReading, iso
-from .storage import StoreReader, acquire, release, writer_alive
+from .storage import Lease, StoreReader, acquire, release, writer_alive
 
 
 def load(prefix, dash_root=".dash"):
@@ -29,7 +36,7 @@ def load(prefix, dash_root=".dash"):
     except BaseException:
         release(env)
         raise
-    return ExperimentView("/".join(segments), path, store)
+    return ExperimentView("/".join(segments), path, store, Lease(env, store))
 
 
 class StreamView(StreamReading):
@@ -109,10 +116,11 @@ class ExperimentView:
     """What ``ml_dash.load()`` returns: metrics, params, logs, files, status and
     description of a run."""
 
-    def __init__(self, prefix, path, store):
+    def __init__(self, prefix, path, store, lease):
         self.prefix = prefix
         self.path = path
         self._store = store
+        self._lease = lease
         self.metrics = MetricsView(store)
         self.params = ParamsView(store)
         self.logs = LogsView(store)
@@ -141,10 +149,12 @@ class ExperimentView:
         return _is_stale(self._record(), self.path)
 
     def close(self):
-        """Release the view's handle on the store (also done when it is collected)."""
-        if self._store is not None:
-            release(self._store.env)
-            self._store = None
+        """Release the view's handle on the store now; closing again does nothing.
+
+        Without it the handle is released when the view and everything taken
+        from it are garbage collected.  Column arrays read before stay valid.
+        """
+        self._lease.release()
 
     def __enter__(self):
         return self

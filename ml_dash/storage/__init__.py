@@ -6,11 +6,11 @@ environment registry (:func:`acquire`, :func:`release`); only this package
 imports ``lmdb``.
 """
 
-from .env import acquire, release
+from .env import Lease, acquire, release
 from .keys import EXPERIMENT_KEY, META_DB
 from .lock import held_flocks, writer_alive
 from .reader import StoreReader
 from .writer import Writer
 
-__all__ = ["Writer", "StoreReader", "acquire", "release", "META_DB", "EXPERIMENT_KEY",
+__all__ = ["Writer", "StoreReader", "acquire", "release", "Lease", "META_DB", "EXPERIMENT_KEY",
            "writer_alive", "held_flocks"]

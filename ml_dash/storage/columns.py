@@ -19,15 +19,14 @@ and one per column runs into the common limit of 1,024 open files.
 """
 
 import ctypes
-import errno
 import mmap
 import os
-import resource
 
 import numpy as np
 
 from ..errors import StorageError
 from . import faults
+from .failures import os_failure
 
 DTYPE = np.dtype("<f8")
 ITEM = DTYPE.itemsize
@@ -103,32 +102,6 @@ def map_array(fd, slots, writable):
     if slots == 0:  # mmap(2) refuses an empty region
         return np.empty(0, dtype=DTYPE) if writable else _EMPTY
     return np.asarray(Mapping(fd, slots * ITEM, writable))
-
-
-def os_failure(what, exc, damage_hint=""):
-    """A :class:`StorageError` for ``exc``, raised by ``what`` ("cannot map column file x").
-
-    Running out of descriptors or memory is said as such, with the limit to
-    raise: the file is fine, and a hint to repair the run would mislead.
-    ``damage_hint`` is added only for other errors.  The error keeps the
-    ``errno`` of the cause.
-    """
-    code = getattr(exc, "errno", None)
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    if code in (errno.EMFILE, errno.ENFILE):
-        whose = "the process" if code == errno.EMFILE else "the system"
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        text = (f"{what}: {whose} ran out of file descriptors ({reason}; the "
-                f"limit of this process is {soft} open files, `ulimit -n`): close files "
-                "or raise the limit and try again; the store is not damaged")
-    elif code == errno.ENOMEM:
-        text = (f"{what}: out of memory or of memory mappings ({reason}; see "
-                "vm.max_map_count): the store is not damaged")
-    else:
-        text = f"{what}: {reason}{damage_hint}"
-    error = StorageError(text)
-    error.errno = code
-    return error
 
 
 def column_path(root, sid, cid):

@@ -9,8 +9,26 @@ environment: it is closed and reopened on first use in the child.
 A process that only reads opens the environment read-only; one that writes
 reopens it read-write for as long as it writes.  (Besides being the honest
 mode for a reader, LMDB keeps sub-database handles opened in a read
-transaction only in a read-only environment; in a read-write one it would
-take a write transaction, and so the writer's lock, to open them.)
+transaction only in a read-only environment; in a read-write one it takes a
+write transaction, and so LMDB's writer mutex, to open them.)
+
+Threads and LMDB's writer mutex: py-lmdb's ``open_db`` without a
+transaction waits for that mutex holding the GIL, so a first read of params
+or logs while another thread (or the background sync) was inside a write
+transaction, and needed the GIL to finish it, froze the process.  So no
+thread waits inside LMDB for the mutex holding the GIL: every write
+transaction, handle opening and map resize of the process holds
+:attr:`Environment.write_lock` (whose waiters release the GIL), and a handle
+is opened in a transaction begun explicitly (``begin(write=True)`` waits for
+another process's writer without the GIL), after the read that missed it
+has ended: the writer may wait for reads in flight (:class:`MapGuard`) while
+it holds that lock.  Lock order: ``write_lock``, then ``MapGuard.alone``.
+(Rejected: opening every sub-database only in the writer's transactions; a
+forked child, or a writer still waiting for the writer lock, has a
+read-write environment but no writer of its own to ask.)
+
+A view's reference is released by ``close()`` or, through a :class:`Lease`,
+when its reader is garbage collected.
 """
 
 import os
@@ -23,6 +41,8 @@ import lmdb
 from ..errors import CorruptStoreError, StorageError
 from .envfiles import DATA_FILE, check_data_file, data_file_identity, map_size_for, prepare_lock_file
 from .layout import check_run_folder, create_run_folder
+from .failures import os_failure
+from .mapguard import MapGuard
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
@@ -42,60 +62,12 @@ _registry_lock = threading.Lock()
 _all_envs = weakref.WeakSet()
 
 
-class MapGuard:
-    """Read transactions of a process run side by side; some writer steps run alone.
+class HandleMissing(Exception):
+    """The read needs a handle not opened yet: it is opened once the read has ended."""
 
-    LMDB may change the size of the memory map only while the process has no
-    transaction open, and py-lmdb invalidates every open transaction of the
-    environment when it does: a read running in another thread (a view in
-    the writer's process, or threads of an analysis script) would fail.
-    Aborting a write transaction also waits until no other thread is inside
-    an LMDB call, which reads in a loop can postpone forever.  Both run
-    through :meth:`alone`, which holds new reads back and waits for open ones.
-    """
-
-    def __init__(self):
-        # One entry per read in flight.  list.append and list.pop are atomic,
-        # so a read costs no lock unless a step that runs alone is pending.
-        self._reads = []
-        self._alone = False
-        self._one_at_a_time = threading.Lock()
-        self._changed = threading.Condition(threading.Lock())
-
-    def enter_read(self):
-        reads = self._reads
-        while True:
-            reads.append(None)
-            if not self._alone:
-                return
-            # Set after or before our append: back out and wait for that step.
-            self.exit_read()
-            with self._changed:
-                while self._alone:
-                    self._changed.wait()
-
-    def exit_read(self):
-        self._reads.pop()
-        if self._alone:
-            with self._changed:
-                self._changed.notify_all()
-
-    def alone(self, function):
-        """``function()`` once no read transaction is open, with new ones held back."""
-        with self._one_at_a_time:
-            with self._changed:
-                self._alone = True
-                try:
-                    while self._reads:
-                        self._changed.wait()
-                    return function()
-                finally:
-                    self._alone = False
-                    self._changed.notify_all()
-
-
-class HandleOpened(Exception):
-    """A sub-database handle was opened; the read must start a new transaction."""
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
 
 
 class Environment:
@@ -107,6 +79,12 @@ class Environment:
         self.writers = 0
         self.writable = writable
         self.map_guard = MapGuard()
+        # Held by every LMDB write transaction of this process, handle opening
+        # and map resize (see the module docstring); never inside a read.
+        # Reentrant, so that a thread that would begin a second write
+        # transaction gets py-lmdb's error instead of waiting for itself.
+        self.write_lock = threading.RLock()
+        self._sync_lock = threading.Lock()  # see sync()
         self._env = None
         self._dbs = {}
         self._open()
@@ -129,7 +107,10 @@ class Environment:
         self._created = {}  # opened by the current write transaction
         self._creator = None  # the thread of that transaction
         self.handles_opened = 0
-        self._forked = False
+        # True when the handle cannot be used as it is: a forked child's copy
+        # (reopened on first use) or a closed one (refused).  One test on the
+        # read path covers both.
+        self._stale = False
 
     def _open_lmdb(self):
         # LMDB trusts its files and would die of SIGBUS on a truncated data
@@ -154,18 +135,15 @@ class Environment:
                 lock=True,
             )
         except lmdb.Error as exc:
-            raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
-
-        self._dbs = {}
-        self._created = {}  # opened by the current write transaction
-        self._creator = None  # the thread of that transaction
-        self.handles_opened = 0
-        self._forked = False
+            raise os_failure(f"cannot open the store at {self.path}", exc) from exc
 
     @property
     def lmdb(self):
         """The py-lmdb ``Environment``, reopened first if this is a forked child."""
-        if self._forked:
+        if self._stale:
+            if self._env is None:
+                raise StorageError(f"the store at {self.path} was closed with its view "
+                                   "or run; load() it again to read it")
             # The parent's handle is unusable here; closing it in the child
             # releases nothing the parent holds (its locks are per process).
             self._env.close()
@@ -175,14 +153,15 @@ class Environment:
     def db(self, name, txn, create=False):
         """The handle of sub-database ``name`` for use in ``txn``.
 
-        ``create=True`` is for write transactions: the handle is opened (and
-        the sub-database created) in ``txn`` and kept apart until the writer
-        calls :meth:`committed` (or :meth:`aborted`), so that no read of
-        another thread uses it before it exists.  Otherwise ``txn`` is a
+        ``create=True`` is for the writer's transactions: the handle is opened
+        (and the sub-database created) in ``txn`` and kept apart until the
+        writer calls :meth:`committed` (or :meth:`aborted`), so that no read
+        of another thread uses it before it exists.  Otherwise ``txn`` is a
         read transaction, which only sees handles opened before it began (and
-        LMDB drops handles opened inside one), so a missing handle is opened
-        on its own and :class:`HandleOpened` makes :meth:`read` start over.
-        Returns None when the sub-database does not exist.
+        may not open one itself without waiting for LMDB's writer mutex), so
+        a handle not opened yet raises :class:`HandleMissing`: :meth:`read`
+        opens it after this transaction and starts over.  Returns None when
+        the sub-database does not exist in ``txn``'s snapshot.
         """
         handle = self._dbs.get(name)
         if handle is not None:
@@ -195,12 +174,10 @@ class Environment:
             handle = self._created[name] = self.lmdb.open_db(name, txn=txn, create=True)
             self._creator = threading.get_ident()
             return handle
-        try:
-            handle = self.lmdb.open_db(name, create=False)
-        except lmdb.NotFoundError:
+        # A named database is a key of the main database (LMDB 1.0 adds a NUL).
+        if txn.get(name) is None and txn.get(name + b"\0") is None:
             return None
-        self._publish(name, handle)
-        raise HandleOpened(name)
+        raise HandleMissing(name)
 
     def _publish(self, name, handle):
         self.handles_opened += 1  # first: see read()
@@ -227,13 +204,12 @@ class Environment:
                 try:
                     txn = env.begin(buffers=False)
                 except lmdb.MapResizedError:
-                    resized = True
+                    missing = None
                 else:
-                    resized = False
                     try:
                         return function(txn)
-                    except HandleOpened:
-                        continue
+                    except HandleMissing as exc:
+                        missing = exc.name
                     except DAMAGE_ERRORS as exc:
                         raise CorruptStoreError(f"the store at {self.path} is damaged: {exc}; "
                                                 "ml_dash.check() reports what is") from exc
@@ -247,9 +223,40 @@ class Environment:
                         txn.abort()
             finally:
                 guard.exit_read()
-            if resized:
-                # Another process grew the map past ours: adopt its size.
-                guard.alone(lambda: env.set_mapsize(0))
+            with self.write_lock:
+                if missing is None:
+                    # Another process grew the map past ours: adopt its size.
+                    guard.alone(lambda env=env: env.set_mapsize(0))
+                else:
+                    self._open_handle(missing)
+
+    def _open_handle(self, name):
+        """Open the handle of the existing sub-database ``name`` (under ``write_lock``).
+
+        In a read-write environment LMDB keeps the handle only when it was
+        opened in a write transaction: one that writes nothing, whose commit
+        writes nothing either.  Its begin waits for a writer of another
+        process, if any, without the GIL.
+        """
+        while name not in self._dbs:
+            env = self.lmdb
+            try:
+                if self.writable:
+                    txn = env.begin(write=True)
+                    try:
+                        handle = env.open_db(name, txn=txn, create=False)
+                    except BaseException:
+                        self.map_guard.alone(txn.abort)  # see MapGuard
+                        raise
+                    txn.commit()
+                else:
+                    handle = env.open_db(name, create=False)
+            except lmdb.MapResizedError:
+                self.map_guard.alone(lambda env=env: env.set_mapsize(0))
+                continue
+            except lmdb.NotFoundError:
+                return  # not in the newest snapshot: the next read says None
+            self._publish(name, handle)
 
     def reopen(self, writable):
         """Switch between read-only and read-write; handles are reopened lazily."""
@@ -258,12 +265,24 @@ class Environment:
                 self.close()
                 self.writable = writable
                 self._open()
-            self.map_guard.alone(switch)
+            with self.write_lock:
+                self.map_guard.alone(switch)
+
+    def sync(self):
+        """Flush the data file to disk (``env.sync(True)``), with or without ``write_lock``.
+
+        py-lmdb holds a lock of its own while it syncs; a ``fork()`` in the
+        meantime would leave it held in the child, whose first use of the
+        environment would then wait forever.  The fork waits for this lock.
+        """
+        with self._sync_lock:
+            self.lmdb.sync(True)
 
     def close(self):
         if self._env is not None:
             self._env.close()
             self._env = None
+            self._stale = True  # .lmdb refuses from now on
 
 
 def acquire(path, writable=False):
@@ -275,6 +294,7 @@ def acquire(path, writable=False):
     """
     key = os.path.realpath(path)
     with _registry_lock:
+        _release_collected_locked()
         env = _registry.get(key)
         if env is None:
             if not writable and not os.path.exists(os.path.join(key, DATA_FILE)):
@@ -293,21 +313,75 @@ def acquire(path, writable=False):
 
 
 def is_open(path):
-    """Whether this process has the environment of ``path`` open."""
+    """Whether this process has the environment of ``path`` open (a view only
+    forgotten, not closed, does not count: it is released first)."""
     with _registry_lock:
+        _release_collected_locked()
         return os.path.realpath(path) in _registry
 
 
 def release(env, writable=False):
     """Drop one reference; the environment closes when nobody uses it."""
     with _registry_lock:
-        env.refs -= 1
-        env.writers -= bool(writable)
-        if env.refs <= 0:
-            _registry.pop(env.path, None)
-            env.close()
-        elif env.writers == 0:
-            env.reopen(writable=False)
+        _release_collected_locked()
+        _release_locked(env, writable)
+
+
+def _release_locked(env, writable):
+    env.refs -= 1
+    env.writers -= bool(writable)
+    if env.refs <= 0:
+        if _registry.get(env.path) is env:
+            del _registry[env.path]
+        env.close()
+    elif env.writers == 0:
+        env.reopen(writable=False)
+
+
+class Lease:
+    """One reference to a shared :class:`Environment`, dropped exactly once.
+
+    :meth:`release` drops it now; otherwise it is dropped when ``owner`` (the
+    object whose methods read through the environment, such as a view's
+    ``StoreReader``) is garbage collected, so a forgotten view keeps no file
+    descriptors open and does not make ``compact()`` refuse.  Column arrays
+    handed out from it hold their own mappings and stay valid.
+    """
+
+    def __init__(self, env, owner):
+        self.env = env
+        self._finalizer = weakref.finalize(owner, _release_collected, env)
+        self._finalizer.atexit = False  # at interpreter exit the process lets go of all
+
+    def release(self):
+        """Release the reference now; later calls (and the collector) do nothing."""
+        if self._finalizer.detach() is not None:
+            release(self.env)
+
+
+# Environments whose owners were collected, to release under _registry_lock.
+_collected = []
+
+
+def _release_collected(env):
+    """Release ``env`` for a collected owner, now if that needs no waiting.
+
+    The collector runs wherever an allocation triggers it, also inside
+    :func:`acquire` of this very thread, which holds the registry lock:
+    waiting for that lock here could wait forever.  So an owner collected
+    while the lock is taken is released by the next acquire or release.
+    """
+    _collected.append(env)
+    if _registry_lock.acquire(blocking=False):
+        try:
+            _release_collected_locked()
+        finally:
+            _registry_lock.release()
+
+
+def _release_collected_locked():
+    while _collected:
+        _release_locked(_collected.pop(), writable=False)
 
 
 def filesystem_type(path):
@@ -339,34 +413,65 @@ def _warn_if_network_filesystem(path):
             RuntimeWarning, stacklevel=4)
 
 
+# fork() copies only the forking thread.  A transaction another thread had
+# open at that moment stays open in the child's copy of the environment,
+# owned by a thread that does not exist there: py-lmdb's close() in the child
+# then waits forever for that thread to end its write transaction, and an
+# aborted read transaction would free the parent's reader slot under it.
+# So the forking thread first takes the registry lock and every
+# environment's write lock and sync lock, and holds its reads back, waiting
+# for what other threads do in LMDB to end (a commit, a read, an fsync:
+# short), and lets go in the parent after the fork.
+#
 # The spare read transaction of an environment holds a slot of the shared
-# reader table.  A child that closes its copy of the environment aborts the
-# spare too, freeing the parent's slot under it (the parent's next read then
+# reader table too: a child that closes its copy of the environment aborts
+# the spare, freeing the parent's slot under it (the parent's next read then
 # fails with MDB_BAD_RSLOT).  So the parent takes its spares out for the
 # fork: a transaction it holds is not aborted when the child drops it.
 _held_over_fork = []
+_quiet_over_fork = []
 
 
 def _before_fork():
+    _registry_lock.acquire()  # no environment half opened or closed
     for env in list(_all_envs):
-        if env._env is not None and not env._forked:
-            try:
-                _held_over_fork.append(env._env.begin())
-            except lmdb.Error:
-                pass
+        if env._env is None or env._stale:
+            continue
+        env.write_lock.acquire()  # no write transaction of another thread
+        env._sync_lock.acquire()  # no sync
+        env.map_guard.hold()  # no read transaction
+        _quiet_over_fork.append(env)
+        try:
+            _held_over_fork.append(env._env.begin())
+        except lmdb.Error:
+            pass
 
 
 def _after_fork_in_parent():
     for txn in _held_over_fork:
         txn.abort()  # back to being the spare
     _held_over_fork.clear()
+    for env in _quiet_over_fork:
+        env.map_guard.resume()
+        env._sync_lock.release()
+        env.write_lock.release()
+    _quiet_over_fork.clear()
+    _registry_lock.release()
 
 
 def _after_fork_in_child():
+    global _registry_lock
     _held_over_fork.clear()  # dropped in a child, py-lmdb leaves them alone
+    _quiet_over_fork.clear()
+    # Locks held at the fork by the forking thread (above) or by others (the
+    # registry lock) would stay held here, where only this thread lives on.
+    _registry_lock = threading.Lock()
     for env in list(_all_envs):
+        env.write_lock = threading.RLock()
+        env._sync_lock = threading.Lock()
+        env.map_guard = MapGuard()
         if env._env is not None:
-            env._forked = True
+            env._stale = True
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,

@@ -28,6 +28,7 @@ import os
 import stat
 
 from ..errors import StorageError
+from .failures import os_failure
 
 # What ml_dash makes in a run folder: True for a regular file, False for a folder.
 _FIXED = {"data.mdb": True, "lock.mdb": True, "writer.lock": True,
@@ -95,7 +96,7 @@ def _entries(folder):
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+        raise os_failure(f"cannot list {folder}", exc) from exc
 
 
 def _refuse(path, is_link, kind):

@@ -90,7 +90,10 @@ class Writer:
         self.env = env
         self.directory = directory
         self.sync_interval = float(sync_interval)
-        self._lock = threading.Lock()
+        # The environment's write lock, which handle opening takes too: every
+        # write transaction of the process holds it (see env.py), at the cost
+        # of one lock per flush, as before.
+        self._lock = env.write_lock
         self._writer_lock = WriterLock(directory, timeout=lock_timeout)
         self._owner = owner_record(self._writer_lock)  # stored at open, checked by every commit
         self._last_txn_id = -1  # of this writer's last commit: see _check_owner
@@ -104,7 +107,8 @@ class Writer:
         self._dirty = False
         self._closed = False
         try:
-            self._open_store()
+            with self._lock:
+                self._open_store()
         except BaseException:
             self._writer_lock.release()
             raise
@@ -502,7 +506,7 @@ class Writer:
                 for path in self._unsynced_columns():
                     sync_column(path)
                 self._write_watermark(self._marks())
-            self.env.lmdb.sync(True)
+            self.env.sync()
         except (lmdb.Error, OSError) as exc:
             if isinstance(exc, StorageError):
                 raise
@@ -549,7 +553,7 @@ class Writer:
                 faults.hit("sync", self.directory)
             for path in paths:
                 sync_column(path)
-            self.env.lmdb.sync(True)  # an fdatasync: safe beside a write transaction
+            self.env.sync()  # an fdatasync: safe beside a write transaction, see env.py
         except BaseException:
             self._dirty = True  # try again at the next round
             raise
