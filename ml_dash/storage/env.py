@@ -185,9 +185,10 @@ class Environment:
 
     def committed(self):
         """The write transaction committed: its new sub-databases exist for everyone."""
-        for name, handle in self._created.items():
-            self._publish(name, handle)
-        self._created.clear()
+        if self._created:  # most commits create none
+            for name, handle in self._created.items():
+                self._publish(name, handle)
+            self._created.clear()
 
     def aborted(self):
         """The write transaction was aborted: LMDB closed the handles it opened."""

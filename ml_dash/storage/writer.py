@@ -321,8 +321,9 @@ class Writer:
             check_ownership(txn, self.env.db(keys.META_DB, txn), self._owner, self.directory)
 
     def _committed(self):
+        if self._pending_catalog:
+            self._pending_catalog.clear()
         self.env.committed()
-        self._pending_catalog.clear()
 
     def _did_commit(self, txn_id):
         """Whether write transaction ``txn_id`` committed (asked while it may still be open).
