@@ -21,7 +21,6 @@ at the call and are fuzzed.
 """
 
 import datetime
-import math
 import os
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 import ml_dash
+from exact import same
 from ml_dash import Experiment, load
 
 settings.register_profile("api-ci", max_examples=100, stateful_step_count=12, deadline=None,
@@ -231,19 +231,6 @@ def expect_path(path):
     if not utf8(stored) or len(stored.encode("utf-8")) > MAX_KEY:
         return REFUSED
     return stored
-
-
-def same(a, b):
-    """Exact equality: types too, NaN equal to NaN, -0.0 apart from 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 # -- the machine -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import ml_dash
+from exact import same
 from ml_dash import Experiment, load
 
 settings.register_profile("ci", max_examples=25, stateful_step_count=30, deadline=None,
@@ -90,19 +91,6 @@ def encodable(value):
     if isinstance(value, list):
         return all(encodable(v) for v in value)
     return True
-
-
-def same(a, b):
-    """Exact equality: types too, NaN equal to NaN, -0.0 apart from 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def column_slots(ts, data):

@@ -27,6 +27,7 @@ import stat
 import uuid
 
 from ..errors import StorageError
+from .layout import fsync_directory
 
 CHUNK = 4 << 20  # read/write loop
 KERNEL_CHUNK = 1 << 20  # small enough that hashing starts soon after copying does
@@ -172,14 +173,6 @@ def _loop_copy(source, target):
     return size, digest.hexdigest()
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(directory, file_id, source):
     """Store ``source`` (bytes, an open binary file, or a local path) as content
     ``file_id``; ``(size, sha256)``."""
@@ -200,7 +193,7 @@ def write(directory, file_id, source):
             target.flush()
             os.fsync(target.fileno())
         os.replace(temp, final)
-        _fsync_dir(root)
+        fsync_directory(root)
     except BaseException as exc:
         try:
             os.unlink(temp)

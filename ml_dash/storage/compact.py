@@ -38,7 +38,7 @@ import lmdb
 from ..errors import ExperimentError, StorageError
 from . import env as environments
 from .envfiles import DATA_FILE, LOCK_FILE, check_data_file, map_size_for, prepare_lock_file
-from .layout import check_run_folder
+from .layout import check_run_folder, fsync_directory
 from .lock import WriterLock
 from .owner import refuse_if_writer_lives
 
@@ -75,7 +75,7 @@ def compact_store(prefix, path):
             copied = os.path.join(temporary, DATA_FILE)
             os.replace(copied, data)
             _remove_copy(temporary)
-            _fsync_directory(path)
+            fsync_directory(path)
             _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
         finally:
             os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
@@ -146,14 +146,6 @@ def _lock_holders(fd):
             if len(fields) > at + 4 and fields[at + 4] == inode and fields[at + 3] != str(os.getpid()):
                 pids.add(fields[at + 3])
     return sorted(pids, key=int)
-
-
-def _fsync_directory(path):
-    directory = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _remove_copy(temporary):

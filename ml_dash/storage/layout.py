@@ -155,3 +155,13 @@ def create_run_folder(directory):
         else:
             cause = f"{exc.filename or path}: {exc.strerror or exc}"
         raise StorageError(f"cannot create the run folder {directory}: {cause}") from exc
+
+
+def fsync_directory(path):
+    """Make the entries of folder ``path`` durable: a rename or a new file in it
+    survives a crash of the machine only once its folder is synced."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
