@@ -7,13 +7,13 @@ the close matches, and exit with status 1.
 """
 
 import argparse
-import difflib
 import json
 import os
 import sys
 import time
 
 from . import cli_output as output
+from .names import did_you_mean
 
 ROOT_NAMES = ("", ".", "root")  # how the root stream is named on the command line
 
@@ -32,8 +32,8 @@ def _load(args, prefix=None):
         return ml_dash.load(prefix, dash_root=args.dash_root)
     except FileNotFoundError:
         known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-        close = difflib.get_close_matches(prefix.strip("/"), known, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else (
+        close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
+        hint = f"; {close}" if close else (
             f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
             else "; it holds no runs")
         raise UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}") from None
@@ -47,8 +47,8 @@ def _stream(view, name):
     if name in ROOT_NAMES and None in names:
         return view.metrics(None)
     shown = sorted("root" if n is None else n for n in names)
-    close = difflib.get_close_matches(name, shown, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    close = did_you_mean(name, shown, quote=str, join=", ")
+    hint = f"; {close}" if close else ""
     raise UserError(f"run {view.prefix!r} has no stream {name!r}{hint} (its streams: "
                     f"{', '.join(shown) or 'none'})")
 
@@ -56,8 +56,8 @@ def _stream(view, name):
 def _key(stream, key):
     keys = stream.keys()
     if key not in keys:
-        close = difflib.get_close_matches(key, keys, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close = did_you_mean(key, keys, quote=str, join=", ")
+        hint = f"; {close}" if close else ""
         raise UserError(f"stream {stream.name or 'root'!r} has no column {key!r}{hint} "
                         f"(its columns: {', '.join(keys)})")
     return key

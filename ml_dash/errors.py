@@ -55,8 +55,22 @@ class StreamLimitError(StorageError):
     with nothing of that call staged.  Should a flush still meet one (a
     stream object kept from before the run was reopened), only that
     stream's points are dropped; the rest stays staged for the next
-    ``flush()``.
+    ``flush()``.  ``stream`` is the store name of that stream (``""`` for
+    the root), None when it is not a flush that raised.
     """
+
+    def __init__(self, *args, stream=None):
+        super().__init__(*args)
+        self.stream = stream
+
+
+class UnstorablePointError(MLDashError, TypeError):
+    """A staged point the store cannot encode (a string with a lone surrogate):
+    the flush drops it alone (``data`` is its fields) and keeps the rest staged."""
+
+    def __init__(self, message, data=None):
+        super().__init__(message)
+        self.data = data
 
 
 class ExperimentError(MLDashError, RuntimeError):

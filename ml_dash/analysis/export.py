@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..reading import iso
+from ..timestamps import iso
 from ..view import load
 from .tables import require
 

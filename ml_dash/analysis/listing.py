@@ -9,9 +9,8 @@ import os
 import re
 
 from ..errors import MLDashError
-from ..reading import iso
-from ..storage import StoreReader, acquire, held_flocks, release, writer_alive
-from ..storage.env import DATA_FILE
+from ..storage import DATA_FILE, held_flocks, overview_of, writer_alive
+from ..timestamps import iso
 
 _WILDCARDS = re.compile(r"[*?\[]")
 
@@ -76,15 +75,9 @@ def _runs(root, pattern):
 def _summary(prefix, directory, held):
     run = {"prefix": prefix, "path": directory}
     try:
-        env = acquire(directory)
+        record, counts = overview_of(directory)
     except (FileNotFoundError, MLDashError, OSError) as exc:
         return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
-    try:
-        record, counts = StoreReader(env, directory).overview()
-    except (MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
-    finally:
-        release(env)
     writer = record.get("writer") or {}
     status = record.get("status")
     streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]

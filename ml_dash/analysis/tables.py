@@ -4,55 +4,16 @@ pandas and pyarrow are optional (extras ``pandas`` and ``arrow``): the
 store itself needs only numpy, and a training job should not pull them in.
 """
 
-import importlib
 import os
 import warnings
 
 import numpy as np
 
+from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
-from ..storage.env import DATA_FILE
+from ..storage import DATA_FILE
 
 ROOT_LABEL = ""  # the root stream's name in the ``stream`` column of tables
-
-
-def require(module, extra):
-    """Import ``module`` or raise ``ImportError`` naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"this needs {module.split('.')[0]}: pip install 'ml-dash[{extra}]'") from None
-
-
-def frame(columns, index=None):
-    """A ``pandas.DataFrame`` of ``{name: array}`` (``index`` names the index column)."""
-    pd = require("pandas", "pandas")
-    df = pd.DataFrame(columns, copy=False)
-    return df.set_index(index) if index else df
-
-
-def arrow_table(columns):
-    """A ``pyarrow.Table`` of ``{name: array}``."""
-    pa = require("pyarrow", "arrow")
-    return pa.table({name: _arrow_column(pa, values) for name, values in columns.items()})
-
-
-def _arrow_column(pa, values):
-    if isinstance(values, Labels):
-        return pa.DictionaryArray.from_arrays(values.codes, values.names)
-    return values
-
-
-class Labels:
-    """A column of repeated strings, as codes into ``names`` (a category)."""
-
-    def __init__(self, codes, names):
-        self.codes = codes
-        self.names = names
-
-    def __len__(self):
-        return len(self.codes)
 
 
 def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="pandas"):
