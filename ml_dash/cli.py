@@ -123,6 +123,8 @@ def _read(args):
                 raise
             # A live run may create the stream later: wait for its first points.
             stream = view.metrics(None if args.stream in ROOT_NAMES else args.stream)
+            print(f"waiting for the first points of stream {args.stream!r} of the live run",
+                  file=sys.stderr, flush=True)
         count = len(stream)
         start = max(count - args.tail, 0) if args.tail is not None else args.start
         page = stream.read(start_index=start, limit=args.limit)
