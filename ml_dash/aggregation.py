@@ -223,7 +223,7 @@ class BufferSet:
     def warn_unsummarized(self, prefix):
         left = self.unsummarized()
         if left:
-            streams = ", ".join(f"{'root' if name is None else repr(name)} ({count})"
+            streams = ", ".join(f"{_label(name)} ({count})"
                                 for name, count in left.items())
             warnings.warn(
                 f"experiment {prefix!r} closed with buffered values never summarized in "

@@ -13,9 +13,10 @@ import sys
 import time
 
 from . import cli_output as output
-from .names import did_you_mean
+from .names import ROOT_CLI, did_you_mean, stream_label
 
-ROOT_NAMES = ("", ".", "root")  # how the root stream is named on the command line
+# How the root stream may be named where a STREAM is asked for; it is shown as (root).
+ROOT_NAMES = ("", ".", "root", ROOT_CLI)
 
 
 class UserError(Exception):
@@ -46,7 +47,7 @@ def _stream(view, name):
         return view.metrics(name)
     if name in ROOT_NAMES and None in names:
         return view.metrics(None)
-    shown = sorted("root" if n is None else n for n in names)
+    shown = sorted(ROOT_CLI if n is None else n for n in names)
     close = did_you_mean(name, shown, quote=str, join=", ")
     hint = f"; {close}" if close else ""
     raise UserError(f"run {view.prefix!r} has no stream {name!r}{hint} (its streams: "
@@ -58,7 +59,7 @@ def _key(stream, key):
     if key not in keys:
         close = did_you_mean(key, keys, quote=str, join=", ")
         hint = f"; {close}" if close else ""
-        raise UserError(f"stream {stream.name or 'root'!r} has no column {key!r}{hint} "
+        raise UserError(f"{stream_label(stream.name)} has no column {key!r}{hint} "
                         f"(its columns: {', '.join(keys)})")
     return key
 
@@ -98,7 +99,7 @@ def _show(args):
             first = stream.read(0, 1)["data"][0]["data"]
             last = stream.read(stats["count"] - 1, 1)["data"][0]["data"]
             fields = [k for k in last if k != "_ts"] or list(last)
-            rows.append([stats["name"] or "(root)", stats["count"],
+            rows.append([stats["name"] or ROOT_CLI, stats["count"],
                          ", ".join(f"{k}={output.cell(first.get(k))}" for k in fields),
                          ", ".join(f"{k}={output.cell(last.get(k))}" for k in fields)])
         print("\nstreams")

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..names import ROOT_EXPORT
 from ..timestamps import iso
 from ..view import load
 from .tables import require
@@ -83,7 +84,8 @@ def _chunks(stream, keys):
 
 
 def _label(stream):
-    return "" if stream.name is None else stream.name
+    """The stream column of every export format: the name, ``""`` for the root."""
+    return stream.name or ROOT_EXPORT
 
 
 def _csv(streams, path, progress):
@@ -111,7 +113,7 @@ def _csv_number(value):
 def _jsonl(streams, path, progress):
     with open(path, "w") as f:
         for stream in streams:
-            label = None if stream.name is None else stream.name
+            label = _label(stream)
             start = 0
             while True:
                 page = stream.read(start_index=start, limit=CHUNK)

@@ -9,6 +9,7 @@ import os
 import re
 
 from ..errors import MLDashError
+from ..names import glob_matcher
 from ..storage import DATA_FILE, held_flocks, overview_of, writer_alive
 from ..timestamps import iso
 
@@ -28,7 +29,7 @@ def list_experiments(dash_root=".dash", pattern=None):
     ``UNREADABLE`` and an ``error``.  Sorted by prefix.
     """
     root = os.path.realpath(dash_root)
-    matches = _compile(pattern) if pattern else None
+    matches = glob_matcher(pattern) if pattern else None
     held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
     for prefix, directory in _runs(root, pattern):
@@ -109,35 +110,3 @@ class _Once:
         if not self._done:
             self._value, self._done = self._function(), True
         return self._value
-
-
-def _compile(pattern):
-    """A ``match(prefix)`` function for a glob over prefixes."""
-    pattern = pattern.strip("/")
-    out, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[" and pattern.find("]", i + 2) != -1:
-            end = pattern.find("]", i + 2)
-            body = pattern[i + 1:end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out) + r"\Z").match

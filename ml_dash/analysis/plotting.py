@@ -4,6 +4,7 @@ matplotlib is optional (extra ``plot``) and used with its file-only Agg
 backend, so plotting works on machines without a display.
 """
 
+from ..names import ROOT_CLI
 from ..view import load
 from .listing import list_experiments
 from .tables import require
@@ -40,7 +41,7 @@ def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2
                 drawn.append(run)
         axes.set_xlabel(x or "index")
         axes.set_ylabel(key)
-        axes.set_title(f"{stream or 'root'} / {key}")
+        axes.set_title(f"{stream or ROOT_CLI} / {key}")
         if len(drawn) > 1:
             axes.legend(fontsize="small")
         figure.tight_layout()

@@ -11,10 +11,8 @@ import numpy as np
 
 from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
+from ..names import ROOT_EXPORT
 from ..storage import DATA_FILE
-
-ROOT_LABEL = ""  # the root stream's name in the ``stream`` column of tables
-
 
 def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="pandas"):
     """One long table of many runs: ``run, stream, index, _ts, keys...``.
@@ -89,7 +87,7 @@ def _assemble(parts, labels, order, to):
         for key, values in columns.items():
             out[key][at:at + length] = values
         at += length
-    stream_names = [ROOT_LABEL if s is None else s for s in names]
+    stream_names = [ROOT_EXPORT if s is None else s for s in names]
     if to == "numpy":
         return {"run": np.array(runs, dtype=object)[run_codes],
                 "stream": np.array(stream_names, dtype=object)[stream_codes],

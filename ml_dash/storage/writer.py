@@ -141,7 +141,7 @@ class Writer:
                 state = streams.get(stream.store_name) or self._new_stream(stream, created)
                 index = state.count
                 value = pack((created, ts, data))
-                if checksum is not None:  # PointEncoder.encode, inline
+                if checksum is not None:  # the checksum of format 2, inline (see PointEncoder)
                     value += pack_sum(checksum(value))
                 append((state, pack_index(index), value))
                 state.count = index + 1
