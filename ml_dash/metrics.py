@@ -116,9 +116,9 @@ class Metrics(Stream):
                     "share one _ts, so pass it as log(_ts=...)")
         points = [(key, check_fields(key, {**scalars, **value}), ts) for key, value in routed]
         self._admit([key for key, _ in routed if key not in self._streams])
-        points = [(self(key), data, ts) for key, data, ts in points]
+        points = [(self(key)._spec, data, ts) for key, data, ts in points]
         if scalars:
-            points.insert(0, (self, scalars, ts))
+            points.insert(0, (self._spec, scalars, ts))
         staged = session.staged
         if len(staged) >= session.max_backlog:
             session.flush()  # before staging, as in Stream.log

@@ -161,7 +161,7 @@ class Session:
 def _rejected(exc, points):
     """``id()`` of the staged points that a failed commit says can never be stored."""
     if isinstance(exc, StreamLimitError) and exc.stream is not None:
-        return {id(p) for p in points if p[0].store_name == exc.stream}
+        return {id(p) for p in points if p[0].name == exc.stream}
     if isinstance(exc, UnstorablePointError):
         return {id(p) for p in points if p[1] is exc.data}
     return set()

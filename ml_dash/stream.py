@@ -19,6 +19,7 @@ from .aggregation import Pending, SummaryCache, append_slowly
 from .arrays import arrow_table, frame, index_range
 from .errors import ColumnNotFoundError, StreamNotFoundError
 from .names import did_you_mean, stream_label
+from .storage import StreamSpec
 from .timestamps import _last_ts, iso, now, resolve_ts
 from .values import check_fields
 
@@ -43,6 +44,7 @@ class Stream:
         self.name = name
         self.store_name = name or ""  # the name inside the store: "" for the root
         self.info = info if info is not None else {}
+        self._spec = StreamSpec(self.store_name, self.info)  # what staged points carry
 
     def _store(self):
         return self._exp._reader()
@@ -82,7 +84,7 @@ class Stream:
             # point not staged, so calling log() again stores it once.  (Flushing
             # after staging raised with the point staged: a retry stored it twice.)
             session.flush()
-        staged.append((self, fields, _ts))
+        staged.append((self._spec, fields, _ts))
         if _flush:
             session.flush()
         return self

@@ -24,7 +24,7 @@ from .envfiles import DATA_FILE
 from .lock import held_flocks, writer_alive
 from .reader import StoreReader
 from .registry import Lease, acquire, release
-from .writer import MAX_STREAMS, Writer
+from .writer import MAX_STREAMS, StreamSpec, Writer
 
 
 class Store:
@@ -83,6 +83,6 @@ def overview_of(path: str) -> dict:
         return store.reader.overview()
 
 
-__all__ = ["Store", "Writer", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
+__all__ = ["Store", "Writer", "StreamSpec", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
            "check_store", "compact_store", "CheckReport", "overview_of", "writer_alive",
            "held_flocks"]

@@ -55,6 +55,19 @@ MAX_STREAMS = MAX_DBS - 24
 BATCHED_ROWS = 16  # a snapshot of this many rows or more is put with one putmulti per stream
 
 
+class StreamSpec:
+    """What the writer is told of a stream with each point: its name in the
+    store (``""`` for the root) and its description record (description,
+    tags, metadata), stored when the stream is created.  One per stream,
+    made once, so that staging a point costs nothing for it."""
+
+    __slots__ = ("name", "info")
+
+    def __init__(self, name, info):
+        self.name = name
+        self.info = info
+
+
 class Writer:
     """Owns an experiment's store for writing; one per experiment per process."""
 
@@ -95,9 +108,8 @@ class Writer:
     def commit(self, points, records=()):
         """Commit ``points`` and ``records`` as one transaction.
 
-        ``points``: ``(stream, data, ts)`` tuples in logging order, where
-        ``stream`` has ``.store_name`` (``""`` for the root) and ``.info``
-        (the stream's description, tags and metadata).  Whether a commit
+        ``points``: ``(spec, data, ts)`` tuples in logging order, ``spec``
+        a :class:`StreamSpec`.  Whether a commit
         that raised is stored anyway (its fsync failed, or an interrupt
         came as it returned) is told by :attr:`snapshots`, not the error.  ``records``:
         ``(db_name, key, value)`` puts, or deletes where ``value`` is None.
@@ -138,7 +150,7 @@ class Writer:
         append = rows.append
         try:
             for stream, data, ts in points:
-                state = streams.get(stream.store_name) or self._new_stream(stream, created)
+                state = streams.get(stream.name) or self._new_stream(stream, created)
                 index = state.count
                 value = pack((created, ts, data))
                 if checksum is not None:  # the checksum of format 2, inline (see PointEncoder)
@@ -166,7 +178,7 @@ class Writer:
                 # A value log() let through but the encoder refuses (a str with a
                 # lone surrogate): name it, and let the caller drop just this point.
                 raise UnstorablePointError(
-                    f"{_label(stream.store_name)}: cannot store the point {_short(data)}: "
+                    f"{_label(stream.name)}: cannot store the point {_short(data)}: "
                     f"{_culprit(data, pack)}{exc}; the point was dropped", data) from exc
             raise
         return rows
@@ -326,13 +338,13 @@ class Writer:
     def _new_stream(self, stream, created):
         # The root stream is not counted: it always has its place (metrics.py
         # counts new streams at the call against the same limit).
-        if stream.store_name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
+        if stream.name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
             raise StreamLimitError(
-                f"cannot create {_label(stream.store_name)} in {self.directory}: an experiment "
+                f"cannot create {_label(stream.name)} in {self.directory}: an experiment "
                 f"holds at most {MAX_STREAMS} named streams; its points were dropped, the rest of "
                 "the snapshot stays staged (log such values as keys of fewer streams)",
-                stream=stream.store_name)
-        entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
+                stream=stream.name)
+        entry = StreamEntry(self._catalog.next_sid(), stream.name,
                             dict(stream.info, createdAt=created))
         # Encoded first: a record that cannot be encoded must change nothing
         # (it used to leave the stream's column staged without its record).
@@ -342,7 +354,7 @@ class Writer:
         self._slots.new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
         self._catalog.add(entry)
         self._pending_catalog.append(item)
-        self._streams[stream.store_name] = state
+        self._streams[stream.name] = state
         return state
 
     def stream_names(self):
