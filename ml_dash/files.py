@@ -13,6 +13,7 @@ stored under the same folder and name.
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import io
 import json
@@ -167,7 +168,7 @@ class Files:
 
     # -- public reading -------------------------------------------------------------
 
-    def list(self, pattern=None):
+    def list(self, pattern: str | None = None) -> builtins.list[dict]:
         """Records of the files under this handle (a file handle: its own), by path.
 
         ``pattern`` is a glob on the filename (or on the path under the handle).
@@ -177,13 +178,13 @@ class Files:
             return [record] if record is not None else []
         return list(self._matches(pattern).values())
 
-    def exists(self):
+    def exists(self) -> bool:
         """Whether a file is stored at this path (or, for a folder, under it)."""
         if self._record(self._path) is not None:
             return True
         return not self._is_file() and bool(self._records())
 
-    def read_bytes(self):
+    def read_bytes(self) -> bytes:
         """The stored contents of this file, checked against its sha256."""
         record = self._record(self._path)
         if record is None:
@@ -191,10 +192,10 @@ class Files:
         _usable(self._path, record, "read")
         return blobs.read_verified(self._directory, record["id"], record["checksum"], repr(self._path))
 
-    def read_text(self, encoding="utf-8"):
+    def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
-    def download(self, pattern=None, to=None):
+    def download(self, pattern: str | None = None, to: str | None = None) -> str | builtins.list[str]:
         """Copy stored files out, each verified against its sha256.
 
         On a file handle without ``pattern``: to ``to`` (a file path, or a
@@ -226,7 +227,7 @@ class Files:
         return blobs.copy_verified(self._directory, record["id"], record["checksum"],
                                    destination, repr(key))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Files {self._path or '/'!r}>"
 
 
@@ -279,7 +280,8 @@ class Files:
                 blobs.remove(self._directory, old.get("id"))  # not an id of ours: nothing removed
         return record
 
-    def upload(self, local_path, to=None, description=None, tags=None, metadata=None):
+    def upload(self, local_path: Any, to: str | None = None, description: str | None = None,
+               tags: list | None = None, metadata: dict | None = None) -> dict:
         """Copy the local file in (as ``to``, default its own name); returns the record.
 
         The local file is only read, never moved or deleted.
@@ -290,7 +292,8 @@ class Files:
         path = self._target(to, os.path.basename(local_path))
         return self._put(path, local_path, description, tags, metadata)
 
-    def save(self, content, to=None, description=None, tags=None, metadata=None):
+    def save(self, content: Any, to: str | None = None, description: str | None = None,
+             tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store ``content``: a local file path (uploaded), bytes, or a dict or list (JSON)."""
         if isinstance(content, (str, os.PathLike)):
             if not os.path.isfile(content):
@@ -305,26 +308,30 @@ class Files:
             f"save() takes a file path, bytes, or a dict or list (stored as JSON), not "
             f"{type(content).__name__}; see save_text, save_image, save_fig, save_torch")
 
-    def save_text(self, text, to=None, description=None, tags=None, metadata=None):
+    def save_text(self, text: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(text, str):
             raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
         path = self._target(to)
         return self._put(path, text.encode("utf-8"), description, tags, metadata,
                            mimetypes.guess_type(path)[0] or "text/plain")
 
-    def save_json(self, obj, to=None, description=None, tags=None, metadata=None):
+    def save_json(self, obj: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         try:
             data = json.dumps(obj, indent=2).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"save_json(): cannot encode {type(obj).__name__} as JSON: {exc}") from None
         return self._put(self._target(to), data, description, tags, metadata, "application/json")
 
-    def save_blob(self, data, to=None, description=None, tags=None, metadata=None):
+    def save_blob(self, data: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"save_blob() takes bytes, not {type(data).__name__}")
         return self._put(self._target(to), bytes(data), description, tags, metadata)
 
-    def save_image(self, array, to=None, description=None, tags=None, metadata=None):
+    def save_image(self, array: Any, to: str | None = None, description: str | None = None,
+                   tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store a numpy array (H x W, H x W x 3 or 4; floats in [0, 1] are scaled)
         as an image, PNG unless ``to`` names another format.  Needs Pillow."""
         image_module = _require("PIL.Image", "image", "save_image")
@@ -340,7 +347,8 @@ class Files:
         image_module.fromarray(array).save(buffer, format=image_format.upper())
         return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def save_fig(self, fig=None, to=None, description=None, tags=None, metadata=None, **savefig):
+    def save_fig(self, fig: Any = None, to: str | None = None, description: str | None = None,
+                 tags: list | None = None, metadata: dict | None = None, **savefig: Any) -> dict:
         """Store a matplotlib figure (default the current one), PNG unless ``to``
         names another format.  Needs matplotlib."""
         pyplot = _require("matplotlib.pyplot", "plot", "save_fig")
@@ -350,7 +358,8 @@ class Files:
         fig.savefig(buffer, format=_format(path, "png"), **savefig)
         return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def save_torch(self, obj, to=None, description=None, tags=None, metadata=None):
+    def save_torch(self, obj: Any, to: str | None = None, description: str | None = None,
+                   tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store ``obj`` with ``torch.save`` (a model's ``state_dict()``, say).  Needs torch."""
         torch = _require("torch", "torch", "save_torch")
         path = self._target(to)
@@ -358,7 +367,7 @@ class Files:
         torch.save(obj, buffer)
         return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def duplicate(self, source, to):
+    def duplicate(self, source: dict | str, to: str) -> dict:
         """Copy a stored file (its record or ``id``) to ``to`` (``folder/name``); returns the new record."""
         file_id = source.get("id") if isinstance(source, dict) else source
         everything = self._handle("")._records()
@@ -372,7 +381,7 @@ class Files:
             return self._put(path, contents, record.get("description"), record.get("tags"),
                                record.get("metadata"), record.get("contentType"))
 
-    def delete(self, pattern=None):
+    def delete(self, pattern: str | None = None) -> builtins.list[dict]:
         """Remove this file, or the files under this folder (matching ``pattern``).
 
         Returns the removed records; ``FileNotFoundError`` when nothing matches.

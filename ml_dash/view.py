@@ -86,7 +86,7 @@ class ExperimentView:
     def _record(self):
         return self._store.reader.experiment()
 
-    status = property(lambda self: self._record().get("status"))
+    status: str | None = property(lambda self: self._record().get("status"))  # type: ignore[assignment]
     description = property(lambda self: self._record().get("description"))
     tags = property(lambda self: self._record().get("tags") or [])
     metadata = property(lambda self: self._record().get("metadata"))

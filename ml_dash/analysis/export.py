@@ -7,9 +7,12 @@ is the lossless dump: one object per point with every field as logged
 (strings, lists and nested dicts included), read from the rows.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import os
+from typing import Callable
 
 import numpy as np
 
@@ -22,7 +25,8 @@ FORMATS = ("csv", "jsonl", "parquet")
 CHUNK = 50_000  # points per step
 
 
-def export(prefix, path, format=None, *, dash_root=".dash", streams=None, progress=None):
+def export(prefix: str, path: str, format: str | None = None, *, dash_root: str = ".dash",
+           streams: list | None = None, progress: Callable | None = None) -> int:
     """Write the run ``prefix`` to ``path``; returns the number of points written.
 
     ``format``: ``"csv"``, ``"jsonl"`` or ``"parquet"`` (Parquet needs the

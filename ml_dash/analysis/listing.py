@@ -5,6 +5,8 @@ reads, per run, the experiment record and each stream's last key: never any
 history, so its cost does not depend on how long the runs are.
 """
 
+from __future__ import annotations
+
 import os
 import re
 
@@ -16,7 +18,7 @@ from ..timestamps import iso
 _WILDCARDS = re.compile(r"[*?\[]")
 
 
-def list_experiments(dash_root=".dash", pattern=None):
+def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> list[dict]:
     """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
 
     ``pattern`` is a glob over prefixes: ``*`` and ``?`` stay within one

@@ -4,12 +4,16 @@ Ranges of one stream (``stream.index_range``, ``between``) are in
 :mod:`ml_dash.arrays`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 SNAPSHOT = "snapshot"
 
 
-def align(*streams, on="step", keys=None):
+def align(*streams: Any, on: str = "step", keys: list | None = None) -> dict:
     """Join streams on a key: one row per value of ``on`` found in every stream.
 
     Each stream contributes its last point with that value (``train``

@@ -4,7 +4,10 @@ pandas and pyarrow are optional (extras ``pandas`` and ``arrow``): the
 store itself needs only numpy, and a training job should not pull them in.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any
 import warnings
 
 import numpy as np
@@ -12,9 +15,12 @@ import numpy as np
 from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
 from ..names import ROOT_EXPORT
+from ..view import load
+from .listing import list_experiments
 from ..storage import DATA_FILE
 
-def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="pandas"):
+def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams: list | None = None,
+               keys: list | None = None, to: str = "pandas") -> Any:
     """One long table of many runs: ``run, stream, index, _ts, keys...``.
 
     ``pattern`` selects runs as in :func:`list_experiments`; ``streams``
@@ -26,9 +32,6 @@ def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="
     ``stream``), ``"arrow"`` (a Table with dictionary columns) or
     ``"numpy"`` (a dict of arrays, ``run`` and ``stream`` as object arrays).
     """
-    from ..view import load  # here: views import this module through reading.py
-    from .listing import list_experiments
-
     if to not in ("pandas", "arrow", "numpy"):
         raise ValueError(f"to={to!r}: use 'pandas', 'arrow' or 'numpy'")
     wanted = None if streams is None else {s or None for s in streams}
