@@ -16,7 +16,7 @@ from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
 from ..names import ROOT_EXPORT
 from ..view import load
-from .listing import list_experiments
+from . import listing
 from ..storage import DATA_FILE
 
 def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams: list | None = None,
@@ -37,7 +37,7 @@ def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams:
     wanted = None if streams is None else {s or None for s in streams}
     parts, labels = [], {}  # (run code, stream code, {key: column})
     order = ["_ts"]
-    for run in list_experiments(dash_root, pattern):
+    for run in listing.list_experiments(dash_root, pattern):
         if run["status"] == "UNREADABLE":
             warnings.warn(f"ml_dash.runs_table: left out {run['prefix']}: {run['error']}",
                           RuntimeWarning, stacklevel=2)

@@ -27,6 +27,7 @@ import lmdb
 import numpy as np
 
 from ..errors import MLDashError, StorageError
+from ..names import stream_label
 from . import keys, walk
 from .catalog import TS_KEY, Catalog
 from .codec import PointDecoder, stored_format
@@ -266,4 +267,4 @@ class _Checker:
 
 
 def _label(entry):
-    return f"stream {entry.name!r}" if entry.name else "the root stream"
+    return stream_label(entry.name)
