@@ -129,11 +129,11 @@ class Metrics(Stream):
 
     def names(self) -> list[str | None]:
         """Names of the streams with committed points (None for the root)."""
-        return [name or None for name in self._store().stream_names()]
+        return [name or None for name in self._reader().stream_names()]
 
     def list_all(self) -> list[dict]:
         """A ``stats()`` summary of every stream of the experiment, by name."""
-        store = self._store()
+        store = self._reader()
         out = []
         for name in store.stream_names():
             ends = store.ends(name)

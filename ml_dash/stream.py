@@ -46,7 +46,7 @@ class Stream:
         self.info = info if info is not None else {}
         self._spec = StreamSpec(self.store_name, self.info)  # what staged points carry
 
-    def _store(self):
+    def _reader(self):
         return self._exp._reader()
 
     def _label(self) -> str:
@@ -142,7 +142,7 @@ class Stream:
         ``total`` is the number of rows in this page.
         """
         check_range(start_index, limit)
-        rows, has_more = self._store().page(self.store_name, start_index, limit)
+        rows, has_more = self._reader().page(self.store_name, start_index, limit)
         data = []
         for index, created, ts, fields in rows:
             fields["_ts"] = ts
@@ -157,11 +157,11 @@ class Stream:
 
     def __len__(self) -> int:
         """Number of committed points."""
-        return self._store().count(self.store_name)
+        return self._reader().count(self.store_name)
 
     def keys(self) -> list[str]:
         """Names of the stream's columns (its numeric fields, and ``_ts``)."""
-        return self._store().column_keys(self.store_name)
+        return self._reader().column_keys(self.store_name)
 
     def column(self, key: str, start: int = 0, stop: int | None = None, *,
                downsample: int | None = None, method: str = "minmax") -> np.ndarray:
@@ -175,7 +175,7 @@ class Stream:
         if downsample is not None:
             return self.downsample(key, downsample, method, start=start, stop=stop)[1]
         check_range(start, 0 if stop is None else stop)
-        values = self._store().column(self.store_name, key, start, stop)
+        values = self._reader().column(self.store_name, key, start, stop)
         if values is None:
             raise ColumnNotFoundError(self._missing_message(key))
         return values
@@ -183,7 +183,7 @@ class Stream:
     def columns(self, *keys: str, start: int = 0, stop: int | None = None) -> dict:
         """``{key: column}`` for ``keys``, or for every column when none are given."""
         check_range(start, 0 if stop is None else stop)
-        found, missing = self._store().columns(self.store_name, list(keys) or None, start, stop)
+        found, missing = self._reader().columns(self.store_name, list(keys) or None, start, stop)
         if missing:
             raise ColumnNotFoundError(self._missing_message(missing[0]))
         return found
@@ -195,7 +195,7 @@ class Stream:
             hint = did_you_mean(key, available)
             hint = f" ({hint})" if hint else ""
             return f"{self._label()} has no column {key!r}{hint}; its columns are {available}"
-        streams = sorted(name for name in self._store().stream_names() if name)
+        streams = sorted(name for name in self._reader().stream_names() if name)
         hint = did_you_mean(self.name or "", streams, "stream ")
         hint = f"; {hint}" if hint else (
             f"; the streams with points are {streams}" if streams else "")
@@ -203,7 +203,7 @@ class Stream:
 
     def stats(self) -> dict:
         """A summary of the stream: counts, times, columns and its description."""
-        ends = self._store().ends(self.store_name)
+        ends = self._reader().ends(self.store_name)
         if ends is None:
             raise StreamNotFoundError(f"{self._label()} has no committed points")
         return summarize(self.name, *ends)
@@ -252,7 +252,7 @@ class Stream:
         Read from the rows (one scan; the fields are not decoded): points
         with equal commit times were flushed together.
         """
-        return self._store().commit_times(self.store_name, start, stop)
+        return self._reader().commit_times(self.store_name, start, stop)
 
     def to_pandas(self, *keys: str, start: int = 0, stop: int | None = None):
         """A ``pandas.DataFrame`` of the stream's columns (all, or ``keys``),
