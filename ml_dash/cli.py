@@ -265,7 +265,7 @@ def build_parser():
                       help="recent log lines to show (default 10)")
 
     read = command("read", _read, "print points of a stream, or follow a live run",
-                   "Print a page of points of a stream. The root stream is '' or '.' or 'root'.")
+                   "Print a page of points of a stream. The root stream is '.' (or '', 'root', '(root)').")
     read.add_argument("prefix", metavar="PREFIX", help="the run")
     read.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
     read.add_argument("--start", type=int, default=0, metavar="N", help="first point index")
