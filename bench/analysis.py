@@ -115,7 +115,7 @@ CHILD = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {root!r})
     from ml_dash.storage.columns import ColumnMap
-    from ml_dash.analysis.downsample import downsample
+    from ml_dash.downsample import downsample
 
     def memory():
         out = {{}}

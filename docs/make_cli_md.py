@@ -19,7 +19,7 @@ PATH = os.path.join(HERE, "cli.md")
 INTRO = """\
 `ml-dash` (also `python -m ml_dash`) lists, inspects, follows, exports, plots, checks and
 compacts runs. Every command takes `--dash-root DIR` (default `.dash`). The root stream is named
-`.` (or `''`, or `root`) where a STREAM is asked for. Errors (an unknown run, stream or key)
+`.` (or `''`, `root`, `(root)`) where a STREAM is asked for, and shown as `(root)`. Errors (an unknown run, stream or key)
 print one line with the close matches and exit with status 1.
 
 Examples:

@@ -16,20 +16,19 @@ values back out of the dicts cost more than the statistics themselves.
 
 import array
 import warnings
+import weakref
 
 import numpy as np
 
-from .values import check_fields, resolve_ts
+from .names import stream_label as _label
+from .timestamps import resolve_ts
+from .values import check_fields
 
 AGGREGATIONS = ("mean", "std", "min", "max", "count", "median", "sum",
                 "p50", "p90", "p95", "p99", "first", "last")
 SUMMARY_CACHE_AGGS = ("mean", "min", "max", "count", "std")
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 NAN = float("nan")
-
-
-def _label(stream):
-    return "the root stream" if stream is None else f"stream {stream!r}"
 
 
 def as_float(stream, key, value):
@@ -139,45 +138,10 @@ def summarize(array, aggs):
 def summary_fields(arrays, aggs):
     """``{"<key>.<agg>": value}`` for ``{key: values}``."""
     fields = {}
-    for key, array in arrays.items():
-        for agg, value in summarize(array, aggs).items():
+    for key, values in arrays.items():
+        for agg, value in summarize(values, aggs).items():
             fields[f"{key}.{agg}"] = value
     return fields
-
-
-class Buffered:
-    """Mixin of streams: ``buffer()`` and ``summary_cache``."""
-
-    def buffer(self, **values):
-        """Keep ``values`` in memory for the next ``log_summary()``; returns the stream.
-
-        Values go through ``float()`` (None is NaN); anything else raises
-        ``ValueError`` naming the key, and nothing of the call is kept.
-        """
-        # The inner loop of training: Pending.add inlined (bench/api.py).
-        if self._exp._session is None:
-            self._exp._open_session()  # raises: the run is not started
-        try:
-            lists = self._buffered.lists
-        except AttributeError:  # first call; setdefault: two threads may race here
-            lists = self.__dict__.setdefault("_buffered", Pending()).lists
-        # array("d").append takes ints, bools and anything with __float__ (numpy
-        # and torch scalars) itself; a new key, None or a string stops the loop.
-        key = None
-        try:
-            for key in values:
-                lists[key].append(values[key])
-        except (KeyError, TypeError, OverflowError):
-            append_slowly(self.name, values, lists, key)
-        return self
-
-    @property
-    def summary_cache(self):
-        """The legacy per-stream cache: ``store``, ``set``, ``summarize``, ``peek``."""
-        try:
-            return self._summary_cache
-        except AttributeError:
-            return self.__dict__.setdefault("_summary_cache", SummaryCache(self))
 
 
 def _pending_of(stream):
@@ -189,10 +153,16 @@ class BufferSet:
     summarizes or peeks at the buffers of every stream."""
 
     def __init__(self, metrics):
-        self._metrics = metrics
+        # Weak: a strong reference would make a cycle with the metrics, and a
+        # view's store would then wait for the cycle collector to be released.
+        self._ref = weakref.ref(metrics)
+
+    @property
+    def _metrics(self):
+        return self._ref()
 
     def __call__(self, **values):
-        return Buffered.buffer(self._metrics, **values)
+        return self._metrics._buffer(**values)
 
     def _streams(self):
         metrics = self._metrics
@@ -253,7 +223,7 @@ class BufferSet:
     def warn_unsummarized(self, prefix):
         left = self.unsummarized()
         if left:
-            streams = ", ".join(f"{'root' if name is None else repr(name)} ({count})"
+            streams = ", ".join(f"{_label(name)} ({count})"
                                 for name, count in left.items())
             warnings.warn(
                 f"experiment {prefix!r} closed with buffered values never summarized in "

@@ -7,15 +7,16 @@ the close matches, and exit with status 1.
 """
 
 import argparse
-import difflib
 import json
 import os
 import sys
 import time
 
 from . import cli_output as output
+from .names import ROOT_CLI, did_you_mean, stream_label
 
-ROOT_NAMES = ("", ".", "root")  # how the root stream is named on the command line
+# How the root stream may be named where a STREAM is asked for; it is shown as (root).
+ROOT_NAMES = ("", ".", "root", ROOT_CLI)
 
 
 class UserError(Exception):
@@ -32,8 +33,8 @@ def _load(args, prefix=None):
         return ml_dash.load(prefix, dash_root=args.dash_root)
     except FileNotFoundError:
         known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-        close = difflib.get_close_matches(prefix.strip("/"), known, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else (
+        close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
+        hint = f"; {close}" if close else (
             f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
             else "; it holds no runs")
         raise UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}") from None
@@ -46,9 +47,9 @@ def _stream(view, name):
         return view.metrics(name)
     if name in ROOT_NAMES and None in names:
         return view.metrics(None)
-    shown = sorted("root" if n is None else n for n in names)
-    close = difflib.get_close_matches(name, shown, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    shown = sorted(ROOT_CLI if n is None else n for n in names)
+    close = did_you_mean(name, shown, quote=str, join=", ")
+    hint = f"; {close}" if close else ""
     raise UserError(f"run {view.prefix!r} has no stream {name!r}{hint} (its streams: "
                     f"{', '.join(shown) or 'none'})")
 
@@ -56,9 +57,9 @@ def _stream(view, name):
 def _key(stream, key):
     keys = stream.keys()
     if key not in keys:
-        close = difflib.get_close_matches(key, keys, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"stream {stream.name or 'root'!r} has no column {key!r}{hint} "
+        close = did_you_mean(key, keys, quote=str, join=", ")
+        hint = f"; {close}" if close else ""
+        raise UserError(f"{stream_label(stream.name)} has no column {key!r}{hint} "
                         f"(its columns: {', '.join(keys)})")
     return key
 
@@ -98,7 +99,7 @@ def _show(args):
             first = stream.read(0, 1)["data"][0]["data"]
             last = stream.read(stats["count"] - 1, 1)["data"][0]["data"]
             fields = [k for k in last if k != "_ts"] or list(last)
-            rows.append([stats["name"] or "(root)", stats["count"],
+            rows.append([stats["name"] or ROOT_CLI, stats["count"],
                          ", ".join(f"{k}={output.cell(first.get(k))}" for k in fields),
                          ", ".join(f"{k}={output.cell(last.get(k))}" for k in fields)])
         print("\nstreams")
@@ -123,6 +124,8 @@ def _read(args):
                 raise
             # A live run may create the stream later: wait for its first points.
             stream = view.metrics(None if args.stream in ROOT_NAMES else args.stream)
+            print(f"waiting for the first points of stream {args.stream!r} of the live run",
+                  file=sys.stderr, flush=True)
         count = len(stream)
         start = max(count - args.tail, 0) if args.tail is not None else args.start
         page = stream.read(start_index=start, limit=args.limit)
@@ -262,7 +265,7 @@ def build_parser():
                       help="recent log lines to show (default 10)")
 
     read = command("read", _read, "print points of a stream, or follow a live run",
-                   "Print a page of points of a stream. The root stream is '' or '.' or 'root'.")
+                   "Print a page of points of a stream. The root stream is '.' (or '', 'root', '(root)').")
     read.add_argument("prefix", metavar="PREFIX", help="the run")
     read.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
     read.add_argument("--start", type=int, default=0, metavar="N", help="first point index")

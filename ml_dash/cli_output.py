@@ -9,6 +9,8 @@ import math
 import sys
 import time
 
+from .names import ROOT_CLI
+
 
 def table(rows, headers):
     """Rows of strings as aligned columns under ``headers`` (numbers right-aligned)."""
@@ -57,7 +59,7 @@ def runs(listing):
         status = run["status"] or ""
         if run.get("stale"):
             status += " (stale)"
-        streams = ", ".join(f"{s['name'] or '(root)'}:{s['count']:,}" for s in run["streams"])
+        streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
         rows.append([run["prefix"], status, (run.get("startedAt") or "")[:19],
                      (run.get("endedAt") or "")[:19], run["points"], streams])
     return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS"])

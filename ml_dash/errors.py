@@ -3,6 +3,8 @@
 Every error raised on purpose by ml_dash derives from :class:`MLDashError`;
 where a builtin exception says the same thing, the class derives from it too,
 so ``except KeyError`` and ``except ml_dash.StreamNotFoundError`` both work.
+These pairs are the package's only classes with two bases (the rest of
+ml_dash builds on one base or none).
 """
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "FormatVersionError",
     "CorruptStoreError",
     "StreamLimitError",
+    "UnstorablePointError",
 ]
 
 
@@ -55,8 +58,22 @@ class StreamLimitError(StorageError):
     with nothing of that call staged.  Should a flush still meet one (a
     stream object kept from before the run was reopened), only that
     stream's points are dropped; the rest stays staged for the next
-    ``flush()``.
+    ``flush()``.  ``stream`` is the store name of that stream (``""`` for
+    the root), None when it is not a flush that raised.
     """
+
+    def __init__(self, *args, stream=None):
+        super().__init__(*args)
+        self.stream = stream
+
+
+class UnstorablePointError(MLDashError, TypeError):
+    """A staged point the store cannot encode (a string with a lone surrogate):
+    the flush drops it alone (``data`` is its fields) and keeps the rest staged."""
+
+    def __init__(self, message, data=None):
+        super().__init__(message)
+        self.data = data
 
 
 class ExperimentError(MLDashError, RuntimeError):
@@ -71,15 +88,16 @@ class WriterLockedError(ExperimentError):
     """Another live process is writing this experiment."""
 
 
-class _KeyMessageMixin:
-    # KeyError.__str__ shows repr(message); show the message itself instead.
-    def __str__(self):
+class _NotFoundError(MLDashError, KeyError):
+    """A missing stream or column: a ``KeyError`` whose text is the message itself."""
+
+    def __str__(self):  # KeyError.__str__ shows repr(message)
         return str(self.args[0]) if self.args else ""
 
 
-class StreamNotFoundError(_KeyMessageMixin, MLDashError, KeyError):
+class StreamNotFoundError(_NotFoundError):
     """The stream has never been written."""
 
 
-class ColumnNotFoundError(_KeyMessageMixin, MLDashError, KeyError):
+class ColumnNotFoundError(_NotFoundError):
     """The stream has no column under that key."""

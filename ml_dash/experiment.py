@@ -5,26 +5,28 @@ it (as a context manager, a decorator, or by hand).  While the run is open
 it holds the experiment's single-writer lock.
 """
 
+from __future__ import annotations
+
 import atexit
 import functools
-import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+from typing import Any, Callable
 
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Files
 from .logs import Logs
+from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
 from .paths import parse_prefix, refuse_nesting
-from .reading import iso
 from .session import Session
+from .storage import Store, records
 from .values import check_info
-from .storage import EXPERIMENT_KEY, META_DB, Lease, StoreReader, acquire, release
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
@@ -40,9 +42,10 @@ class Experiment:
     ...     exp.metrics("train").log(loss=0.5).flush()
     """
 
-    def __init__(self, prefix=None, *, description=None, readme=None, tags=None, bindrs=None,
-                 metadata=None, dash_root=".dash", dash_url=None, sync_interval=1.0,
-                 lock_timeout=0.0):
+    def __init__(self, prefix: str | None = None, *, description: str | None = None,
+                 readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
+                 metadata: dict | None = None, dash_root: str = ".dash", dash_url: str | None = None,
+                 sync_interval: float = 1.0, lock_timeout: float = 0.0) -> None:
         if dash_url is not None:
             raise ConfigurationError(
                 f"dash_url={dash_url!r}: remote mode is not part of this engine; ml_dash stores "
@@ -64,7 +67,7 @@ class Experiment:
         self._record = {}
         self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
         self._session = None
-        self._read_store = None
+        self._read_store = None  # a Store opened for reading once the run has closed
         self._metrics = Metrics(self)
         self._params = Params(self)
         self._logs = Logs(self)
@@ -113,19 +116,12 @@ class Experiment:
         if self._read_store is None:
             if not self._record:
                 self._open_session()  # raises: never started
-            env = acquire(self.path)
-            try:
-                store = StoreReader(env, self.path)
-            except BaseException:
-                release(env)
-                raise
-            # Released with the store when this object is forgotten, as a view's is.
-            self._read_lease = Lease(env, store)
-            self._read_store = store
-        return self._read_store
+            # Released when this object is forgotten, as a view's store is.
+            self._read_store = Store.open(self.path)
+        return self._read_store.reader
 
     @property
-    def metrics(self):
+    def metrics(self) -> Metrics:
         """The root stream; ``metrics("name")`` gives the named streams.
 
         After the run has closed its streams can still be read, not logged to.
@@ -134,7 +130,7 @@ class Experiment:
             self._open_session()  # raises: never started
         return self._metrics
 
-    def check(self, repair=False):
+    def check(self, repair: bool = False) -> CheckReport:
         """Verify this experiment's store: :func:`ml_dash.check` on its prefix.
 
         On a live run only the read-only check is possible; repair after closing.
@@ -143,7 +139,6 @@ class Experiment:
             raise ExperimentError(
                 f"experiment {self.prefix!r}: close the run before check(repair=True); "
                 "repairs need the writer lock")
-        from .maintenance import check
         return check(self.prefix, self.dash_root, repair=repair)
 
     def _started(self, part):
@@ -158,11 +153,12 @@ class Experiment:
     files = property(lambda self: self._started(self._files),
                      doc="The root folder of the run's files; ``files('models')`` for others.")
 
-    def log(self, message, level="info", metadata=None, **extra):
+    def log(self, message: Any, level: str = "info", metadata: dict | None = None,
+            **extra: Any) -> Logs:
         """Print and store a log line (see ``exp.logs``); returns ``exp.logs``."""
         return self._logs.log(message, level, metadata, **extra)
 
-    def flush(self):
+    def flush(self) -> "Experiment":
         """Commit everything staged, across all streams, as one snapshot."""
         self._open_session().flush()
         return self
@@ -173,19 +169,19 @@ class Experiment:
         if self._session is not None:
             return
         if self._read_store is not None:
-            self._read_lease.release()
+            self._read_store.close()
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
         session = Session(self.path, **self._options)
         try:
-            stored = session.reader.get_json(META_DB, EXPERIMENT_KEY, {})
+            stored = records.stored_experiment(session.reader)
             now = time.time()
             record = dict(stored)
             record.update({k: v for k, v in self._given.items() if v is not None})
             record.update(prefix=self.prefix, status=RUNNING, startedAt=now, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
             record.setdefault("createdAt", now)
-            session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
+            session.stage_record(records.experiment_put(record))
             session.flush()
         except BaseException:
             session.close()
@@ -203,16 +199,13 @@ class Experiment:
             return
         self._metrics.buffer.warn_unsummarized(self.prefix)
         record = dict(self._record, status=status, endedAt=time.time())
-        session.stage_record(META_DB, EXPERIMENT_KEY, json.dumps(record).encode())
+        session.stage_record(records.experiment_put(record))
         session.close()  # flushes; on failure the run stays open for a retry
         self._record = record
         self._session = None
         with _open_lock:
             _open_experiments.discard(self)
             _sigterm.run_ended()
-
-    def _times(self):
-        return {key: iso(self._record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
 
 
 class Run:
@@ -221,20 +214,20 @@ class Run:
     def __init__(self, experiment):
         self._exp = experiment
 
-    def start(self):
+    def start(self) -> Experiment:
         """Open the run (a no-op if it is open); a closed run appends when restarted."""
         self._exp._start()
         return self._exp
 
-    def complete(self):
+    def complete(self) -> None:
         """Commit everything and close the run as ``COMPLETED``."""
         self._exp._finish(COMPLETED)
 
-    def fail(self):
+    def fail(self) -> None:
         """Commit everything and close the run as ``FAILED``."""
         self._exp._finish(FAILED)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Commit everything and close the run as ``CANCELLED``."""
         self._exp._finish(CANCELLED)
 
@@ -250,7 +243,7 @@ class Run:
             self.fail()
         return False
 
-    def __call__(self, function):
+    def __call__(self, function: Callable) -> Callable:
         """Decorate ``function(experiment, ...)`` to run inside this run."""
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
@@ -259,7 +252,7 @@ class Run:
         return wrapper
 
 
-def ml_dash_experiment(prefix, **options):
+def ml_dash_experiment(prefix: str, **options: Any) -> Callable:
     """Decorate ``function(..., experiment=exp)`` to run inside a new run of ``prefix``."""
     def decorate(function):
         @functools.wraps(function)

@@ -11,18 +11,20 @@ is committed at once, with whatever else is staged, and replaces a file
 stored under the same folder and name.
 """
 
+from __future__ import annotations
+
+import builtins
 import datetime
-import fnmatch
 import io
 import json
 import mimetypes
 import os
 import threading
+from typing import Any
 
 from .errors import StorageError
-from .storage import blobs
-from .storage.codec import encode_value
-from .storage.keys import FILES_DB, MAX_KEY_SIZE, text_key
+from .names import glob_match
+from .storage import blobs, records
 from .values import check_info
 
 _UTC = datetime.timezone.utc
@@ -39,7 +41,7 @@ def clean_path(path):
     if any(part in (".", "..") for part in parts):
         raise ValueError(f"file path {path!r}: '.' and '..' segments are not allowed")
     path = "/".join(parts)
-    text_key(path, "file path")  # valid UTF-8 and short enough to be stored: else ValueError
+    records.text_key(path, "file path")  # valid UTF-8 and short enough to be stored: else ValueError
     return path
 
 
@@ -50,10 +52,6 @@ def _join(*parts):
 def _split(path):
     folder, _, name = path.rpartition("/")
     return folder, name
-
-
-def _under(folder, key):
-    return not folder or key.startswith(folder + "/")
 
 
 def _missing(path):
@@ -111,22 +109,35 @@ def _require(module, extra, method):
         ) from None
 
 
-class FilesReading:
-    """Reading stored files.  Subclasses provide ``_path`` (the handle's
-    cleaned path), ``_directory`` (the experiment folder), ``_reader()`` and
-    ``_handle(path)``."""
+class Files:
+    """``exp.files`` (or ``view.files``): a folder or file handle of a run.
 
-    def __call__(self, path=None):
+    ``owner`` is the experiment or view; ``path`` the handle's cleaned path.
+    """
+
+    def __init__(self, owner: Any, path: str = "", lock: threading.Lock | None = None) -> None:
+        self._exp = owner
+        self._path = path
+        self._lock = lock or threading.Lock()  # one save or delete at a time per experiment
+
+    @property
+    def _directory(self):
+        return self._exp.path
+
+    def _reader(self):
+        return self._exp._reader()
+
+    def _handle(self, path):
+        return Files(self._exp, path, self._lock)
+
+    def __call__(self, path: str | None = None) -> "Files":
         """A handle on the folder or file ``path`` under this one."""
         return self._handle(_join(self._path, clean_path(path)))
 
     # -- what the handle points at --------------------------------------------------
 
     def _record(self, path):
-        key = path.encode("utf-8")
-        if not key or len(key) > MAX_KEY_SIZE:  # too long to be stored (a folder joined to a name)
-            return None
-        return self._reader().get_value(FILES_DB, key)
+        return records.file_record(self._reader(), path)
 
     def _is_file(self):
         path = self._path
@@ -137,14 +148,7 @@ class FilesReading:
 
     def _records(self):
         """``{stored path: record}`` of every file under the handle's folder."""
-        folder = self._path
-        start = (folder + "/").encode("utf-8") if folder else None
-        stop = (folder + "0").encode("utf-8") if folder else None  # '0' follows '/'
-        if start is not None and len(start) >= MAX_KEY_SIZE:
-            return {}  # no stored path is that long
-        # A key that is not UTF-8 (a crafted store) is kept, not fatal: _usable refuses it.
-        return {key.decode("utf-8", "surrogateescape"): record
-                for key, record in self._reader().select(FILES_DB, start=start, stop=stop)}
+        return records.file_records(self._reader(), self._path)
 
     def _matches(self, pattern):
         """``{stored path: record}`` the handle stands for, filtered by ``pattern``."""
@@ -159,12 +163,12 @@ class FilesReading:
             return found
         relative = len(folder) + 1 if folder else 0
         return {key: record for key, record in found.items()
-                if fnmatch.fnmatchcase(_filename(record) or "", pattern)
-                or fnmatch.fnmatchcase(key[relative:], pattern)}
+                if glob_match(_filename(record) or "", pattern)
+                or glob_match(key[relative:], pattern)}
 
     # -- public reading -------------------------------------------------------------
 
-    def list(self, pattern=None):
+    def list(self, pattern: str | None = None) -> builtins.list[dict]:
         """Records of the files under this handle (a file handle: its own), by path.
 
         ``pattern`` is a glob on the filename (or on the path under the handle).
@@ -174,13 +178,13 @@ class FilesReading:
             return [record] if record is not None else []
         return list(self._matches(pattern).values())
 
-    def exists(self):
+    def exists(self) -> bool:
         """Whether a file is stored at this path (or, for a folder, under it)."""
         if self._record(self._path) is not None:
             return True
         return not self._is_file() and bool(self._records())
 
-    def read_bytes(self):
+    def read_bytes(self) -> bytes:
         """The stored contents of this file, checked against its sha256."""
         record = self._record(self._path)
         if record is None:
@@ -188,10 +192,10 @@ class FilesReading:
         _usable(self._path, record, "read")
         return blobs.read_verified(self._directory, record["id"], record["checksum"], repr(self._path))
 
-    def read_text(self, encoding="utf-8"):
+    def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
-    def download(self, pattern=None, to=None):
+    def download(self, pattern: str | None = None, to: str | None = None) -> str | builtins.list[str]:
         """Copy stored files out, each verified against its sha256.
 
         On a file handle without ``pattern``: to ``to`` (a file path, or a
@@ -223,27 +227,9 @@ class FilesReading:
         return blobs.copy_verified(self._directory, record["id"], record["checksum"],
                                    destination, repr(key))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Files {self._path or '/'!r}>"
 
-
-class Files(FilesReading):
-    """``exp.files``: a folder or file handle of a live experiment."""
-
-    def __init__(self, experiment, path="", lock=None):
-        self._exp = experiment
-        self._path = path
-        self._lock = lock or threading.Lock()  # one save or delete at a time per experiment
-
-    @property
-    def _directory(self):
-        return self._exp.path
-
-    def _reader(self):
-        return self._exp._reader()
-
-    def _handle(self, path):
-        return Files(self._exp, path, self._lock)
 
     # -- writing --------------------------------------------------------------------
 
@@ -257,19 +243,19 @@ class Files(FilesReading):
             return _join(self._path, default_name)
         raise ValueError(f"files handle {self._path or '/'!r} is a folder: give to='name'")
 
-    def _store(self, path, source, description, tags, metadata, content_type=None):
+    def _put(self, path, source, description, tags, metadata, content_type=None):
         """Write ``source`` (a local path or bytes) as ``path``, commit its record."""
         session = self._exp._open_session()
         folder, name = _split(path)
         if not name:
             raise ValueError("a stored file needs a name: give to='name'")
         # Checked before the contents are written: nothing of a refused call stays behind.
-        key = text_key(path, "file path")
+        key = records.text_key(path, "file path")
         description, tags, metadata = check_info(f"file {path!r}", description, tags, metadata)
         file_id = blobs.new_id()
         with self._lock:
             size, checksum = blobs.write(self._directory, file_id, source)
-            old = session.reader.get_value(FILES_DB, key)
+            old = records.file_record(session.reader, path)
             record = {
                 "id": file_id,
                 "path": folder,
@@ -284,17 +270,18 @@ class Files(FilesReading):
                 "uploadedAt": datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z"),
             }
             try:
-                data = encode_value(record)
+                data = records.encode(record)
             except TypeError:
                 blobs.remove(self._directory, file_id)
                 raise TypeError(f"file {path!r}: metadata {metadata!r} cannot be stored") from None
-            session.stage_record(FILES_DB, key, data)
+            session.stage_record(records.file_put(key, data))
             session.flush()
             if isinstance(old, dict):  # superseded, and no longer referenced
                 blobs.remove(self._directory, old.get("id"))  # not an id of ours: nothing removed
         return record
 
-    def upload(self, local_path, to=None, description=None, tags=None, metadata=None):
+    def upload(self, local_path: Any, to: str | None = None, description: str | None = None,
+               tags: list | None = None, metadata: dict | None = None) -> dict:
         """Copy the local file in (as ``to``, default its own name); returns the record.
 
         The local file is only read, never moved or deleted.
@@ -303,9 +290,10 @@ class Files(FilesReading):
         if not os.path.isfile(local_path):
             raise FileNotFoundError(f"cannot upload {local_path!r}: no such file")
         path = self._target(to, os.path.basename(local_path))
-        return self._store(path, local_path, description, tags, metadata)
+        return self._put(path, local_path, description, tags, metadata)
 
-    def save(self, content, to=None, description=None, tags=None, metadata=None):
+    def save(self, content: Any, to: str | None = None, description: str | None = None,
+             tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store ``content``: a local file path (uploaded), bytes, or a dict or list (JSON)."""
         if isinstance(content, (str, os.PathLike)):
             if not os.path.isfile(content):
@@ -320,26 +308,30 @@ class Files(FilesReading):
             f"save() takes a file path, bytes, or a dict or list (stored as JSON), not "
             f"{type(content).__name__}; see save_text, save_image, save_fig, save_torch")
 
-    def save_text(self, text, to=None, description=None, tags=None, metadata=None):
+    def save_text(self, text: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(text, str):
             raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
         path = self._target(to)
-        return self._store(path, text.encode("utf-8"), description, tags, metadata,
+        return self._put(path, text.encode("utf-8"), description, tags, metadata,
                            mimetypes.guess_type(path)[0] or "text/plain")
 
-    def save_json(self, obj, to=None, description=None, tags=None, metadata=None):
+    def save_json(self, obj: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         try:
             data = json.dumps(obj, indent=2).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"save_json(): cannot encode {type(obj).__name__} as JSON: {exc}") from None
-        return self._store(self._target(to), data, description, tags, metadata, "application/json")
+        return self._put(self._target(to), data, description, tags, metadata, "application/json")
 
-    def save_blob(self, data, to=None, description=None, tags=None, metadata=None):
+    def save_blob(self, data: Any, to: str | None = None, description: str | None = None,
+                  tags: list | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"save_blob() takes bytes, not {type(data).__name__}")
-        return self._store(self._target(to), bytes(data), description, tags, metadata)
+        return self._put(self._target(to), bytes(data), description, tags, metadata)
 
-    def save_image(self, array, to=None, description=None, tags=None, metadata=None):
+    def save_image(self, array: Any, to: str | None = None, description: str | None = None,
+                   tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store a numpy array (H x W, H x W x 3 or 4; floats in [0, 1] are scaled)
         as an image, PNG unless ``to`` names another format.  Needs Pillow."""
         image_module = _require("PIL.Image", "image", "save_image")
@@ -353,9 +345,10 @@ class Files(FilesReading):
         image_format = _format(path, "png")
         buffer = io.BytesIO()
         image_module.fromarray(array).save(buffer, format=image_format.upper())
-        return self._store(path, buffer.getvalue(), description, tags, metadata)
+        return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def save_fig(self, fig=None, to=None, description=None, tags=None, metadata=None, **savefig):
+    def save_fig(self, fig: Any = None, to: str | None = None, description: str | None = None,
+                 tags: list | None = None, metadata: dict | None = None, **savefig: Any) -> dict:
         """Store a matplotlib figure (default the current one), PNG unless ``to``
         names another format.  Needs matplotlib."""
         pyplot = _require("matplotlib.pyplot", "plot", "save_fig")
@@ -363,17 +356,18 @@ class Files(FilesReading):
         path = self._target(to)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=_format(path, "png"), **savefig)
-        return self._store(path, buffer.getvalue(), description, tags, metadata)
+        return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def save_torch(self, obj, to=None, description=None, tags=None, metadata=None):
+    def save_torch(self, obj: Any, to: str | None = None, description: str | None = None,
+                   tags: list | None = None, metadata: dict | None = None) -> dict:
         """Store ``obj`` with ``torch.save`` (a model's ``state_dict()``, say).  Needs torch."""
         torch = _require("torch", "torch", "save_torch")
         path = self._target(to)
         buffer = io.BytesIO()
         torch.save(obj, buffer)
-        return self._store(path, buffer.getvalue(), description, tags, metadata)
+        return self._put(path, buffer.getvalue(), description, tags, metadata)
 
-    def duplicate(self, source, to):
+    def duplicate(self, source: dict | str, to: str) -> dict:
         """Copy a stored file (its record or ``id``) to ``to`` (``folder/name``); returns the new record."""
         file_id = source.get("id") if isinstance(source, dict) else source
         everything = self._handle("")._records()
@@ -384,10 +378,10 @@ class Files(FilesReading):
         _usable(key, record, "duplicated")
         path = _join(self._folder(), clean_path(to))
         with blobs.open_content(self._directory, record["id"], repr(key)) as contents:
-            return self._store(path, contents, record.get("description"), record.get("tags"),
+            return self._put(path, contents, record.get("description"), record.get("tags"),
                                record.get("metadata"), record.get("contentType"))
 
-    def delete(self, pattern=None):
+    def delete(self, pattern: str | None = None) -> builtins.list[dict]:
         """Remove this file, or the files under this folder (matching ``pattern``).
 
         Returns the removed records; ``FileNotFoundError`` when nothing matches.
@@ -397,8 +391,7 @@ class Files(FilesReading):
             matches = self._matches(pattern)
             if not matches:
                 raise _missing(_join(self._path, pattern) if pattern else self._path or "/")
-            session.stage_records([(FILES_DB, key.encode("utf-8", "surrogateescape"), None)
-                                   for key in matches])
+            session.stage_records([records.file_delete(key) for key in matches])
             session.flush()
             for record in matches.values():
                 if isinstance(record, dict):

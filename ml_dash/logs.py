@@ -9,19 +9,21 @@ record staged under one lock, so printed order, stored order and numbering
 agree, and a flush always commits a contiguous run of numbers.
 """
 
+from __future__ import annotations
+
 import sys
 import threading
 import time
+from typing import Any
 
-from .reading import _check_range, iso
-from .storage.codec import encode_value
-from .storage.keys import LOGS_DB, pack_index, unpack_index
+from .storage import records
+from .stream import check_range
+from .timestamps import iso
 from .values import _NOT_UTF8, convert_for, unencodable
 
 LEVELS = ("debug", "info", "warn", "error", "fatal")
 _ALIASES = {"warning": "warn"}
 _TO_STDERR = frozenset(("error", "fatal"))
-_SCAN_CHUNK = 512  # records read per transaction when filtering by level
 
 
 def level_of(level):
@@ -46,7 +48,7 @@ def _metadata(metadata, extra):
 def _encode(record):
     """The stored bytes of a log record, or a ``TypeError`` saying which text cannot be stored."""
     try:
-        return encode_value(record)
+        return records.encode(record)
     except UnicodeEncodeError:
         where = unencodable(record[2], "message") or unencodable(record[3], "metadata")
         raise TypeError(f"log: {where!r} {_NOT_UTF8}; the record was not stored") from None
@@ -66,10 +68,16 @@ def _line(level, message, metadata):
     return " ".join(parts)
 
 
-class LogsReading:
-    """``read()``; subclasses provide ``_reader()`` (a ``StoreReader``)."""
+class Logs:
+    """``exp.logs`` of a live experiment or of a view: ``info()``... and ``read()``."""
 
-    def read(self, start_index=0, limit=1000, level=None):
+    def __init__(self, owner: Any) -> None:
+        self._exp = owner
+        self._lock = threading.Lock()
+        self._session = None  # the session ``_next`` was loaded in
+        self._next = 0
+
+    def read(self, start_index: int = 0, limit: int = 1000, level: str | None = None) -> dict:
         """A page of committed log records from ``start_index`` on.
 
         Returns ``{"data", "startIndex", "endIndex", "total", "hasMore"}``
@@ -77,9 +85,9 @@ class LogsReading:
         "message", "metadata"}``.  ``level`` keeps only records of that level
         (``endIndex`` is then the index of the last row returned).
         """
-        _check_range(start_index, limit)
+        check_range(start_index, limit)
         wanted = None if level is None else level_of(level)
-        rows, has_more = _page(self._reader(), start_index, limit, wanted)
+        rows, has_more = records.log_page(self._exp._reader(), start_index, limit, wanted)
         data = [{"index": index, "timestamp": iso(ts), "level": name, "message": message,
                  "metadata": metadata or {}}
                 for index, (ts, name, message, metadata) in rows]
@@ -91,44 +99,8 @@ class LogsReading:
             "hasMore": has_more,
         }
 
-
-def _page(reader, start, limit, level):
-    """``([(index, record)], has_more)`` of records from ``start`` on."""
-    if limit == 0:
-        return [], False
-    chunk = limit + 1 if level is None else max(limit + 1, _SCAN_CHUNK)
-    rows = []
-    key = pack_index(start)
-    while True:
-        batch = reader.select(LOGS_DB, start=key, limit=chunk)
-        for stored, record in batch:
-            if level is None or record[1] == level:
-                if len(rows) == limit:
-                    return rows, True
-                rows.append((unpack_index(stored), record))
-        if len(batch) < chunk:
-            return rows, False
-        key = pack_index(unpack_index(batch[-1][0]) + 1)
-
-
-def next_index(reader):
-    last = reader.last_key(LOGS_DB)
-    return 0 if last is None else unpack_index(last) + 1
-
-
-class Logs(LogsReading):
-    """``exp.logs`` of a live experiment."""
-
-    def __init__(self, experiment):
-        self._exp = experiment
-        self._lock = threading.Lock()
-        self._session = None  # the session ``_next`` was loaded in
-        self._next = 0
-
-    def _reader(self):
-        return self._exp._reader()
-
-    def log(self, message, level="info", metadata=None, _flush=False, **extra):
+    def log(self, message: Any, level: str = "info", metadata: dict | None = None,
+            _flush: bool = False, **extra: Any) -> "Logs":
         """Print and stage one record; ``_flush=True`` also commits at once.
 
         ``metadata`` and ``extra`` are merged (``extra`` wins) and stored as
@@ -141,33 +113,33 @@ class Logs(LogsReading):
         out = sys.stderr if level in _TO_STDERR else sys.stdout
         with self._lock:
             if self._session is not session:
-                self._next = next_index(session.reader)
+                self._next = records.next_log_index(session.reader)
                 self._session = session
             index = self._next
             record = _encode([time.time(), level, message, metadata])
             _print(_line(level, message, metadata), out)
             self._next += 1
-            session.stage_record(LOGS_DB, pack_index(index), record)
+            session.stage_record(records.log_put(index, record))
         if _flush:
             session.flush()
         return self
 
-    def debug(self, message, **metadata):
+    def debug(self, message: Any, **metadata: Any) -> "Logs":
         return self.log(message, "debug", metadata)
 
-    def info(self, message, **metadata):
+    def info(self, message: Any, **metadata: Any) -> "Logs":
         return self.log(message, "info", metadata)
 
-    def warn(self, message, **metadata):
+    def warn(self, message: Any, **metadata: Any) -> "Logs":
         return self.log(message, "warn", metadata)
 
     warning = warn
 
-    def error(self, message, **metadata):
+    def error(self, message: Any, **metadata: Any) -> "Logs":
         return self.log(message, "error", metadata)
 
-    def fatal(self, message, **metadata):
+    def fatal(self, message: Any, **metadata: Any) -> "Logs":
         return self.log(message, "fatal", metadata)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Logs of {self._exp.prefix}>"

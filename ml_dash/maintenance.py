@@ -1,13 +1,14 @@
 """Verifying and compacting stored experiments: ``ml_dash.check`` and ``ml_dash.compact``."""
 
+from __future__ import annotations
+
 from .paths import parse_prefix
-from .storage.check import CheckReport, check_store
-from .storage.compact import compact_store
+from .storage import CheckReport, check_store, compact_store
 
 __all__ = ["check", "compact", "CheckReport"]
 
 
-def check(prefix, dash_root=".dash", repair=False):
+def check(prefix: str, dash_root: str = ".dash", repair: bool = False) -> CheckReport:
     """Verify the stored experiment ``prefix``; returns a :class:`CheckReport`.
 
     Checks the format version and catalog, that every stream's points are
@@ -24,7 +25,7 @@ def check(prefix, dash_root=".dash", repair=False):
     return check_store("/".join(segments), path, repair=repair)
 
 
-def compact(prefix, dash_root=".dash"):
+def compact(prefix: str, dash_root: str = ".dash") -> tuple[int, int]:
     """Rewrite the experiment's LMDB file without free pages, atomically.
 
     Returns ``(bytes before, bytes after)``.  Needs the run closed (no live

@@ -1,87 +1,29 @@
-"""Metric streams of a live experiment: logging, flushing and reading.
+"""``exp.metrics``: the root stream, and the way to every named stream.
 
-``log()`` only validates and stages a point in memory; ``flush()`` commits
-everything staged, across all streams, as one snapshot (see
-``storage/writer.py``).  Reading sees committed points only.
+``exp.metrics("train")`` gives the same :class:`~ml_dash.stream.Stream`
+each time; ``exp.metrics.log(epoch=1, train=dict(loss=0.1))`` routes dict
+values to streams.  A live experiment counts the streams it hands out
+against the limit of an experiment; a view only reads them.
 """
 
+from __future__ import annotations
+
 import threading
+from typing import Any
 
-from .aggregation import Buffered, BufferSet
+from .aggregation import BufferSet
 from .errors import StreamLimitError
-from .reading import ExperimentReading, StreamReading
-from .storage.writer import MAX_STREAMS
-from .values import _last_ts, check_fields, check_info, check_keys, now, resolve_ts
+from .storage import MAX_STREAMS
+from .stream import Stream, summarize
+from .timestamps import resolve_ts
+from .values import check_fields, check_info, check_keys
 
 
-# Values that need no conversion: checked in one C-level pass by log().
-_PLAIN_TYPES = frozenset((float, int, str, bool, type(None)))
-
-
-class Stream(Buffered, StreamReading):
-    """One named series of points, e.g. ``exp.metrics("train")``."""
-
-    def __init__(self, experiment, name, info):
-        self._exp = experiment
-        self.name = name
-        self.store_name = name or ""
-        self.info = info
-
-    def _store(self):
-        return self._exp._reader()
-
-    def log(self, _ts=None, _flush=False, **fields):
-        """Stage one point; returns the stream so calls can be chained.
-
-        ``_ts``: the point's time (default now; ``-1`` reuses the last one
-        used in this thread).  ``_flush=True`` also commits at once.
-        """
-        # The hot path of a training loop: kept inline and flat on purpose
-        # (bench/core.py measures it against a plain list append).
-        session = self._exp._session
-        if session is None:
-            self._exp._open_session()  # raises: the run is not started
-        for value in fields.values():
-            if type(value) not in _PLAIN_TYPES:
-                if self.name is None and dict in map(type, fields.values()):
-                    return self._route(_ts, _flush, fields)
-                check_fields(self.name, fields)
-                break
-        if "" in fields:
-            check_fields(self.name, fields)
-        if _ts is None:
-            _ts = _last_ts.value = now()
-        else:
-            _ts = resolve_ts(_ts)
-        staged = session.staged
-        backlog = len(staged)
-        if backlog >= session.max_backlog:
-            # Before staging: a failing automatic flush then raises with this
-            # point not staged, so calling log() again stores it once.  (Flushing
-            # after staging raised with the point staged: a retry stored it twice.)
-            session.flush()
-        staged.append((self, fields, _ts))
-        if _flush:
-            session.flush()
-        return self
-
-    def flush(self):
-        """Commit everything staged in the experiment, across all streams."""
-        session = self._exp._session
-        if session is None:
-            self._exp._open_session()  # raises: the run is not open
-        session.flush()
-        return self
-
-    def __repr__(self):
-        return f"<Stream {self.name!r} of {self._exp.prefix}>"
-
-
-class Metrics(Stream, ExperimentReading):
+class Metrics(Stream):
     """The root stream, and the way to every named stream: ``metrics("train")``."""
 
-    def __init__(self, experiment):
-        super().__init__(experiment, None, {})
+    def __init__(self, owner: Any) -> None:
+        super().__init__(owner, None, {})
         self._streams = {}
         #: ``buffer(**values)`` for the root stream, ``buffer.log_summary()``, ``buffer.peek()``
         self.buffer = BufferSet(self)
@@ -91,7 +33,8 @@ class Metrics(Stream, ExperimentReading):
         self._admitted_in = None  # the session _admitted was counted for
         self._admit_lock = threading.Lock()
 
-    def __call__(self, name=None, *, description=None, tags=None, metadata=None):
+    def __call__(self, name: str | None = None, *, description: str | None = None,
+                 tags: list | None = None, metadata: dict | None = None) -> Stream:
         """The stream called ``name`` (the root for None); the same object each time.
 
         ``description``, ``tags`` and ``metadata`` are kept from the first
@@ -173,9 +116,9 @@ class Metrics(Stream, ExperimentReading):
                     "share one _ts, so pass it as log(_ts=...)")
         points = [(key, check_fields(key, {**scalars, **value}), ts) for key, value in routed]
         self._admit([key for key, _ in routed if key not in self._streams])
-        points = [(self(key), data, ts) for key, data, ts in points]
+        points = [(self(key)._spec, data, ts) for key, data, ts in points]
         if scalars:
-            points.insert(0, (self, scalars, ts))
+            points.insert(0, (self._spec, scalars, ts))
         staged = session.staged
         if len(staged) >= session.max_backlog:
             session.flush()  # before staging, as in Stream.log
@@ -184,9 +127,20 @@ class Metrics(Stream, ExperimentReading):
             session.flush()
         return self
 
-    def list_all(self):
-        """A ``stats()`` summary of every stream of the experiment, by name."""
-        return self._list_streams(self._store())
+    def names(self) -> list[str | None]:
+        """Names of the streams with committed points (None for the root)."""
+        return [name or None for name in self._reader().stream_names()]
 
-    def __repr__(self):
+    def list_all(self) -> list[dict]:
+        """A ``stats()`` summary of every stream of the experiment, by name."""
+        store = self._reader()
+        out = []
+        for name in store.stream_names():
+            ends = store.ends(name)
+            if ends is not None:
+                out.append(summarize(name or None, *ends))
+        out.sort(key=lambda s: (s["name"] is not None, s["name"] or ""))
+        return out
+
+    def __repr__(self) -> str:
         return f"<Metrics of {self._exp.prefix}>"

@@ -8,11 +8,14 @@ limit) before anything is staged, then committed at once as a snapshot of
 its own: either all of it is stored or none of it, then or later.
 """
 
+from __future__ import annotations
+
 import inspect
 import threading
 
-from .storage.keys import PARAMS_DB, text_key
-from .storage.codec import encode_value
+from typing import Any
+
+from .storage import records
 from .values import _NOT_UTF8, MAX_DEPTH, _short, convert_for, unencodable
 
 _PLAIN = (bool, int, float, str, type(None))
@@ -77,9 +80,9 @@ def encode_params(flat):
     """
     encoded = {}
     for name, value in flat.items():
-        key = text_key(name, "params key")
+        key = records.text_key(name, "params key")
         try:
-            encoded[name] = key, encode_value(value)
+            encoded[name] = key, records.encode(value)
         except UnicodeEncodeError:
             raise TypeError(f"params: {_short(unencodable(value, name))} {_NOT_UTF8}; "
                             "nothing of this set() was stored") from None
@@ -109,39 +112,30 @@ def conflicts(stored, key):
     return [other for other in stored if other in ancestors or other.startswith(below)]
 
 
-class ParamsReading:
-    """``get()``; subclasses provide ``_load()`` giving the stored flat dict."""
+class Params:
+    """``exp.params`` of a live experiment or of a view: ``set()`` and ``get()``."""
 
-    def get(self, flatten=True):
-        """The parameters: flat ``{"a.b": v}`` or, with ``flatten=False``, nested."""
-        flat = dict(sorted(self._load().items()))
-        return flat if flatten else nest(flat)
-
-
-def stored_params(reader):
-    """The flat params dict committed in a store."""
-    return {key.decode("utf-8"): value for key, value in reader.select(PARAMS_DB)}
-
-
-class Params(ParamsReading):
-    """``exp.params`` of a live experiment."""
-
-    def __init__(self, experiment):
-        self._exp = experiment
-        self._flat = {}
+    def __init__(self, owner: Any) -> None:
+        self._exp = owner
+        self._flat: dict = {}
         self._session = None  # the session ``_flat`` was loaded in
         self._lock = threading.Lock()  # one set() at a time: each merges into the last
 
     def _load(self):
         session = self._exp._session
         if session is None:
-            return stored_params(self._exp._reader())
+            return records.stored_params(self._exp._reader())
         if self._session is not session:
-            self._flat = stored_params(session.reader)
+            self._flat = records.stored_params(session.reader)
             self._session = session
         return self._flat
 
-    def set(self, **values):
+    def get(self, flatten: bool = True) -> dict:
+        """The parameters: flat ``{"a.b": v}`` or, with ``flatten=False``, nested."""
+        flat = dict(sorted(self._load().items()))
+        return flat if flatten else nest(flat)
+
+    def set(self, **values: Any) -> "Params":
         """Merge ``values`` into the stored params and commit them; returns ``exp.params``.
 
         Nested dicts and class objects are flattened to ``a.b`` keys; a key
@@ -161,17 +155,18 @@ class Params(ParamsReading):
                 for other in conflicts(merged, key):
                     del merged[other]
                 merged[key] = value
-            records = [(PARAMS_DB, key.encode("utf-8"), None) for key in current.keys() - merged.keys()]
-            records += [(PARAMS_DB, key, data)
+            changes = [records.param_delete(key) for key in current.keys() - merged.keys()]
+            changes += [records.param_put(key, data)
                         for name, (key, data) in encoded.items() if name in merged]
+            commits = session.commits
             try:
                 # A snapshot of its own, not staged with the rest: a flush
                 # that failed (on anyone's data) kept staged records for a
                 # later flush, so a set() that raised was stored after all,
                 # behind the back of _flat and of its conflict rules.
-                session.commit_records(records)
-            except BaseException as exc:
-                if getattr(exc, "committed", False):  # stored, only its fsync failed
+                session.commit_records(changes)
+            except BaseException:
+                if session.commits != commits:  # stored, only its fsync failed
                     self._flat = merged
                 raise
             self._flat = merged
@@ -179,5 +174,5 @@ class Params(ParamsReading):
 
     log = set
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Params of {self._exp.prefix}>"

@@ -11,7 +11,7 @@ files as its own.
 import os
 
 from .errors import ConfigurationError
-from .storage.env import DATA_FILE
+from .storage import DATA_FILE
 
 
 def parse_prefix(prefix, dash_root):

@@ -26,8 +26,8 @@ import warnings
 import weakref
 from itertools import repeat, starmap
 
-from .errors import ConfigurationError, ExperimentError
-from .storage import Writer, StoreReader, acquire, release
+from .errors import ConfigurationError, ExperimentError, StreamLimitError, UnstorablePointError
+from .storage import Store
 
 # Chosen so that a loop that flushes every step never reaches it.
 MAX_BACKLOG = 100_000  # staged points
@@ -42,13 +42,10 @@ class Session:
         self.path = path
         self.pid = os.getpid()
         self.forked = False  # set in a child process: see _after_fork_in_child
-        self.env = acquire(path, writable=True)
-        try:
-            self.writer = Writer(self.env, path, sync_interval=sync_interval, lock_timeout=lock_timeout)
-        except BaseException:
-            release(self.env, writable=True)
-            raise
-        self.reader = StoreReader(self.env, path)
+        self.store = Store.open(path, write=True, sync_interval=sync_interval,
+                                lock_timeout=lock_timeout)
+        self.writer = self.store.writer
+        self.reader = self.store.reader
         # A deque, because append and popleft are atomic: threads may log
         # while another one flushes, and no point is lost or taken twice.
         # Stream.log appends to it directly: it is the hot path.
@@ -88,9 +85,9 @@ class Session:
                     warnings.warn(f"ml_dash: timed commit of {self.path} failed: {exc}",
                                   RuntimeWarning, stacklevel=1)
 
-    def stage_record(self, db_name, key, value):
-        """Stage a put (or, with ``value`` None, a delete) for the next flush."""
-        self.stage_records([(db_name, key, value)])
+    def stage_record(self, record):
+        """Stage a record (see ``storage.records``): a put or a delete, for the next flush."""
+        self.stage_records([record])
 
     def stage_records(self, records):
         """Stage ``(db_name, key, value)`` puts and deletes; one flush takes all or none."""
@@ -107,6 +104,13 @@ class Session:
             raise _forked_error(self)
         with self._flush_lock:
             self.writer.commit([], records)
+
+    @property
+    def commits(self):
+        """Snapshots committed so far: a caller whose commit raised tells by it
+        whether its snapshot is stored (its fsync failed, or an interrupt came
+        just as the commit returned)."""
+        return self.writer.snapshots
 
     @property
     def pending(self):
@@ -135,10 +139,9 @@ class Session:
             except BaseException as exc:
                 # Committed, only not fsynced yet, or interrupted (Ctrl-C, SIGTERM) once
                 # committed: staged again, it would be stored twice.
-                committed = getattr(exc, "committed", False) or self.writer.snapshots != snapshots
-                if not committed:
+                if self.writer.snapshots == snapshots:
                     # points that can never be stored are dropped alone; the rest stay staged
-                    rejected = {id(p) for p in getattr(exc, "rejected", ())}
+                    rejected = _rejected(exc, points)
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
                     self._records[:0] = records
                 raise
@@ -152,9 +155,16 @@ class Session:
         if self._timer is not threading.current_thread():
             self._timer.join()  # a timed commit in progress ends first
         self.flush()  # what other threads staged meanwhile
-        self.writer.close()
-        release(self.env, writable=True)
-        self.env = None
+        self.store.close()
+
+
+def _rejected(exc, points):
+    """``id()`` of the staged points that a failed commit says can never be stored."""
+    if isinstance(exc, StreamLimitError) and exc.stream is not None:
+        return {id(p) for p in points if p[0].name == exc.stream}
+    if isinstance(exc, UnstorablePointError):
+        return {id(p) for p in points if p[1] is exc.data}
+    return set()
 
 
 def flush_interval():

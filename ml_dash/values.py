@@ -9,14 +9,9 @@ store.  The same rules hold for params, log metadata and the descriptions,
 tags and metadata of runs, streams and files (:func:`check_info`).
 """
 
-import numbers
-import threading
-import time
-
-from .errors import ConfigurationError
+from .names import stream_label as _label
 
 _SCALARS = (bool, int, float, str)
-_last_ts = threading.local()
 
 # Levels of lists and dicts inside one value.  Deeper values are refused at
 # the call: the encoders would fail later (MessagePack at 512 levels, json
@@ -26,8 +21,6 @@ _last_ts = threading.local()
 MAX_DEPTH = 100
 
 
-def _label(stream):
-    return "the root stream" if stream is None else f"stream {stream!r}"
 
 
 def check_fields(stream, fields):
@@ -172,46 +165,3 @@ def unencodable(value, where):
             if found is not None:
                 return found
     return None
-
-
-def resolve_ts(ts):
-    """The ``_ts`` of a point: now (None), a given time, or the last one used (``-1``).
-
-    A given time is a real number of seconds since the epoch within years 1
-    to 9999 (numpy scalars too); text such as ``"12"`` and bools are refused,
-    not converted.
-    """
-    if ts is None:
-        ts = _last_ts.value = time.time()
-        return ts
-    kind = type(ts)
-    if kind is not float and kind is not int:
-        if isinstance(ts, (bool, str, bytes)) or not isinstance(ts, numbers.Real):
-            item = getattr(ts, "item", None)  # a numpy 0-d array or a tensor
-            ts = item() if callable(item) and getattr(ts, "ndim", 1) == 0 else None
-            if type(ts) not in (int, float):
-                raise TypeError(
-                    f"_ts must be a number (seconds since the epoch), got {kind.__name__}")
-    if ts == -1:
-        try:
-            return _last_ts.value
-        except AttributeError:
-            raise ConfigurationError(
-                "_ts=-1 reuses the last timestamp logged in this thread, but none was logged yet") from None
-    try:
-        ts = float(ts)
-    except OverflowError:
-        raise ValueError(f"_ts must be {_TS_RANGE}, got an int of {int(ts).bit_length()} bits") from None
-    if not _TS_MIN <= ts < _TS_MAX:  # NaN fails too
-        raise ValueError(f"_ts must be {_TS_RANGE}, got {ts!r}")
-    _last_ts.value = ts
-    return ts
-
-
-# The times a date can show (years 1 to 9999 UTC): stats() and exports print
-# a point's _ts as an ISO date, and would fail on any other.
-_TS_MIN, _TS_MAX = -62135596800.0, 253402300800.0
-_TS_RANGE = "a finite number of seconds since the epoch, within years 1 to 9999"
-
-
-now = time.time

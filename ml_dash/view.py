@@ -4,138 +4,95 @@ A view never takes the writer lock and never holds a read transaction
 between calls, so it neither blocks nor slows a live writer; it sees only
 flushed snapshots.
 
-A view holds a reference to the run's shared LMDB environment (whose
-``data.mdb`` and ``lock.mdb`` stay open while anyone in the process uses it).  ``close()`` or the ``with`` block releases it; a view that is just
-dropped releases it when its reader is garbage collected, that is when the
-view and every stream, params, logs or files object taken from it are gone.
-The reference belongs to the reader rather than to the view object because
-``load(p).metrics("train").read()`` still reads after the view itself is
-dropped.  Column arrays keep their own mappings and outlive all of it.
+A view is the same :class:`~ml_dash.metrics.Metrics`, ``Params``, ``Logs``
+and ``Files`` objects as a live experiment's, owned by a view that has no
+session: their write methods raise ``ExperimentError`` (opened read-only).
+
+A view holds a :class:`~ml_dash.storage.Store` opened for reading: a
+reference to the run's shared LMDB environment (whose ``data.mdb`` and
+``lock.mdb`` stay open while anyone in the process uses it).  ``close()``
+or the ``with`` block releases it; a view that is just dropped releases it
+when it is garbage collected, that is when the view and every stream,
+params, logs or files object taken from it (each holds the view) are gone.
+Column arrays keep their own mappings and outlive all of it.
 """
 
-from .files import FilesReading
-from .logs import LogsReading
-from .params import ParamsReading, stored_params
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ExperimentError
+from .files import Files
+from .logs import Logs
+from .metrics import Metrics
+from .params import Params
 from .paths import parse_prefix
-from .reading import ExperimentReading, StreamReading, iso
-from .storage import Lease, StoreReader, acquire, release, writer_alive
+from .storage import Store, writer_alive
+from .timestamps import iso
 
 
-def load(prefix, dash_root=".dash"):
+def load(prefix: str, dash_root: str = ".dash") -> "ExperimentView":
     """A read-only :class:`ExperimentView` of the experiment ``prefix``.
 
     Raises ``FileNotFoundError`` naming the prefix when there is no such run.
     """
     segments, path = parse_prefix(prefix, dash_root)
     try:
-        env = acquire(path)
+        store = Store.open(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"no experiment {prefix!r} under {dash_root!r}") from None
-    try:
-        store = StoreReader(env, path)
-    except BaseException:
-        release(env)
-        raise
-    return ExperimentView("/".join(segments), path, store, Lease(env, store))
+    return ExperimentView("/".join(segments), path, store)
 
 
-class StreamView(StreamReading):
-    """Read-only access to one stream of a view."""
+class _ReadOnly:
+    """What the objects of a view read through: its store, and no session.
 
-    def __init__(self, store, name):
-        self._reader = store
-        self.name = name
-        self.store_name = name or ""
+    Apart from the view itself, so that the view's metrics, params, logs and
+    files refer to it without a reference cycle: a view dropped by its last
+    reference is released at once, without waiting for the cycle collector.
+    """
 
-    def _store(self):
-        return self._reader
+    __slots__ = ("prefix", "path", "_store", "__weakref__")
+    _session = None  # a view never writes
 
-    def __repr__(self):
-        return f"<StreamView {self.name!r}>"
-
-
-class MetricsView(StreamView, ExperimentReading):
-    """The root stream of a view; ``metrics("train")`` gives the others."""
-
-    def __init__(self, store):
-        super().__init__(store, None)
-        self._streams = {}
-
-    def __call__(self, name=None):
-        if name is None:
-            return self
-        stream = self._streams.get(name)
-        if stream is None:
-            stream = self._streams[name] = StreamView(self._reader, name)
-        return stream
-
-    def names(self):
-        """Names of the streams with committed points (None for the root)."""
-        return [name or None for name in self._reader.stream_names()]
-
-    def list_all(self):
-        return self._list_streams(self._reader)
-
-
-class ParamsView(ParamsReading):
-    """``view.params.get(flatten=True)``."""
-
-    def __init__(self, store):
-        self._store = store
-
-    def _load(self):
-        return stored_params(self._store)
-
-
-class LogsView(LogsReading):
-    """``view.logs.read(start_index, limit, level=None)``."""
-
-    def __init__(self, store):
+    def __init__(self, prefix, path, store):
+        self.prefix = prefix
+        self.path = path
         self._store = store
 
     def _reader(self):
-        return self._store
+        return self._store.reader
 
-
-class FilesView(FilesReading):
-    """``view.files.list()``, ``view.files("models/a.pt").download(to=...)``."""
-
-    def __init__(self, store, directory, path=""):
-        self._store = store
-        self._directory = directory
-        self._path = path
-
-    def _reader(self):
-        return self._store
-
-    def _handle(self, path):
-        return FilesView(self._store, self._directory, path)
+    def _open_session(self):
+        raise ExperimentError(
+            f"experiment {self.prefix!r} was opened read-only with load(); write to it "
+            "through 'with Experiment(prefix=...).run as exp:' in the process that runs it")
 
 
 class ExperimentView:
     """What ``ml_dash.load()`` returns: metrics, params, logs, files, status and
     description of a run."""
 
-    def __init__(self, prefix, path, store, lease):
+    def __init__(self, prefix: str, path: str, store: Any) -> None:
         self.prefix = prefix
         self.path = path
         self._store = store
-        self._lease = lease
-        self.metrics = MetricsView(store)
-        self.params = ParamsView(store)
-        self.logs = LogsView(store)
-        self.files = FilesView(store, path)
+        owner = _ReadOnly(prefix, path, store)  # the same objects as a live run's, without a writer
+        self.metrics = Metrics(owner)
+        self.params = Params(owner)
+        self.logs = Logs(owner)
+        self.files = Files(owner)
 
     def _record(self):
-        return self._store.experiment()
+        return self._store.reader.experiment()
 
-    status = property(lambda self: self._record().get("status"))
+    status: str | None = property(lambda self: self._record().get("status"))  # type: ignore[assignment]
     description = property(lambda self: self._record().get("description"))
     tags = property(lambda self: self._record().get("tags") or [])
     metadata = property(lambda self: self._record().get("metadata"))
 
     @property
-    def info(self):
+    def info(self) -> dict:
         """The whole experiment record, with times as ISO strings and ``stale``."""
         record = self._record()
         for key in ("createdAt", "startedAt", "endedAt"):
@@ -144,19 +101,19 @@ class ExperimentView:
         return record
 
     @property
-    def stale(self):
+    def stale(self) -> bool:
         """True for a ``RUNNING`` run whose writer process is gone."""
         return _is_stale(self._record(), self.path)
 
-    def close(self):
+    def close(self) -> None:
         """Release the view's handle on the store now; closing again does nothing.
 
         Without it the handle is released when the view and everything taken
         from it are garbage collected.  Column arrays read before stay valid.
         """
-        self._lease.release()
+        self._store.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "ExperimentView":
         return self
 
     def __exit__(self, *exc):

@@ -141,7 +141,7 @@ def test_index_range_and_between_find_points_by_binary_search(dash_root):
 @given(st.lists(st.integers(-50, 50), max_size=40).map(sorted),
        st.integers(-60, 60), st.integers(-60, 60))
 def test_index_range_equals_a_scan(values, low, high):
-    from ml_dash.analysis.ranges import index_range
+    from ml_dash.arrays import index_range
     array = np.array(values, dtype=np.float64)
     start, stop = index_range(array, low, high)
     assert list(range(start, stop)) == [i for i, v in enumerate(values) if low <= v < high]
@@ -187,7 +187,7 @@ def reference_minmax(values, n):
 @given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("nan"))), min_size=0, max_size=300),
        st.integers(2, 40))
 def test_minmax_keeps_each_buckets_smallest_and_largest_point(values, n):
-    from ml_dash.analysis.downsample import downsample
+    from ml_dash.downsample import downsample
     array = np.array(values, dtype=np.float64)
     picked, ys = downsample(array, n, "minmax")
     assert np.array_equal(ys, array[picked], equal_nan=True)
@@ -204,7 +204,7 @@ def test_minmax_keeps_each_buckets_smallest_and_largest_point(values, n):
        st.integers(2, 12), st.sampled_from([2, 4, 16]), st.sampled_from([8, 64, 1 << 20]))
 def test_minmax_in_runs_and_chunks_equals_the_reference(values, n, sub, chunk):
     # Small runs and chunks take, on short columns, the paths long columns take.
-    from ml_dash.analysis import downsample as module
+    from ml_dash import downsample as module
     array = np.array(values)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "SUB", sub)
@@ -216,7 +216,7 @@ def test_minmax_in_runs_and_chunks_equals_the_reference(values, n, sub, chunk):
 
 
 def test_minmax_walks_long_buckets_in_chunks(monkeypatch):
-    from ml_dash.analysis import downsample as module
+    from ml_dash import downsample as module
     monkeypatch.setattr(module, "CHUNK", 64)  # buckets of 500 points span several chunks
     values = np.sin(np.arange(2000) / 37.0) * np.arange(2000)
     values[100:700] = np.nan
@@ -244,7 +244,7 @@ def reference_lttb(x, y, n):
 
 @pytest.mark.parametrize("size, n", [(5000, 100), (1000, 200)])  # large and small buckets
 def test_lttb_matches_the_algorithm_and_keeps_the_extremes(size, n):
-    from ml_dash.analysis.downsample import downsample
+    from ml_dash.downsample import downsample
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=size))
     picked, ys = downsample(y, n, "lttb")
@@ -259,7 +259,7 @@ def test_lttb_matches_the_algorithm_and_keeps_the_extremes(size, n):
 
 
 def test_lttb_beyond_the_exact_limit_preselects_with_minmax(monkeypatch):
-    from ml_dash.analysis import downsample as module
+    from ml_dash import downsample as module
     monkeypatch.setattr(module, "EXACT_LTTB", 1000)
     rng = np.random.default_rng(2)
     y = np.cumsum(rng.normal(size=20_000))

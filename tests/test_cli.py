@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -79,7 +78,8 @@ def test_read_follow_prints_points_of_a_live_run_until_it_ends(dash_root):
          "--interval", "0.05", "--dash-root", dash_root],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        # The handshake: the follower says it waits for the stream before it is created.
+        assert "waiting for the first points of stream 'train'" in follower.stderr.readline()
         exp.metrics("train").log(i=0).flush()
         assert json.loads(follower.stdout.readline())["data"]["i"] == 0
         for i in range(1, 30):

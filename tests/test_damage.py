@@ -20,6 +20,7 @@ import pytest
 
 import ml_dash
 import ml_dash.storage.env as storage_env
+import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, load
 from ml_dash.storage.codec import PointDecoder, PointEncoder
 
@@ -180,7 +181,7 @@ def test_a_truncated_data_file_is_an_error_for_that_run_only(dash_root):
 
 def put_raw(run_path, db_name, key, value):
     """Write ``value`` under ``key`` straight into LMDB, as damage on disk would."""
-    storage_env.release(storage_env.acquire(run_path))  # nothing of it stays open here
+    storage_registry.release(storage_registry.acquire(run_path))  # nothing of it stays open here
     env = lmdb.open(run_path, max_dbs=8)
     try:
         with env.begin(write=True) as txn:
@@ -291,7 +292,7 @@ def test_a_reader_that_opens_during_compaction_sees_what_is_written_after(dash_r
 
 def rewrite_points(run_path, change):
     """Replace every stored point value ``v`` of the run with ``change(index, v)``."""
-    storage_env.release(storage_env.acquire(run_path))
+    storage_registry.release(storage_registry.acquire(run_path))
     env = lmdb.open(run_path, max_dbs=64)
     try:
         with env.begin(write=True) as txn:

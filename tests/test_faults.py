@@ -19,6 +19,7 @@ import pytest
 
 import ml_dash
 import ml_dash.storage.env as storage_env
+import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, StorageError, load
 from ml_dash.errors import FormatVersionError
 from ml_dash.storage import faults
@@ -71,6 +72,7 @@ def test_map_full_grows_and_commits_the_whole_snapshot(tiny_map, exp, dash_root)
 GROWTH_WITH_READER_THREADS = """
 import sys, threading
 import ml_dash.storage.env as storage_env
+import ml_dash.storage.registry as storage_registry
 storage_env.INITIAL_MAP_SIZE = 64 << 10
 from ml_dash import Experiment, load
 
@@ -169,7 +171,7 @@ def test_fsync_failure_after_the_commit_does_not_duplicate_points(fault, dash_ro
 def test_unknown_format_version_is_refused(exp, dash_root):
     exp.metrics("train").log(i=0).flush()
     exp.run.complete()
-    storage_env.release(storage_env.acquire(exp.path))  # nothing of it stays open here
+    storage_registry.release(storage_registry.acquire(exp.path))  # nothing of it stays open here
     env = lmdb.open(exp.path, max_dbs=8)
     with env.begin(write=True) as txn:
         txn.put(b"format", b"99", db=env.open_db(b"meta", txn=txn))
@@ -273,7 +275,7 @@ def test_a_store_on_a_network_filesystem_is_warned_about(small_disk, monkeypatch
         with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
             exp.metrics("train").log(i=0)
     # the small tmpfs stands in for an NFS mount: detection reads the real mount table
-    monkeypatch.setattr(storage_env, "NETWORK_FILESYSTEMS", frozenset({"tmpfs"}))
+    monkeypatch.setattr(storage_registry, "NETWORK_FILESYSTEMS", frozenset({"tmpfs"}))
     with pytest.warns(RuntimeWarning, match=r"network filesystem \(tmpfs\).*local disk"):
         with Experiment(prefix=PREFIX, dash_root=os.path.join(small_disk, "dash")).run as exp:
             exp.metrics("train").log(i=0)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import ml_dash
+
 from ml_dash import Experiment, StorageError, load
 
 
@@ -209,7 +211,10 @@ def test_view_lists_downloads_and_reads(dash_root, tmp_path):
         assert [r["filename"] for r in view.files.list()] == ["1.txt", "2.txt"]
         assert view.files("a/2.txt").read_text() == "two"
         assert view.files("a").download("1*", to=str(tmp_path)) == [str(tmp_path / "1.txt")]
-        assert not hasattr(view.files, "save_text")
+        # The same Files class as a live run's, without a writer: writing says why not.
+        with pytest.raises(ml_dash.ExperimentError, match="opened read-only"):
+            view.files.save_text("three", to="3.txt")
+        assert [r["filename"] for r in view.files.list()] == ["1.txt", "2.txt"]
 
 
 def test_save_torch_without_torch_names_the_extra(exp):

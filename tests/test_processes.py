@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 
@@ -16,6 +15,7 @@ WRITER = textwrap.dedent("""
     import sys, ml_dash
     import ml_dash.storage.env as env
     env.INITIAL_MAP_SIZE = int(sys.argv[3])
+    report = int(sys.argv[4])  # print the progress every this many steps (0: never)
     exp = ml_dash.Experiment(prefix="w/run", dash_root=sys.argv[1])
     exp.run.start()
     train, evaluate = exp.metrics("train"), exp.metrics("eval")
@@ -26,14 +26,16 @@ WRITER = textwrap.dedent("""
         exp.metrics.log(step=step).flush()
         if step == start:
             print("started", flush=True)
+        elif report and (step - start) % report == 0:
+            print(step - start, flush=True)  # steps flushed so far: a handshake for the killer
     exp.run.complete()
     print("done", flush=True)
 """)
 
 
-def start_writer(dash_root, steps, map_size=64 << 20):
-    return subprocess.Popen([sys.executable, "-c", WRITER, dash_root, str(steps), str(map_size)],
-                            stdout=subprocess.PIPE, text=True)
+def start_writer(dash_root, steps, map_size=64 << 20, report=0):
+    return subprocess.Popen([sys.executable, "-c", WRITER, dash_root, str(steps), str(map_size),
+                             str(report)], stdout=subprocess.PIPE, text=True)
 
 
 def check_store(dash_root):
@@ -85,9 +87,12 @@ def test_reader_process_sees_whole_snapshots_while_writing(dash_root):
 def test_sigkilled_writer_loses_only_its_unflushed_snapshot(dash_root):
     rng = random.Random(7)
     for _ in range(4):
-        writer = start_writer(dash_root, 1_000_000)
+        writer = start_writer(dash_root, 1_000_000, report=100)
         assert writer.stdout.readline().strip() == "started"
-        time.sleep(rng.uniform(0.05, 0.4))
+        # Killed after a random number of reported steps, not after a random sleep:
+        # how far a writer gets in a given time depends on the machine.
+        for _ in range(rng.randint(1, 20)):
+            writer.stdout.readline()
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         counts = check_store(dash_root)

@@ -180,7 +180,7 @@ def craft(dash_root, key, **fields):
     with Experiment(prefix="team/proj", dash_root=dash_root).run as exp:
         record = dict(exp.files("cfg/train.txt").list()[0], **fields)
         session = exp._open_session()
-        session.stage_record(FILES_DB, key.encode("utf-8"), encode_value(record))
+        session.stage_record((FILES_DB, key.encode("utf-8"), encode_value(record)))
         session.flush()
 
 

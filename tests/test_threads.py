@@ -20,6 +20,7 @@ import pytest
 
 import ml_dash
 import ml_dash.storage.env as storage_env
+import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -144,7 +145,7 @@ def _open_fds():
 
 
 def _refs(path):
-    env = storage_env._registry.get(os.path.realpath(path))
+    env = storage_registry._registry.get(os.path.realpath(path))
     return 0 if env is None else env.refs
 
 

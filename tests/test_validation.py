@@ -120,23 +120,18 @@ def test_the_writer_stages_no_half_stream_when_its_record_cannot_be_encoded(dash
     The API no longer lets such a record through (the test above), so the
     writer is driven directly, as metrics.py drives it.
     """
-    from ml_dash.storage import Writer, acquire, release
-
-    class Stream:  # what the writer needs of a stream: its stored name and its record
-        def __init__(self, name, info):
-            self.store_name, self.info = name, info
+    from ml_dash.storage import Store, StreamSpec as Stream  # what the writer is told of a stream
 
     path = os.path.join(dash_root, "alice", "engine")
-    env = acquire(path, writable=True)
-    writer = Writer(env, path)
+    store = Store.open(path, write=True)
+    writer = store.writer
     try:
         with pytest.raises(TypeError, match="stream 'eval'"):
             writer.commit([(Stream("eval", {"metadata": {"t": datetime.date.today()}}), {"x": 1}, 1.0)])
         writer.commit([(Stream("train", {}), {"x": 1}, 1.0)])
         writer.commit([(Stream("eval", {}), {"x": 2}, 2.0)])
     finally:
-        writer.close()
-        release(env, writable=True)
+        store.close()
     assert load("alice/engine", dash_root=dash_root).metrics("eval").column("x").tolist() == [2.0]
     assert_run_is_whole(dash_root, "alice/engine")
 

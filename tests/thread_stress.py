@@ -43,6 +43,7 @@ import time
 
 import ml_dash
 import ml_dash.storage.env as storage_env
+import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, load
 
 MODES = ("logs", "params", "files", "view", "load")
@@ -171,7 +172,7 @@ def run(rounds, dash_root, modes=MODES, seconds=None, round_timeout=60.0, check_
         done += 1
     gc.collect()  # the runs are closed and every view is dropped: nothing may stay open
     return {"rounds": done, "flushes": flushes, "seconds": round(time.monotonic() - started, 1),
-            "open_environments": len(storage_env._registry),
+            "open_environments": len(storage_registry._registry),
             "open_fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None}
 
 

@@ -7,13 +7,17 @@ is the lossless dump: one object per point with every field as logged
 (strings, lists and nested dicts included), read from the rows.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import os
+from typing import Callable
 
 import numpy as np
 
-from ..reading import iso
+from ..names import ROOT_EXPORT
+from ..timestamps import iso
 from ..view import load
 from .tables import require
 
@@ -21,7 +25,8 @@ FORMATS = ("csv", "jsonl", "parquet")
 CHUNK = 50_000  # points per step
 
 
-def export(prefix, path, format=None, *, dash_root=".dash", streams=None, progress=None):
+def export(prefix: str, path: str, format: str | None = None, *, dash_root: str = ".dash",
+           streams: list | None = None, progress: Callable | None = None) -> int:
     """Write the run ``prefix`` to ``path``; returns the number of points written.
 
     ``format``: ``"csv"``, ``"jsonl"`` or ``"parquet"`` (Parquet needs the
@@ -83,7 +88,8 @@ def _chunks(stream, keys):
 
 
 def _label(stream):
-    return "" if stream.name is None else stream.name
+    """The stream column of every export format: the name, ``""`` for the root."""
+    return stream.name or ROOT_EXPORT
 
 
 def _csv(streams, path, progress):
@@ -111,7 +117,7 @@ def _csv_number(value):
 def _jsonl(streams, path, progress):
     with open(path, "w") as f:
         for stream in streams:
-            label = None if stream.name is None else stream.name
+            label = _label(stream)
             start = 0
             while True:
                 page = stream.read(start_index=start, limit=CHUNK)

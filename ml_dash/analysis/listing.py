@@ -5,18 +5,20 @@ reads, per run, the experiment record and each stream's last key: never any
 history, so its cost does not depend on how long the runs are.
 """
 
+from __future__ import annotations
+
 import os
 import re
 
 from ..errors import MLDashError
-from ..reading import iso
-from ..storage import StoreReader, acquire, held_flocks, release, writer_alive
-from ..storage.env import DATA_FILE
+from ..names import glob_matcher
+from ..storage import DATA_FILE, held_flocks, overview_of, writer_alive
+from ..timestamps import iso
 
 _WILDCARDS = re.compile(r"[*?\[]")
 
 
-def list_experiments(dash_root=".dash", pattern=None):
+def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> list[dict]:
     """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
 
     ``pattern`` is a glob over prefixes: ``*`` and ``?`` stay within one
@@ -29,7 +31,7 @@ def list_experiments(dash_root=".dash", pattern=None):
     ``UNREADABLE`` and an ``error``.  Sorted by prefix.
     """
     root = os.path.realpath(dash_root)
-    matches = _compile(pattern) if pattern else None
+    matches = glob_matcher(pattern) if pattern else None
     held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
     for prefix, directory in _runs(root, pattern):
@@ -76,15 +78,9 @@ def _runs(root, pattern):
 def _summary(prefix, directory, held):
     run = {"prefix": prefix, "path": directory}
     try:
-        env = acquire(directory)
+        record, counts = overview_of(directory)
     except (FileNotFoundError, MLDashError, OSError) as exc:
         return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
-    try:
-        record, counts = StoreReader(env, directory).overview()
-    except (MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
-    finally:
-        release(env)
     writer = record.get("writer") or {}
     status = record.get("status")
     streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
@@ -116,35 +112,3 @@ class _Once:
         if not self._done:
             self._value, self._done = self._function(), True
         return self._value
-
-
-def _compile(pattern):
-    """A ``match(prefix)`` function for a glob over prefixes."""
-    pattern = pattern.strip("/")
-    out, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[" and pattern.find("]", i + 2) != -1:
-            end = pattern.find("]", i + 2)
-            body = pattern[i + 1:end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out) + r"\Z").match

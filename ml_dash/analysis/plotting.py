@@ -4,13 +4,17 @@ matplotlib is optional (extra ``plot``) and used with its file-only Agg
 backend, so plotting works on machines without a display.
 """
 
+from __future__ import annotations
+
+from ..names import ROOT_CLI
 from ..view import load
 from .listing import list_experiments
 from .tables import require
 
 
-def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2000,
-         method="minmax", x=None):
+def plot(prefix: str, stream: str | None, key: str, path: str, *, compare: str | None = None,
+         dash_root: str = ".dash", points: int = 2000, method: str = "minmax",
+         x: str | None = None) -> list[str]:
     """Draw ``key`` of ``stream`` (None for the root) of run ``prefix`` into ``path``.
 
     ``compare``: a glob of more runs to draw on the same axes (see
@@ -40,7 +44,7 @@ def plot(prefix, stream, key, path, *, compare=None, dash_root=".dash", points=2
                 drawn.append(run)
         axes.set_xlabel(x or "index")
         axes.set_ylabel(key)
-        axes.set_title(f"{stream or 'root'} / {key}")
+        axes.set_title(f"{stream or ROOT_CLI} / {key}")
         if len(drawn) > 1:
             axes.legend(fontsize="small")
         figure.tight_layout()

@@ -1,29 +1,19 @@
-"""Ranges and joins: which points fall in ``[a, b)``, and streams side by side.
+"""Joins: streams side by side on a key (``align``).
 
-Ranges use a binary search (``numpy.searchsorted``) on the memory-mapped
-column, so finding the points of one hour in a run of a billion touches a
-few dozen pages, not the column.
+Ranges of one stream (``stream.index_range``, ``between``) are in
+:mod:`ml_dash.arrays`.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 SNAPSHOT = "snapshot"
 
 
-def index_range(values, low=None, high=None):
-    """``(start, stop)``: the points whose value lies in ``[low, high)``.
-
-    ``values`` must be non-decreasing over the points searched (``_ts`` in
-    a loop that lets it default, a ``step`` or ``epoch`` counter); a column
-    that is not gives a meaningless range, since checking would mean
-    reading all of it.  None leaves that end open.
-    """
-    start = 0 if low is None else int(np.searchsorted(values, low, side="left"))
-    stop = len(values) if high is None else int(np.searchsorted(values, high, side="left"))
-    return start, max(start, stop)
-
-
-def align(*streams, on="step", keys=None):
+def align(*streams: Any, on: str = "step", keys: list | None = None) -> dict:
     """Join streams on a key: one row per value of ``on`` found in every stream.
 
     Each stream contributes its last point with that value (``train``

@@ -4,58 +4,23 @@ pandas and pyarrow are optional (extras ``pandas`` and ``arrow``): the
 store itself needs only numpy, and a training job should not pull them in.
 """
 
-import importlib
+from __future__ import annotations
+
 import os
+from typing import Any
 import warnings
 
 import numpy as np
 
+from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
-from ..storage.env import DATA_FILE
+from ..names import ROOT_EXPORT
+from ..view import load
+from . import listing
+from ..storage import DATA_FILE
 
-ROOT_LABEL = ""  # the root stream's name in the ``stream`` column of tables
-
-
-def require(module, extra):
-    """Import ``module`` or raise ``ImportError`` naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"this needs {module.split('.')[0]}: pip install 'ml-dash[{extra}]'") from None
-
-
-def frame(columns, index=None):
-    """A ``pandas.DataFrame`` of ``{name: array}`` (``index`` names the index column)."""
-    pd = require("pandas", "pandas")
-    df = pd.DataFrame(columns, copy=False)
-    return df.set_index(index) if index else df
-
-
-def arrow_table(columns):
-    """A ``pyarrow.Table`` of ``{name: array}``."""
-    pa = require("pyarrow", "arrow")
-    return pa.table({name: _arrow_column(pa, values) for name, values in columns.items()})
-
-
-def _arrow_column(pa, values):
-    if isinstance(values, Labels):
-        return pa.DictionaryArray.from_arrays(values.codes, values.names)
-    return values
-
-
-class Labels:
-    """A column of repeated strings, as codes into ``names`` (a category)."""
-
-    def __init__(self, codes, names):
-        self.codes = codes
-        self.names = names
-
-    def __len__(self):
-        return len(self.codes)
-
-
-def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="pandas"):
+def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams: list | None = None,
+               keys: list | None = None, to: str = "pandas") -> Any:
     """One long table of many runs: ``run, stream, index, _ts, keys...``.
 
     ``pattern`` selects runs as in :func:`list_experiments`; ``streams``
@@ -67,15 +32,12 @@ def runs_table(pattern=None, *, dash_root=".dash", streams=None, keys=None, to="
     ``stream``), ``"arrow"`` (a Table with dictionary columns) or
     ``"numpy"`` (a dict of arrays, ``run`` and ``stream`` as object arrays).
     """
-    from ..view import load  # here: views import this module through reading.py
-    from .listing import list_experiments
-
     if to not in ("pandas", "arrow", "numpy"):
         raise ValueError(f"to={to!r}: use 'pandas', 'arrow' or 'numpy'")
     wanted = None if streams is None else {s or None for s in streams}
     parts, labels = [], {}  # (run code, stream code, {key: column})
     order = ["_ts"]
-    for run in list_experiments(dash_root, pattern):
+    for run in listing.list_experiments(dash_root, pattern):
         if run["status"] == "UNREADABLE":
             warnings.warn(f"ml_dash.runs_table: left out {run['prefix']}: {run['error']}",
                           RuntimeWarning, stacklevel=2)
@@ -128,7 +90,7 @@ def _assemble(parts, labels, order, to):
         for key, values in columns.items():
             out[key][at:at + length] = values
         at += length
-    stream_names = [ROOT_LABEL if s is None else s for s in names]
+    stream_names = [ROOT_EXPORT if s is None else s for s in names]
     if to == "numpy":
         return {"run": np.array(runs, dtype=object)[run_codes],
                 "stream": np.array(stream_names, dtype=object)[stream_codes],

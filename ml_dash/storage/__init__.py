@@ -1,16 +1,88 @@
 """Internal storage engine: LMDB rows plus memory-mapped float64 columns.
 
-Not a public API.  The user-facing modules talk to it through
-:class:`Writer` (the one write path), :class:`StoreReader` and the
-environment registry (:func:`acquire`, :func:`release`); only this package
-imports ``lmdb``.
+Not a public API.  This module is the only door into the engine: the rest
+of ml_dash imports the names of ``__all__`` from here and nothing from the
+submodules (a test in ``tests/test_layers.py`` checks it), and only this
+package imports ``lmdb`` and ``msgpack``.
+
+- :class:`Store`: a run's store opened for reading (a view, or a run read
+  after it ended) or for writing (a live run: its :class:`Writer`, the one
+  write path, and a reader of its committed data).  A context manager; a
+  read store that is forgotten is released when it is garbage collected.
+- :mod:`records`: the params, log and file records, built and read back.
+- :mod:`blobs`: the contents of attached files.
+- :func:`check_store`, :func:`compact_store` and :func:`overview_of` (the
+  listing's summary of a run), :func:`writer_alive`, :func:`held_flocks`.
 """
 
-from .env import Lease, acquire, release
-from .keys import EXPERIMENT_KEY, META_DB
+from __future__ import annotations
+
+from . import blobs, records
+from .check import CheckReport, check_store
+from .compact import compact_store
+from .envfiles import DATA_FILE
 from .lock import held_flocks, writer_alive
 from .reader import StoreReader
-from .writer import Writer
+from .registry import Lease, acquire, release
+from .writer import MAX_STREAMS, StreamSpec, Writer
 
-__all__ = ["Writer", "StoreReader", "acquire", "release", "Lease", "META_DB", "EXPERIMENT_KEY",
-           "writer_alive", "held_flocks"]
+
+class Store:
+    """One opened store of a run: ``reader`` always, ``writer`` when opened to write."""
+
+    def __init__(self, env, reader: StoreReader, writer: Writer | None = None) -> None:
+        self._env = env
+        self.reader = reader
+        self.writer = writer
+        self.path = reader.directory
+        # A read store's reference is dropped by close() or, forgotten, by the collector.
+        self._lease = Lease(env, self) if writer is None else None
+
+    @classmethod
+    def open(cls, path: str, write: bool = False, sync_interval: float = 1.0,
+             lock_timeout: float = 0.0) -> "Store":
+        """Open the store at ``path``.
+
+        Reading: ``FileNotFoundError`` when there is none.  Writing creates it
+        if needed and takes the single-writer lock (``WriterLockedError``).
+        """
+        env = acquire(path, writable=write)
+        try:
+            writer = Writer(env, path, sync_interval=sync_interval,
+                            lock_timeout=lock_timeout) if write else None
+            try:
+                reader = StoreReader(env, path)
+            except BaseException:
+                if writer is not None:
+                    writer.close()
+                raise
+        except BaseException:
+            release(env, writable=write)
+            raise
+        return cls(env, reader, writer)
+
+    def close(self) -> None:
+        """Release the store (a writer first syncs and releases its lock); once."""
+        if self.writer is None:
+            self._lease.release()
+        elif self._env is not None:
+            self.writer.close()
+            release(self._env, writable=True)
+            self._env = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def overview_of(path: str) -> dict:
+    """The listing's summary of the run at ``path``: record and streams, one read each."""
+    with Store.open(path) as store:
+        return store.reader.overview()
+
+
+__all__ = ["Store", "Writer", "StreamSpec", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
+           "check_store", "compact_store", "CheckReport", "overview_of", "writer_alive",
+           "held_flocks"]

@@ -27,17 +27,20 @@ import lmdb
 import numpy as np
 
 from ..errors import MLDashError, StorageError
+from ..names import stream_label
 from . import keys, walk
 from .catalog import TS_KEY, Catalog
 from .codec import PointDecoder, stored_format
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
-from .env import DAMAGE_ERRORS, DATA_FILE, acquire, release
+from .env import DAMAGE_ERRORS
+from .envfiles import DATA_FILE
+from .registry import acquire, release
 from .layout import check_run_folder
 from .lock import WriterLock, writer_alive
 from .reader import experiment_record
 from .owner import refuse_if_writer_lives
 from .records_check import check_records
-from .writer import _capacity_for, _numeric_leaves
+from .slots import capacity_for as _capacity_for, numeric_leaves as _numeric_leaves
 
 CHUNK = 65536
 WALK_SECONDS = 60  # plus one per 10 MB of file: a walk that takes longer is reported, not waited for
@@ -179,7 +182,7 @@ class _Checker:
             db = self.env.db(entry.db_name, txn)
             cursor = None if db is None else txn.cursor(db=db)
             if cursor is not None and cursor.last():
-                counts[entry.sid] = keys.unpack_index(cursor.key()) + 1 if len(cursor.key()) == 8 else 0
+                counts[entry.sid] = keys.count_after(cursor.key()) if len(cursor.key()) == 8 else 0
         return counts
 
     def _check_stream(self, entry, count):
@@ -264,4 +267,4 @@ class _Checker:
 
 
 def _label(entry):
-    return f"stream {entry.name!r}" if entry.name else "the root stream"
+    return stream_label(entry.name)

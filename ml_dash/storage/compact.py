@@ -37,6 +37,7 @@ import lmdb
 
 from ..errors import ExperimentError, StorageError
 from . import env as environments
+from . import registry
 from .envfiles import DATA_FILE, LOCK_FILE, check_data_file, map_size_for, prepare_lock_file
 from .layout import check_run_folder, fsync_directory
 from .lock import WriterLock
@@ -57,12 +58,12 @@ def compact_store(prefix, path):
     lock = WriterLock(path)
     try:
         check_run_folder(path, columns=False)  # it rewrites data.mdb and lock.mdb alone
-        env = environments.acquire(path)
+        env = registry.acquire(path)
         try:  # a writer whose writer.lock was deleted under it still owns the store
             refuse_if_writer_lives(env, lock, path)
         finally:
-            environments.release(env)
-        if environments.is_open(path):
+            registry.release(env)
+        if registry.is_open(path):
             raise ExperimentError(
                 f"cannot compact {prefix!r}: this process has it open; close its views first")
         size = check_data_file(path)

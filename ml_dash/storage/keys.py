@@ -100,3 +100,9 @@ def parse_column_key(key):
 
 def parse_stream_key(key):
     return _sid.unpack(key[1:])[0]
+
+
+def count_after(last_key):
+    """The count rule: a stream (or the logs) holds ``last index + 1`` entries,
+    0 when ``last_key`` is None.  Stored nowhere else (see DESIGN.md)."""
+    return 0 if last_key is None else _index.unpack(last_key)[0] + 1

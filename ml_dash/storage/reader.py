@@ -9,6 +9,7 @@ pages the writer wants to reuse.
 import json
 
 from ..errors import CorruptStoreError
+from ..names import stream_label
 from . import keys
 from .catalog import Catalog
 from .codec import PointDecoder, decode_value, stored_format
@@ -55,7 +56,7 @@ class StoreReader:
         cursor = txn.cursor(db=db)
         if not cursor.last():
             return None
-        return entry, db, keys.unpack_index(cursor.key()) + 1
+        return entry, db, keys.count_after(cursor.key())
 
     def count(self, name):
         found = self.env.read(lambda txn: self._stream(txn, name, fresh=False))
@@ -203,8 +204,7 @@ class StoreReader:
         return column
 
     def _damaged(self, name, index, exc):
-        label = f"stream {name!r}" if name else "the root stream"
-        return CorruptStoreError(f"{self.directory}: {label}, point {index}: {exc}; the store is "
+        return CorruptStoreError(f"{self.directory}: {stream_label(name)}, point {index}: {exc}; the store is "
                                  "damaged, ml_dash.check() reports what else is")
 
     def experiment(self):

@@ -26,61 +26,46 @@ Order inside a commit, and why:
    ``MapFullError`` aborts it, doubles the map and retries the snapshot
    (its column slots are already written).
 
-Durability: commits use ``sync=False``, so a committed snapshot survives a
-killed process at once, and a background thread fsyncs every
-``sync_interval`` seconds while there is unsynced data (at most about that
-much is lost if the machine itself goes down).  ``sync_interval=0`` fsyncs
-after every commit.  The same thread fsyncs the column files and records in
-``meta`` the count of points whose column values are known to be on disk
-(the watermark); after an unclean shutdown the columns are rebuilt from the
-rows past it.
+Opening and recovery are in ``opening.py``, the column slots in
+``slots.py``, fsyncs and the watermark in ``durability.py``.
 """
 
-import json
 import os
 import threading
 import time
-import warnings
 
 import lmdb
 
-from ..errors import StorageError, StreamLimitError
-from . import faults, keys
+from ..errors import StorageError, StreamLimitError, UnstorablePointError
+from ..names import stream_label as _label
+from . import durability, faults, keys, opening
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
-from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
-from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path, sync_column
+from .slots import ColumnSlots, StreamState
+from .codec import PointEncoder
+from .columns import INITIAL_CAPACITY
 from .env import MAX_DBS
 from .lock import WriterLock
-from .owner import check_ownership, owner_record, take_ownership
+from .owner import check_ownership, owner_record
 
 MAX_MAP_SIZE = 1 << 40
 # Named streams per experiment, besides the root stream: every stream is an
 # LMDB sub-database, and the rest of MAX_DBS is kept for the root, meta,
 # catalog, params, logs, files and later ones.
 MAX_STREAMS = MAX_DBS - 24
-READER_CHECK_EVERY = 10  # syncs
 BATCHED_ROWS = 16  # a snapshot of this many rows or more is put with one putmulti per stream
 
 
-class _StreamState:
-    """What the writer keeps per stream: point count and open columns."""
+class StreamSpec:
+    """What the writer is told of a stream with each point: its name in the
+    store (``""`` for the root) and its description record (description,
+    tags, metadata), stored when the stream is created.  One per stream,
+    made once, so that staging a point costs nothing for it."""
 
-    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "ts_values")
+    __slots__ = ("name", "info")
 
-    def __init__(self, entry, count=0):
-        self.entry = entry
-        # Points committed, plus those of the snapshot being committed: the
-        # index of the next point.  A failed commit sets it back.
-        self.count = count
-        self.files = {}  # column key -> ColumnFile
-        self.capacity = 0
-        self.db = None  # sub-database handle once its creation committed
-        self.synced = count
-        # {field: column array} when the last point filled every column (and
-        # ts_values the _ts column): the next point with the same fields
-        # writes its slots without any other lookup.  Reset when columns change.
-        self.layout = None
-        self.ts_values = None
+    def __init__(self, name, info):
+        self.name = name
+        self.info = info
 
 
 class Writer:
@@ -104,83 +89,29 @@ class Writer:
         self._catalog = Catalog()
         self._streams = {}
         self._pending_catalog = []  # catalog items not yet committed
+        self._slots = ColumnSlots(directory, self._pending_catalog)
         self._dirty = False
         self._closed = False
         try:
             with self._lock:
-                self._open_store()
+                opening.open_store(self)
         except BaseException:
             self._writer_lock.release()
             raise
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._sync_loop, name=f"ml_dash sync {directory}", daemon=True)
+            target=durability.sync_loop, args=(self,), name=f"ml_dash sync {directory}", daemon=True)
         self._thread.start()
-
-    # -- opening ---------------------------------------------------------------
-
-    def _open_store(self):
-        env = self.env.lmdb
-        env.reader_check()
-        try:
-            self._load_store(env)
-        except BaseException:
-            self.env.aborted()
-            raise
-        self._write_watermark(self._marks())
-
-    def _load_store(self, env):
-        with env.begin(write=True) as txn:
-            txn_id = txn.id()
-            meta = self.env.db(keys.META_DB, txn, create=True)
-            self.env.db(keys.CATALOG_DB, txn, create=True)
-            stored = txn.get(keys.FORMAT_KEY, db=meta)
-            if stored is None:
-                txn.put(keys.FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
-            # An older store is appended to in its own format: one store, one point encoding.
-            version = stored_format(stored, self.directory)
-            self._encoder = PointEncoder(version)
-            self._decode = PointDecoder(version).decode
-            take_ownership(txn, meta, self._owner, self._writer_lock, self.directory)
-            self._catalog.refresh(txn, self.env)
-            watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
-            for entry in self._catalog.by_id.values():
-                db = self.env.db(entry.db_name, txn, create=True)
-                state = _StreamState(entry, _count(txn, db))
-                state.db = db
-                self._streams[entry.name] = state
-                self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
-        self._last_txn_id = txn_id
-        self.env.committed()
-
-    def _open_columns(self, state, txn, watermark):
-        """Map a stream's column files and rebuild what a crash may have lost."""
-        state.capacity = _capacity_for(state.count)
-        for key, cid in state.entry.columns.items():
-            path = column_path(self.directory, state.entry.sid, cid)
-            try:
-                existing = ColumnFile.size_of(path)
-            except FileNotFoundError:
-                existing = 0
-            if existing < state.count:
-                watermark = 0  # a lost or truncated file: rebuild it whole
-            state.files[key] = ColumnFile(path, state.capacity, fresh=existing == 0)
-        if watermark < state.count:
-            cursor = txn.cursor(db=state.db)
-            cursor.set_range(keys.pack_index(watermark))
-            for key, value in cursor:
-                _, ts, data = self._decode(value)
-                self._write_slots(state, keys.unpack_index(key), ts, data)
-        state.synced = state.count
 
     # -- the write path ----------------------------------------------------------
 
     def commit(self, points, records=()):
         """Commit ``points`` and ``records`` as one transaction.
 
-        ``points``: ``(stream, data, ts)`` tuples in logging order, where
-        ``stream`` has ``.store_name`` (``""`` for the root) and ``.info``
-        (the stream's description, tags and metadata).  ``records``:
+        ``points``: ``(spec, data, ts)`` tuples in logging order, ``spec``
+        a :class:`StreamSpec`.  Whether a commit
+        that raised is stored anyway (its fsync failed, or an interrupt
+        came as it returned) is told by :attr:`snapshots`, not the error.  ``records``:
         ``(db_name, key, value)`` puts, or deletes where ``value`` is None.
         On failure nothing is committed and the caller keeps the snapshot.
         """
@@ -189,21 +120,20 @@ class Writer:
                 raise StorageError(f"the store at {self.directory} is closed")
             if faults.ACTIVE:
                 faults.hit("before_columns")
+            snapshots = self.snapshots
             try:
                 self._transact(points, records, time.time())
-            except BaseException as exc:
-                if getattr(exc, "committed", False):
+            except BaseException:
+                if self.snapshots != snapshots:  # committed all the same
                     self._dirty = True
                 raise
             if faults.ACTIVE:
                 faults.hit("after_commit")
             self._dirty = True
             if self.sync_interval == 0:
-                try:
-                    self._sync_locked(full=False)
-                except StorageError as exc:
-                    exc.committed = True  # readers see it already: retrying would store it twice
-                    raise
+                # A failure here leaves the snapshot committed (readers see it,
+                # a retry would store it twice): self.snapshots says so.
+                durability.sync_locked(self, full=False)
 
     def _stage_points(self, points, created):
         """Encode points into ``(stream state, key, value)`` rows and fill their column slots.
@@ -220,10 +150,10 @@ class Writer:
         append = rows.append
         try:
             for stream, data, ts in points:
-                state = streams.get(stream.store_name) or self._new_stream(stream, created)
+                state = streams.get(stream.name) or self._new_stream(stream, created)
                 index = state.count
                 value = pack((created, ts, data))
-                if checksum is not None:  # PointEncoder.encode, inline
+                if checksum is not None:  # the checksum of format 2, inline (see PointEncoder)
                     value += pack_sum(checksum(value))
                 append((state, pack_index(index), value))
                 state.count = index + 1
@@ -239,21 +169,17 @@ class Writer:
                         continue
                     except (KeyError, TypeError, OverflowError, ValueError):
                         pass
-                self._write_slots(state, index, ts, data)
+                self._slots.write(state, index, ts, data)
         except BaseException as exc:
             _rewind(rows)
             if isinstance(exc, StreamLimitError):
-                # Only this stream's points are refused; the rest can still be committed.
-                exc.rejected = tuple(p for p in points if p[0].store_name == stream.store_name)
-                raise
+                raise  # only this stream's points are refused (exc.stream); the rest can be committed
             if isinstance(exc, (TypeError, ValueError, OverflowError)) and not isinstance(exc, StorageError):
                 # A value log() let through but the encoder refuses (a str with a
                 # lone surrogate): name it, and let the caller drop just this point.
-                error = TypeError(
-                    f"{_label(stream.store_name)}: cannot store the point {_short(data)}: "
-                    f"{_culprit(data, pack)}{exc}; the point was dropped")
-                error.rejected = tuple(p for p in points if p[1] is data)
-                raise error from exc
+                raise UnstorablePointError(
+                    f"{_label(stream.name)}: cannot store the point {_short(data)}: "
+                    f"{_culprit(data, pack)}{exc}; the point was dropped", data) from exc
             raise
         return rows
 
@@ -263,7 +189,7 @@ class Writer:
         On failure nothing is committed and every stream's count is set back.
         An exception that arrives once the commit is done (a signal handler
         raising ``KeyboardInterrupt`` as the commit returns) is re-raised with
-        ``committed = True``, so that the caller does not store it twice.
+        :attr:`snapshots` counted, so that the caller does not store it twice.
         """
         rows = None
         while True:
@@ -296,8 +222,7 @@ class Writer:
                         self.snapshots += 1
                     self._last_txn_id = txn_id
                     self._committed()
-                    exc.committed = True
-                    raise
+                    raise  # committed: self.snapshots tells the caller
                 self._abort(txn)
                 self._forget(created_dbs)
                 if rows is not None:
@@ -416,22 +341,23 @@ class Writer:
     def _new_stream(self, stream, created):
         # The root stream is not counted: it always has its place (metrics.py
         # counts new streams at the call against the same limit).
-        if stream.store_name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
+        if stream.name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
             raise StreamLimitError(
-                f"cannot create {_label(stream.store_name)} in {self.directory}: an experiment "
+                f"cannot create {_label(stream.name)} in {self.directory}: an experiment "
                 f"holds at most {MAX_STREAMS} named streams; its points were dropped, the rest of "
-                "the snapshot stays staged (log such values as keys of fewer streams)")
-        entry = StreamEntry(self._catalog.next_sid(), stream.store_name,
+                "the snapshot stays staged (log such values as keys of fewer streams)",
+                stream=stream.name)
+        entry = StreamEntry(self._catalog.next_sid(), stream.name,
                             dict(stream.info, createdAt=created))
         # Encoded first: a record that cannot be encoded must change nothing
         # (it used to leave the stream's column staged without its record).
         item = self._catalog.encode_stream(entry)
-        state = _StreamState(entry)
+        state = StreamState(entry)
         state.capacity = INITIAL_CAPACITY
-        self._new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
+        self._slots.new_column(state, TS_KEY)  # may fail (disk full): then nothing is registered
         self._catalog.add(entry)
         self._pending_catalog.append(item)
-        self._streams[stream.store_name] = state
+        self._streams[stream.name] = state
         return state
 
     def stream_names(self):
@@ -440,144 +366,6 @@ class Writer:
         with self._lock:
             return [name for name in self._streams if name != ROOT]
 
-    def _new_column(self, state, key):
-        entry = state.entry
-        name = key.encode("utf-8")  # may fail (a lone surrogate): before anything changes
-        cid = len(entry.columns)
-        # The file first: if it cannot be made (disk full) the column is not
-        # registered, and the retried snapshot creates it again under this id.
-        column = state.files[key] = ColumnFile(
-            column_path(self.directory, entry.sid, cid), state.capacity, fresh=True)
-        entry.columns[key] = cid
-        self._pending_catalog.append((keys.column_key(entry.sid, cid), name))
-        state.layout = None
-        return column
-
-    def _write_slots(self, state, index, ts, data):
-        """Write slot ``index`` of every column of the stream (NaN if absent)."""
-        if index >= state.capacity:
-            self._grow_columns(state, index + 1)
-        files = state.files
-        files[TS_KEY].values[index] = ts
-        written = 1
-        nested = False
-        for key, value in data.items():
-            kind = type(value)
-            if kind is float or kind is int or kind is bool:
-                column = files.get(key) or self._new_column(state, key)
-                _assign(column.values, index, value)
-                written += 1
-            elif kind is dict:
-                nested = True
-        if nested or written != len(files):
-            self._write_sparse_slots(state, index, data)
-        elif written == len(data) + 1:
-            state.layout = {key: files[key].values for key in data}
-            state.ts_values = files[TS_KEY].values
-
-    def _write_sparse_slots(self, state, index, data):
-        present = {TS_KEY}
-        for key, value in _numeric_leaves(data):
-            column = state.files.get(key) or self._new_column(state, key)
-            _assign(column.values, index, value)
-            present.add(key)
-        for key, column in state.files.items():
-            if key not in present:
-                column.values[index] = NAN
-
-    def _grow_columns(self, state, needed):
-        capacity = _capacity_for(needed)
-        for column in state.files.values():
-            if column.capacity < capacity:
-                column.grow(capacity)
-        state.capacity = capacity
-        state.layout = None
-
-    # -- durability ------------------------------------------------------------------
-
-    def sync(self):
-        """Make everything committed so far durable on disk (fsync)."""
-        with self._lock:
-            if not self._closed:
-                self._sync_locked(full=True)
-
-    def _sync_locked(self, full):
-        try:
-            if faults.ACTIVE:
-                faults.hit("sync", self.directory)
-            if full:
-                for path in self._unsynced_columns():
-                    sync_column(path)
-                self._write_watermark(self._marks())
-            self.env.sync()
-        except (lmdb.Error, OSError) as exc:
-            if isinstance(exc, StorageError):
-                raise
-            raise StorageError(f"cannot sync the store at {self.directory} to disk: {exc}") from exc
-        self._dirty = False
-
-    def _marks(self):
-        """The count of every stream, as the watermark to record once synced."""
-        return {state: state.count for state in self._streams.values()}
-
-    def _unsynced_columns(self):
-        return [column.path for state in self._streams.values() if state.count > state.synced
-                for column in state.files.values()]
-
-    def _write_watermark(self, marks):
-        stored = {str(state.entry.sid): count for state, count in marks.items()}
-        with self.env.lmdb.begin(write=True) as txn:
-            txn_id = txn.id()
-            self._check_owner(txn, txn_id)  # another owner's columns are not ours to vouch for
-            txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
-                    db=self.env.db(keys.META_DB, txn))
-        self._last_txn_id = txn_id
-        for state, count in marks.items():
-            state.synced = count
-
-    def _sync_in_background(self):
-        """Fsync what is committed while the training loop goes on committing.
-
-        Only taking the plan and recording the watermark hold the write lock:
-        an fsync can take tens of milliseconds, and a commit waiting for it
-        would stall the loop (the fsyncs release the GIL).  Slots below the
-        planned counts were written before the fsyncs started, so the
-        watermark never claims more than what is on disk.
-        """
-        with self._lock:
-            if self._closed or not (self._dirty or any(
-                    state.count > state.synced for state in self._streams.values())):
-                return
-            self._dirty = False
-            marks = self._marks()
-            paths = self._unsynced_columns()
-        try:
-            if faults.ACTIVE:
-                faults.hit("sync", self.directory)
-            for path in paths:
-                sync_column(path)
-            self.env.sync()  # an fdatasync: safe beside a write transaction, see env.py
-        except BaseException:
-            self._dirty = True  # try again at the next round
-            raise
-        with self._lock:
-            if not self._closed:
-                self._write_watermark(marks)
-
-    def _sync_loop(self):
-        period = self.sync_interval or 1.0
-        syncs = 0
-        while not self._stop.wait(period):
-            try:
-                self._sync_in_background()
-                syncs += 1
-                if syncs % READER_CHECK_EVERY == 0:
-                    with self._lock:
-                        if not self._closed:
-                            # A killed reader's slot pins old pages: the file would grow forever.
-                            self.env.lmdb.reader_check()
-            except Exception as exc:  # never let the thread die silently
-                warnings.warn(f"ml_dash: background sync of {self.directory} failed: {exc}")
 
     def close(self):
         """Sync everything, stop the sync thread and release the writer lock."""
@@ -585,7 +373,7 @@ class Writer:
             if self._closed:
                 return
             try:
-                self._sync_locked(full=True)
+                durability.sync_locked(self, full=True)
             finally:
                 self._closed = True
                 self._stop.set()
@@ -622,45 +410,7 @@ def _culprit(data, encode):
     return ""
 
 
-def _label(name):
-    return f"stream {name!r}" if name else "the root stream"
-
-
 def _rewind(rows):
     """Set the counts of the streams in ``rows`` back to before their first row."""
     for state, key, _ in reversed(rows):
         state.count = keys.unpack_index(key)
-
-
-def _count(txn, db):
-    """Committed points of a stream: its last index + 1."""
-    if db is None:
-        return 0
-    cursor = txn.cursor(db=db)
-    return keys.unpack_index(cursor.key()) + 1 if cursor.last() else 0
-
-
-def _capacity_for(count):
-    capacity = INITIAL_CAPACITY
-    while capacity < count:
-        capacity *= 2
-    return capacity
-
-
-def _assign(values, index, number):
-    try:
-        values[index] = number
-    except (OverflowError, ValueError):  # an int beyond float64's range (memoryview says ValueError)
-        values[index] = float("inf") if number > 0 else float("-inf")
-
-
-def _numeric_leaves(data, prefix=""):
-    """``(key, number)`` for every int, float and bool, nested keys as ``a.b``."""
-    for key, value in data.items():
-        kind = type(value)
-        if kind is float or kind is int or kind is bool:
-            yield prefix + key, value
-        elif kind is dict:
-            yield from _numeric_leaves(value, f"{prefix}{key}.")
-
-

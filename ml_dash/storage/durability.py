@@ -1,0 +1,107 @@
+"""Durability of a writer: the fsyncs, the column watermark and the sync thread.
+
+Commits use ``sync=False``, so a committed snapshot survives a killed
+process at once; :func:`sync_loop` (the writer's background thread) fsyncs
+every ``sync_interval`` seconds while there is unsynced data, and close
+fsyncs at the end.  The same syncs flush the column files and then record
+in ``meta`` the count of points whose column values are on disk (the
+watermark); after an unclean shutdown the columns are rebuilt from the
+rows past it (see ``slots.ColumnSlots.open``).  These functions work on the
+state of one :class:`~ml_dash.storage.writer.Writer`, whose lock they take.
+"""
+
+import json
+import warnings
+
+import lmdb
+
+from ..errors import StorageError
+from . import faults, keys
+from .columns import sync_column
+
+READER_CHECK_EVERY = 10  # syncs
+
+
+def sync_locked(writer, full):
+    """Fsync the data file (and, ``full``, the columns and the watermark), under the write lock."""
+    try:
+        if faults.ACTIVE:
+            faults.hit("sync", writer.directory)
+        if full:
+            for path in unsynced_columns(writer):
+                sync_column(path)
+            write_watermark(writer, marks(writer))
+        writer.env.sync()
+    except (lmdb.Error, OSError) as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"cannot sync the store at {writer.directory} to disk: {exc}") from exc
+    writer._dirty = False
+
+
+def marks(writer):
+    """The count of every stream, as the watermark to record once synced."""
+    return {state: state.count for state in writer._streams.values()}
+
+
+def unsynced_columns(writer):
+    return [column.path for state in writer._streams.values() if state.count > state.synced
+            for column in state.files.values()]
+
+
+def write_watermark(writer, counts):
+    stored = {str(state.entry.sid): count for state, count in counts.items()}
+    with writer.env.lmdb.begin(write=True) as txn:
+        txn_id = txn.id()
+        writer._check_owner(txn, txn_id)  # another owner's columns are not ours to vouch for
+        txn.put(keys.WATERMARK_KEY, json.dumps(stored).encode(),
+                db=writer.env.db(keys.META_DB, txn))
+    writer._last_txn_id = txn_id
+    for state, count in counts.items():
+        state.synced = count
+
+
+def sync_in_background(writer):
+    """Fsync what is committed while the training loop goes on committing.
+
+    Only taking the plan and recording the watermark hold the write lock:
+    an fsync can take tens of milliseconds, and a commit waiting for it
+    would stall the loop (the fsyncs release the GIL).  Slots below the
+    planned counts were written before the fsyncs started, so the
+    watermark never claims more than what is on disk.
+    """
+    with writer._lock:
+        if writer._closed or not (writer._dirty or any(
+                state.count > state.synced for state in writer._streams.values())):
+            return
+        writer._dirty = False
+        planned = marks(writer)
+        paths = unsynced_columns(writer)
+    try:
+        if faults.ACTIVE:
+            faults.hit("sync", writer.directory)
+        for path in paths:
+            sync_column(path)
+        writer.env.sync()  # an fdatasync: safe beside a write transaction, see env.py
+    except BaseException:
+        writer._dirty = True  # try again at the next round
+        raise
+    with writer._lock:
+        if not writer._closed:
+            write_watermark(writer, planned)
+
+
+def sync_loop(writer):
+    period = writer.sync_interval or 1.0
+    syncs = 0
+    while not writer._stop.wait(period):
+        try:
+            sync_in_background(writer)
+            syncs += 1
+            if syncs % READER_CHECK_EVERY == 0:
+                with writer._lock:
+                    if not writer._closed:
+                        # A killed reader's slot pins old pages: the file would grow forever.
+                        writer.env.lmdb.reader_check()
+        except Exception as exc:  # never let the thread die silently
+            warnings.warn(f"ml_dash: background sync of {writer.directory} failed: {exc}")

@@ -1,0 +1,61 @@
+"""Opening a store for writing, and recovery after an unclean shutdown.
+
+A writer opens the store in one write transaction: it stamps the format
+version of a new store (an older one is appended to in its own format),
+takes ownership (see ``owner.py``), loads the catalog and each stream's
+committed count (the count rule, ``keys.count_after``), maps the column
+files and rebuilds the slots past the synced watermark from the rows (see
+``slots.ColumnSlots.open``).  Then it records the new watermark.
+"""
+
+import json
+
+from . import durability, keys
+from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
+from .owner import take_ownership
+from .slots import StreamState
+
+
+def open_store(writer):
+    """Load ``writer``'s state from its store (under its write lock)."""
+    env = writer.env.lmdb
+    env.reader_check()
+    try:
+        _load_store(writer, env)
+    except BaseException:
+        writer.env.aborted()
+        raise
+    durability.write_watermark(writer, durability.marks(writer))
+
+
+def _load_store(writer, env):
+    with env.begin(write=True) as txn:
+        txn_id = txn.id()
+        meta = writer.env.db(keys.META_DB, txn, create=True)
+        writer.env.db(keys.CATALOG_DB, txn, create=True)
+        stored = txn.get(keys.FORMAT_KEY, db=meta)
+        if stored is None:
+            txn.put(keys.FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
+        # An older store is appended to in its own format: one store, one point encoding.
+        version = stored_format(stored, writer.directory)
+        writer._encoder = PointEncoder(version)
+        writer._decode = PointDecoder(version).decode
+        take_ownership(txn, meta, writer._owner, writer._writer_lock, writer.directory)
+        writer._catalog.refresh(txn, writer.env)
+        watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
+        for entry in writer._catalog.by_id.values():
+            db = writer.env.db(entry.db_name, txn, create=True)
+            state = StreamState(entry, _count(txn, db))
+            state.db = db
+            writer._streams[entry.name] = state
+            writer._slots.open(state, txn, watermark.get(str(entry.sid), 0), writer._decode)
+    writer._last_txn_id = txn_id
+    writer.env.committed()
+
+
+def _count(txn, db):
+    """Committed points of a stream: its last index + 1."""
+    if db is None:
+        return 0
+    cursor = txn.cursor(db=db)
+    return keys.count_after(cursor.key() if cursor.last() else None)
