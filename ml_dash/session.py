@@ -94,6 +94,8 @@ class Session:
 
     def stage_records(self, records):
         """Stage ``(db_name, key, value)`` puts and deletes; one flush takes all or none."""
+        if self.forked:  # before the lock: a thread of the parent may have held it at the fork
+            raise _forked_error(self)
         with self._flush_lock:
             self._records.extend(records)
 
