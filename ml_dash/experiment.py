@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .params import Params
 from .paths import parse_prefix, refuse_nesting
 from .reading import iso
-from .session import Session
+from .session import Session, _forked_error
 from .values import check_info
 from .storage import EXPERIMENT_KEY, META_DB, Lease, StoreReader, acquire, release
 
@@ -104,6 +104,10 @@ class Experiment:
             raise RunNotStartedError(
                 f"experiment {self.prefix!r}: the run {state}; use "
                 "'with Experiment(...).run as exp:' or call exp.run.start() first")
+        if session.forked:
+            # Refused before the locks of logs, params and files: in a forked
+            # child a thread of the parent that no longer exists may hold them.
+            raise _forked_error(session)
         return session
 
     def _reader(self):
