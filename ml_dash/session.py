@@ -149,14 +149,16 @@ class Session:
         """Flush, sync and release the store; raises if the flush fails."""
         if self.forked:
             raise _forked_error(self)
-        self.flush()  # if it fails the run stays open, its timer still running
-        self._stop_timer.set()
-        if self._timer is not threading.current_thread():
-            self._timer.join()  # a timed commit in progress ends first
-        self.flush()  # what other threads staged meanwhile
-        self.writer.close()
-        release(self.env, writable=True)
-        self.env = None
+        if not self.writer.closed:  # else a close interrupted (Ctrl-C, SIGTERM) after it: finish it
+            self.flush()  # if it fails the run stays open, its timer still running
+            self._stop_timer.set()
+            if self._timer is not threading.current_thread():
+                self._timer.join()  # a timed commit in progress ends first
+            self.flush()  # what other threads staged meanwhile
+            self.writer.close()
+        if self.env is not None:
+            release(self.env, writable=True)
+            self.env = None
 
 
 def flush_interval():

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import ml_dash
+
 
 def run_script(script, *args, timeout=30):
     """Run ``script`` in a fresh interpreter; a hang fails the test, not the suite."""
@@ -73,3 +75,42 @@ def test_a_forked_child_logging_while_the_parent_flushes_is_refused_not_hung(das
     result = run_script(FORK_WHILE_FLUSHING, dash_root)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 0, 0, 0, 0]", result.stdout + result.stderr[-2000:]
+
+
+INTERRUPTED_CLOSE = """
+    import sys, threading, ml_dash
+
+    exp = ml_dash.Experiment(prefix="a/interrupted", dash_root=sys.argv[1])
+    exp.run.start()
+    exp.metrics("train").log(step=0)
+    join = threading.Thread.join
+
+    def interrupted_join(thread, timeout=None):  # SIGTERM lands while close() waits
+        join(thread, timeout)
+        if thread.name.startswith("ml_dash") and "sync" in thread.name.lower():
+            threading.Thread.join = join
+            raise KeyboardInterrupt("SIGTERM")
+
+    threading.Thread.join = interrupted_join
+    try:
+        exp.run.complete()
+    except KeyboardInterrupt:
+        print("interrupted")
+    # at exit, or here by hand, the run is closed: no "store is closed"
+"""
+
+
+def test_a_close_interrupted_after_the_writer_closed_is_finished_at_exit(dash_root):
+    # Ctrl-C or SIGTERM arriving while close() joined the sync thread left the
+    # session with a closed writer: the exit (or a retried complete()) then
+    # flushed into it and failed with "the store ... is closed", and the
+    # process kept the run's environment open.
+    result = run_script(INTERRUPTED_CLOSE, dash_root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted", result.stdout + result.stderr
+    assert "could not close" not in result.stderr, result.stderr
+    view = ml_dash.load("a/interrupted", dash_root=dash_root)
+    assert view.status in ("COMPLETED", "CANCELLED") and not view.stale
+    assert len(view.metrics("train")) == 1
+    view.close()
+    assert ml_dash.check("a/interrupted", dash_root=dash_root).ok

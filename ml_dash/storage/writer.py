@@ -579,6 +579,10 @@ class Writer:
             except Exception as exc:  # never let the thread die silently
                 warnings.warn(f"ml_dash: background sync of {self.directory} failed: {exc}")
 
+    @property
+    def closed(self):
+        return self._closed
+
     def close(self):
         """Sync everything, stop the sync thread and release the writer lock."""
         with self._lock:
