@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import ml_dash
 
 
@@ -114,3 +116,17 @@ def test_a_close_interrupted_after_the_writer_closed_is_finished_at_exit(dash_ro
     assert len(view.metrics("train")) == 1
     view.close()
     assert ml_dash.check("a/interrupted", dash_root=dash_root).ok
+
+
+def test_a_routed_dict_under_an_empty_name_takes_no_place_among_the_streams(exp):
+    # It was refused, but only after it had been counted as a new stream:
+    # the experiment's 1,000th stream was then refused.
+    for attempt in range(3):
+        with pytest.raises(ValueError, match="non-empty"):
+            exp.metrics.log(step=attempt, **{"": {"loss": 0.5}})
+    for number in range(1000):
+        exp.metrics(f"s{number}")
+    exp.metrics("s999").log(loss=1.0).flush()
+    with pytest.raises(ml_dash.StreamLimitError):
+        exp.metrics("one-more")
+    assert exp.metrics.read()["total"] == 0  # nothing of the refused calls was staged
