@@ -49,8 +49,10 @@ class Experiment:
                 "runs locally under dash_root")
         if prefix is None:
             raise TypeError("Experiment() needs prefix='owner/project/name'")
-        if sync_interval is None or float(sync_interval) < 0:
-            raise ConfigurationError(f"sync_interval must be >= 0 seconds, got {sync_interval!r}")
+        # NaN made the sync thread spin, a value past TIMEOUT_MAX killed it (OverflowError)
+        if sync_interval is None or not 0 <= float(sync_interval) <= threading.TIMEOUT_MAX:
+            raise ConfigurationError(f"sync_interval must be >= 0 seconds (at most "
+                                     f"{threading.TIMEOUT_MAX:.0f}), got {sync_interval!r}")
         self._segments, self.path = parse_prefix(prefix, dash_root)
         refuse_nesting(self._segments, dash_root)
         self.prefix = "/".join(self._segments)

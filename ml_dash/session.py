@@ -170,7 +170,7 @@ def flush_interval():
         seconds = float(text)
     except ValueError:
         seconds = math.nan
-    if not (0 < seconds < math.inf):
+    if not (0 < seconds <= threading.TIMEOUT_MAX):  # longer waits kill the timer thread
         raise ConfigurationError(
             f"{FLUSH_INTERVAL_VARIABLE}={text!r}: expected a number of seconds > 0 (how long "
             "a staged point waits at most before it is committed)")

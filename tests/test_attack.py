@@ -130,3 +130,21 @@ def test_a_routed_dict_under_an_empty_name_takes_no_place_among_the_streams(exp)
     with pytest.raises(ml_dash.StreamLimitError):
         exp.metrics("one-more")
     assert exp.metrics.read()["total"] == 0  # nothing of the refused calls was staged
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 1e300, -1.0])
+def test_a_sync_interval_no_thread_can_wait_is_refused(dash_root, seconds):
+    # NaN was taken: the sync thread then fsynced in a busy loop; inf and
+    # 1e300 killed it with an OverflowError at its first wait.
+    with pytest.raises(ml_dash.ConfigurationError, match="sync_interval"):
+        ml_dash.Experiment(prefix="a/sync", dash_root=dash_root, sync_interval=seconds)
+
+
+def test_a_flush_interval_no_thread_can_wait_is_refused(dash_root, monkeypatch):
+    monkeypatch.setenv("ML_DASH_FLUSH_INTERVAL", "1e300")  # killed the timer thread
+    with pytest.raises(ml_dash.ConfigurationError, match="ML_DASH_FLUSH_INTERVAL"):
+        ml_dash.Experiment(prefix="a/timer", dash_root=dash_root).run.start()
+    monkeypatch.setenv("ML_DASH_FLUSH_INTERVAL", "3600")
+    with ml_dash.Experiment(prefix="a/timer", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(step=0)
+    assert len(ml_dash.load("a/timer", dash_root=dash_root).metrics("train")) == 1
