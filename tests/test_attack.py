@@ -148,3 +148,54 @@ def test_a_flush_interval_no_thread_can_wait_is_refused(dash_root, monkeypatch):
     with ml_dash.Experiment(prefix="a/timer", dash_root=dash_root).run as exp:
         exp.metrics("train").log(step=0)
     assert len(ml_dash.load("a/timer", dash_root=dash_root).metrics("train")) == 1
+
+
+def _damage_catalog(run_path, change):
+    """Apply ``change(txn, catalog_db)`` to the catalog straight in LMDB, as damage would."""
+    import lmdb
+    env = lmdb.open(run_path, max_dbs=8)
+    try:
+        with env.begin(write=True) as txn:
+            change(txn, env.open_db(b"catalog", txn=txn))
+            txn.put(b"catalog_version", b"damaged", db=env.open_db(b"meta", txn=txn))
+    finally:
+        env.close()
+
+
+def _first(txn, db, prefix):
+    return next(key for key, _ in txn.cursor(db=db) if key[:1] == prefix)
+
+
+CATALOG_DAMAGE = {
+    "not json": lambda txn, db: txn.put(_first(txn, db, b"s"), b"\xff{", db=db),
+    "a list": lambda txn, db: txn.put(_first(txn, db, b"s"), b"[1]", db=db),
+    "no name": lambda txn, db: txn.put(_first(txn, db, b"s"), b"{}", db=db),
+    "a number as name": lambda txn, db: txn.put(_first(txn, db, b"s"), b'{"name": 5}', db=db),
+    "a name twice": lambda txn, db: txn.put(b"s\x00\x00\x00\x63", txn.get(_first(txn, db, b"s"), db=db), db=db),
+    "a short key": lambda txn, db: txn.put(b"s\x01", b'{"name": "x"}', db=db),
+    "a column of no stream": lambda txn, db: txn.put(b"c\x7f\x7f\x7f\x7f" + bytes(4), b"x", db=db),
+    "a column name not text": lambda txn, db: txn.put(_first(txn, db, b"c"), b"\xff\xfe", db=db),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CATALOG_DAMAGE))
+def test_a_damaged_catalog_is_a_corrupt_store_for_that_run_only(dash_root, damage):
+    # A catalog record that was not one ml_dash writes raised KeyError,
+    # TypeError, UnicodeDecodeError or struct.error from load(), check(), a
+    # writer, and from list_experiments() for every run under the root.
+    for prefix in ("a/good", "a/damaged"):
+        with ml_dash.Experiment(prefix=prefix, dash_root=dash_root).run as exp:
+            exp.metrics("train").log(i=1, x=0.5)
+    run_path = ml_dash.Experiment(prefix="a/damaged", dash_root=dash_root).path
+    _damage_catalog(run_path, CATALOG_DAMAGE[damage])
+    with pytest.raises(ml_dash.CorruptStoreError, match="catalog"):
+        ml_dash.load("a/damaged", dash_root=dash_root).metrics("train").read()
+    with pytest.raises(ml_dash.CorruptStoreError, match="catalog"):
+        ml_dash.Experiment(prefix="a/damaged", dash_root=dash_root).run.start()
+    report = ml_dash.check("a/damaged", dash_root=dash_root)
+    assert not report.ok and report.problems
+    runs = {run["prefix"]: run["status"] for run in ml_dash.list_experiments(dash_root=dash_root)}
+    assert runs == {"a/good": "COMPLETED", "a/damaged": "UNREADABLE"}
+    with ml_dash.Experiment(prefix="a/good", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=2)
+    assert len(ml_dash.load("a/good", dash_root=dash_root).metrics("train")) == 2
