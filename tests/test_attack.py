@@ -199,3 +199,23 @@ def test_a_damaged_catalog_is_a_corrupt_store_for_that_run_only(dash_root, damag
     with ml_dash.Experiment(prefix="a/good", dash_root=dash_root).run as exp:
         exp.metrics("train").log(i=2)
     assert len(ml_dash.load("a/good", dash_root=dash_root).metrics("train")) == 2
+
+
+@pytest.mark.parametrize("watermark", [b"{x", b"[1]", b'{"1": "a"}', b'{"1": -5}', b'{"1": 2.5}'])
+def test_a_damaged_watermark_costs_a_rebuild_of_the_columns_not_the_run(dash_root, watermark):
+    # check() said the run was fine, but every writer failed to open it with
+    # a JSONDecodeError, AttributeError, TypeError or struct.error.
+    with ml_dash.Experiment(prefix="a/mark", dash_root=dash_root).run as exp:
+        for i in range(5):
+            exp.metrics("train").log(i=i)
+    run_path = ml_dash.Experiment(prefix="a/mark", dash_root=dash_root).path
+    import lmdb
+    env = lmdb.open(run_path, max_dbs=8)
+    with env.begin(write=True) as txn:
+        txn.put(b"watermark", watermark, db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with ml_dash.Experiment(prefix="a/mark", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=5)
+    with ml_dash.load("a/mark", dash_root=dash_root) as view:
+        assert list(view.metrics("train").column("i")) == [0, 1, 2, 3, 4, 5]
+    assert ml_dash.check("a/mark", dash_root=dash_root).ok

@@ -143,13 +143,15 @@ class Writer:
             self._decode = PointDecoder(version).decode
             take_ownership(txn, meta, self._owner, self._writer_lock, self.directory)
             self._catalog.refresh(txn, self.env)
-            watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
+            watermark = _watermark(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
             for entry in self._catalog.by_id.values():
                 db = self.env.db(entry.db_name, txn, create=True)
                 state = _StreamState(entry, _count(txn, db))
                 state.db = db
                 self._streams[entry.name] = state
-                self._open_columns(state, txn, watermark.get(str(entry.sid), 0))
+                mark = watermark.get(str(entry.sid), 0)
+                # derived data: a damaged mark costs a rebuild from the rows, not the run
+                self._open_columns(state, txn, mark if type(mark) is int and mark >= 0 else 0)
         self._last_txn_id = txn_id
         self.env.committed()
 
@@ -599,6 +601,15 @@ class Writer:
                 self._writer_lock.release()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _watermark(stored):
+    """The stored watermark as a dict (empty, so rebuilding every column, if damaged)."""
+    try:
+        marks = json.loads(stored)
+    except ValueError:
+        return {}
+    return marks if isinstance(marks, dict) else {}
 
 
 def _full_disk_note(directory):
