@@ -219,3 +219,33 @@ def test_a_damaged_watermark_costs_a_rebuild_of_the_columns_not_the_run(dash_roo
     with ml_dash.load("a/mark", dash_root=dash_root) as view:
         assert list(view.metrics("train").column("i")) == [0, 1, 2, 3, 4, 5]
     assert ml_dash.check("a/mark", dash_root=dash_root).ok
+
+
+@pytest.mark.parametrize("key", [b"abc", b"\xff" * 9, b"\x7f" + b"\xff" * 7])
+def test_a_point_key_that_is_no_index_is_a_corrupt_store_and_check_reports_it(dash_root, key):
+    # A last key of another length raised struct.error from len(), read(),
+    # column(), a writer and list_experiments() (for every run), and check()
+    # called the run sound; a key of 2**63 raised OverflowError from len().
+    for prefix in ("a/good", "a/damaged"):
+        with ml_dash.Experiment(prefix=prefix, dash_root=dash_root).run as exp:
+            for i in range(5):
+                exp.metrics("train").log(i=i)
+    run_path = ml_dash.Experiment(prefix="a/damaged", dash_root=dash_root).path
+    import lmdb
+    env = lmdb.open(run_path, max_dbs=8)
+    with env.begin(write=True) as txn:
+        name = next(k for k, _ in txn.cursor() if k.startswith(b"s:"))
+        db = env.open_db(name, txn=txn)
+        txn.put(key, txn.get(bytes(8), db=db), db=db)
+    env.close()
+    with ml_dash.load("a/damaged", dash_root=dash_root) as view:
+        for call in (lambda: len(view.metrics("train")), lambda: view.metrics("train").read(),
+                     lambda: view.metrics("train").column("i")):
+            with pytest.raises(ml_dash.CorruptStoreError, match="not an index"):
+                call()
+    with pytest.raises(ml_dash.CorruptStoreError):
+        ml_dash.Experiment(prefix="a/damaged", dash_root=dash_root).run.start()
+    report = ml_dash.check("a/damaged", dash_root=dash_root)
+    assert not report.ok and "point indices jump from 4" in report.problems[0]
+    runs = {run["prefix"]: run["status"] for run in ml_dash.list_experiments(dash_root=dash_root)}
+    assert runs == {"a/good": "COMPLETED", "a/damaged": "UNREADABLE"}
