@@ -1,6 +1,7 @@
 """Hostile interleavings and inputs found by attacking the public calls: each
 test is a problem that once hung, crashed or broke a later call."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -249,3 +250,22 @@ def test_a_point_key_that_is_no_index_is_a_corrupt_store_and_check_reports_it(da
     assert not report.ok and "point indices jump from 4" in report.problems[0]
     runs = {run["prefix"]: run["status"] for run in ml_dash.list_experiments(dash_root=dash_root)}
     assert runs == {"a/good": "COMPLETED", "a/damaged": "UNREADABLE"}
+
+
+def test_the_copy_a_killed_compaction_left_is_no_run_nested_in_the_run(dash_root):
+    # compact() killed during its copy leaves .compacting/data.mdb; the run
+    # was then refused by every Experiment ("its folder already holds the run
+    # 'a/run/.compacting'") until someone thought of compacting it again.
+    import shutil
+    with ml_dash.Experiment(prefix="a/run", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=0)
+    run_path = ml_dash.Experiment(prefix="a/run", dash_root=dash_root).path
+    os.makedirs(os.path.join(run_path, ".compacting"))
+    shutil.copy(os.path.join(run_path, "data.mdb"), os.path.join(run_path, ".compacting"))
+    with ml_dash.Experiment(prefix="a/run", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=1)
+    assert [run["prefix"] for run in ml_dash.list_experiments(dash_root=dash_root)] == ["a/run"]
+    assert ml_dash.check("a/run", dash_root=dash_root).ok
+    ml_dash.compact("a/run", dash_root=dash_root)
+    assert not os.path.exists(os.path.join(run_path, ".compacting"))
+    assert len(ml_dash.load("a/run", dash_root=dash_root).metrics("train")) == 2
