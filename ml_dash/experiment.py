@@ -177,7 +177,9 @@ class Experiment:
 
     def _start(self):
         if self._session is not None:
-            return
+            if not self._session.writer.closed:
+                return
+            self._finish(CANCELLED)  # its close was interrupted (Ctrl-C) once its writer closed
         if self._read_store is not None:
             self._read_lease.release()
             self._read_store = None

@@ -99,6 +99,9 @@ INTERRUPTED_CLOSE = """
         exp.run.complete()
     except KeyboardInterrupt:
         print("interrupted")
+    if len(sys.argv) > 2:  # go on in this process, as a notebook would
+        with exp.run:
+            exp.metrics("train").log(step=1)
     # at exit, or here by hand, the run is closed: no "store is closed"
 """
 
@@ -269,3 +272,13 @@ def test_the_copy_a_killed_compaction_left_is_no_run_nested_in_the_run(dash_root
     ml_dash.compact("a/run", dash_root=dash_root)
     assert not os.path.exists(os.path.join(run_path, ".compacting"))
     assert len(ml_dash.load("a/run", dash_root=dash_root).metrics("train")) == 2
+
+
+def test_a_run_started_again_after_an_interrupted_close_stores_its_points(dash_root):
+    # start() did nothing while the interrupted session was still there: every
+    # later log() went into its closed writer and every flush failed.
+    result = run_script(INTERRUPTED_CLOSE, dash_root, "again")
+    assert result.returncode == 0, result.stderr
+    with ml_dash.load("a/interrupted", dash_root=dash_root) as view:
+        assert view.status == "COMPLETED"
+        assert list(view.metrics("train").column("step")) == [0, 1]
