@@ -282,3 +282,13 @@ def test_a_run_started_again_after_an_interrupted_close_stores_its_points(dash_r
     with ml_dash.load("a/interrupted", dash_root=dash_root) as view:
         assert view.status == "COMPLETED"
         assert list(view.metrics("train").column("step")) == [0, 1]
+
+
+def test_the_command_line_names_an_output_path_it_cannot_write(dash_root, capsys):
+    # A traceback (FileNotFoundError of "run.csv.partial") instead of an error line.
+    from ml_dash.cli import main
+    with ml_dash.Experiment(prefix="a/cli", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=0)
+    code = main(["export", "a/cli", "-o", "/nonexistent-folder/run.csv", "--dash-root", dash_root])
+    assert code == 1
+    assert "ml-dash export: error:" in capsys.readouterr().err
