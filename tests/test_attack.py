@@ -292,3 +292,35 @@ def test_the_command_line_names_an_output_path_it_cannot_write(dash_root, capsys
     code = main(["export", "a/cli", "-o", "/nonexistent-folder/run.csv", "--dash-root", dash_root])
     assert code == 1
     assert "ml-dash export: error:" in capsys.readouterr().err
+
+
+def test_a_view_closed_while_another_thread_reads_it_gives_that_thread_a_storage_error(dash_root):
+    # The reading thread got py-lmdb's own "Attempt to operate on
+    # closed/deleted/dropped object" (lmdb.Error), no ml_dash error.
+    import threading
+    with ml_dash.Experiment(prefix="a/closed", dash_root=dash_root).run as exp:
+        for i in range(500):
+            exp.metrics("train").log(i=i, text="x" * 50)
+    unexpected = []
+    for _ in range(30):
+        view = ml_dash.load("a/closed", dash_root=dash_root)
+        started = threading.Event()
+
+        def read():
+            for _ in range(200):
+                try:
+                    view.metrics("train").read(0, 200)
+                    view.params.get()
+                except ml_dash.StorageError:
+                    pass
+                except Exception as exc:  # noqa: BLE001 - what is being tested
+                    unexpected.append(repr(exc))
+                started.set()
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        started.wait(5)
+        view.close()
+        thread.join(10)
+    assert unexpected == []
+    assert len(ml_dash.load("a/closed", dash_root=dash_root).metrics("train")) == 500
