@@ -324,3 +324,47 @@ def test_a_view_closed_while_another_thread_reads_it_gives_that_thread_a_storage
         thread.join(10)
     assert unexpected == []
     assert len(ml_dash.load("a/closed", dash_root=dash_root).metrics("train")) == 500
+
+
+def test_a_thread_loading_the_run_while_another_compacts_it_waits(dash_root):
+    # LMDB's lock byte keeps other processes out of a compaction but not other
+    # threads: a load() then opened the file being replaced, and compaction or
+    # the load failed with "The environment ... is already open in this process"
+    # (after the rename, leaving lock.mdb unrebuilt under an open reader).
+    import threading
+    with ml_dash.Experiment(prefix="a/compacted", dash_root=dash_root).run as exp:
+        for i in range(3000):
+            exp.metrics("train").log(i=i, text="x" * 100)
+    stop = threading.Event()
+    failures = []
+
+    def loader():
+        while not stop.is_set():
+            try:
+                with ml_dash.load("a/compacted", dash_root=dash_root) as view:
+                    if len(view.metrics("train")) != 3000:
+                        failures.append("count")
+            except Exception as exc:  # noqa: BLE001 - what is being tested
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=loader)
+    thread.start()
+    try:
+        compacted = 0
+        for _ in range(15):
+            try:
+                ml_dash.compact("a/compacted", dash_root=dash_root)
+                compacted += 1
+            except ml_dash.ExperimentError as exc:  # the loader had it open: refused, fine
+                assert "this process has it open" in str(exc)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(repr(exc))
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert compacted > 0
+    assert ml_dash.check("a/compacted", dash_root=dash_root).ok
+    with ml_dash.Experiment(prefix="a/compacted", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(i=3000)
+    assert len(ml_dash.load("a/compacted", dash_root=dash_root).metrics("train")) == 3001

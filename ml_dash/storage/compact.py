@@ -62,23 +62,28 @@ def compact_store(prefix, path):
             refuse_if_writer_lives(env, lock, path)
         finally:
             environments.release(env)
-        if environments.is_open(path):
-            raise ExperimentError(
-                f"cannot compact {prefix!r}: this process has it open; close its views first")
-        size = check_data_file(path)
-        prepare_lock_file(path, environments.MAX_READERS)
-        lock_fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
-        try:
-            _take_lmdb_exclusively(prefix, path, lock_fd)
-            temporary = os.path.join(path, TEMPORARY)
-            _copy_compacted(path, temporary, map_size_for(size, environments.INITIAL_MAP_SIZE))
-            copied = os.path.join(temporary, DATA_FILE)
-            os.replace(copied, data)
-            _remove_copy(temporary)
-            _fsync_directory(path)
-            _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
-        finally:
-            os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
+        # Held to the end: LMDB's lock byte keeps other processes out, not other
+        # threads of this one (POSIX locks are per process), whose load() would
+        # open the file being replaced.  They wait in acquire() instead.
+        with environments._registry_lock:
+            environments._release_collected_locked()
+            if os.path.realpath(path) in environments._registry:
+                raise ExperimentError(
+                    f"cannot compact {prefix!r}: this process has it open; close its views first")
+            size = check_data_file(path)
+            prepare_lock_file(path, environments.MAX_READERS)
+            lock_fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
+            try:
+                _take_lmdb_exclusively(prefix, path, lock_fd)
+                temporary = os.path.join(path, TEMPORARY)
+                _copy_compacted(path, temporary, map_size_for(size, environments.INITIAL_MAP_SIZE))
+                copied = os.path.join(temporary, DATA_FILE)
+                os.replace(copied, data)
+                _remove_copy(temporary)
+                _fsync_directory(path)
+                _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
+            finally:
+                os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
         return size, os.path.getsize(data)
     finally:
         lock.release()
