@@ -38,7 +38,7 @@ def as_float(stream, key, value):
         return NAN
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # also whatever a __float__ of the caller's raises
         raise ValueError(
             f"{_label(stream)}: buffered value of {key!r} is a {type(value).__name__}, "
             "not a number; buffer() takes values that float() accepts, or None") from None
@@ -167,7 +167,7 @@ class Buffered:
         try:
             for key in values:
                 lists[key].append(values[key])
-        except (KeyError, TypeError, OverflowError):
+        except Exception:  # a new key, or a value array("d") or its __float__ refused
             append_slowly(self.name, values, lists, key)
         return self
 

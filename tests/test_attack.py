@@ -368,3 +368,18 @@ def test_a_thread_loading_the_run_while_another_compacts_it_waits(dash_root):
     with ml_dash.Experiment(prefix="a/compacted", dash_root=dash_root).run as exp:
         exp.metrics("train").log(i=3000)
     assert len(ml_dash.load("a/compacted", dash_root=dash_root).metrics("train")) == 3001
+
+
+def test_a_buffered_value_whose_float_raises_keeps_nothing_of_the_call(exp):
+    # Its exception left the fast path with the call's earlier values kept.
+    class Unconvertible:
+        def __float__(self):
+            raise RuntimeError("device lost")
+
+    with pytest.raises(ValueError, match="'bad'"):
+        exp.metrics("train").buffer(loss=1.0, bad=Unconvertible())
+    exp.metrics("train").buffer(loss=3.0)
+    exp.metrics.buffer.log_summary("mean", "count")
+    exp.flush()
+    point = exp.metrics("train").read()["data"][0]["data"]
+    assert point["loss.mean"] == 3.0 and point["loss.count"] == 1
