@@ -383,3 +383,31 @@ def test_a_buffered_value_whose_float_raises_keeps_nothing_of_the_call(exp):
     exp.flush()
     point = exp.metrics("train").read()["data"][0]["data"]
     assert point["loss.mean"] == 3.0 and point["loss.count"] == 1
+
+
+def test_a_fifo_in_place_of_a_column_is_an_error_not_a_hang(dash_root):
+    # check() opened the column with a plain O_RDONLY and waited forever for a
+    # writer of the FIFO; a FIFO in place of a stream's column folder made the
+    # writer raise NotADirectoryError.
+    script = """
+        import glob, os, shutil, sys, ml_dash
+        root = sys.argv[1]
+        for prefix in ("a/column", "a/folder"):
+            with ml_dash.Experiment(prefix=prefix, dash_root=root).run as exp:
+                exp.metrics("train").log(i=1)
+        column = sorted(glob.glob(os.path.join(root, "a/column/columns/*/*.f64")))[0]
+        os.remove(column)
+        os.mkfifo(column)
+        folder = sorted(glob.glob(os.path.join(root, "a/folder/columns/*")))[0]
+        shutil.rmtree(folder)
+        os.mkfifo(folder)
+        for prefix in ("a/column", "a/folder"):
+            print(ml_dash.check(prefix, dash_root=root).ok)
+            try:
+                ml_dash.Experiment(prefix=prefix, dash_root=root).run.start()
+            except ml_dash.StorageError:
+                print("refused")
+    """
+    result = run_script(script, dash_root, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "refused", "False", "refused"], result.stdout
