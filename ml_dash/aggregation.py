@@ -37,7 +37,7 @@ def as_float(stream, key, value):
         return NAN
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # also whatever a __float__ of the caller's raises
         raise ValueError(
             f"{_label(stream)}: buffered value of {key!r} is a {type(value).__name__}, "
             "not a number; buffer() takes values that float() accepts, or None") from None

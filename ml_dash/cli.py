@@ -325,13 +325,14 @@ def main(argv=None):
     from .errors import MLDashError
     try:
         return args.handler(args)
-    except (UserError, MLDashError, ImportError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"ml-dash {args.command}: error: {message}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `ml-dash read ... | head`
         sys.stderr.close()
         return 0
+    # OSError: an output path that cannot be written (export -o /missing/dir/run.csv)
+    except (UserError, MLDashError, ImportError, ValueError, KeyError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"ml-dash {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
 from .paths import parse_prefix, refuse_nesting
-from .session import Session
+from .session import Session, _forked_error
 from .storage import Store, records
 from .values import check_info
 
@@ -52,8 +52,10 @@ class Experiment:
                 "runs locally under dash_root")
         if prefix is None:
             raise TypeError("Experiment() needs prefix='owner/project/name'")
-        if sync_interval is None or float(sync_interval) < 0:
-            raise ConfigurationError(f"sync_interval must be >= 0 seconds, got {sync_interval!r}")
+        # NaN made the sync thread spin, a value past TIMEOUT_MAX killed it (OverflowError)
+        if sync_interval is None or not 0 <= float(sync_interval) <= threading.TIMEOUT_MAX:
+            raise ConfigurationError(f"sync_interval must be >= 0 seconds (at most "
+                                     f"{threading.TIMEOUT_MAX:.0f}), got {sync_interval!r}")
         self._segments, self.path = parse_prefix(prefix, dash_root)
         refuse_nesting(self._segments, dash_root)
         self.prefix = "/".join(self._segments)
@@ -107,6 +109,10 @@ class Experiment:
             raise RunNotStartedError(
                 f"experiment {self.prefix!r}: the run {state}; use "
                 "'with Experiment(...).run as exp:' or call exp.run.start() first")
+        if session.forked:
+            # Refused before the locks of logs, params and files: in a forked
+            # child a thread of the parent that no longer exists may hold them.
+            raise _forked_error(session)
         return session
 
     def _reader(self):
@@ -167,7 +173,9 @@ class Experiment:
 
     def _start(self):
         if self._session is not None:
-            return
+            if not self._session.writer.closed:
+                return
+            self._finish(CANCELLED)  # its close was interrupted (Ctrl-C) once its writer closed
         if self._read_store is not None:
             self._read_store.close()
             self._read_store = None

@@ -108,6 +108,8 @@ class Metrics(Stream):
         check_fields(None, scalars)
         routed = [(key, value) for key, value in fields.items() if type(value) is dict]
         for key, value in routed:
+            if not key:  # before _admit counts it as a stream
+                raise ValueError(f"stream names must be non-empty strings, got {key!r}")
             check_keys(key, value)  # not **kwargs: any key may be in a dict
             if "_ts" in value:
                 # One call has one time; a field named _ts would also land in the time column.

@@ -96,9 +96,19 @@ def _run_below(directory):
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 if os.path.isfile(os.path.join(entry.path, DATA_FILE)):
+                    if _compaction_copy(entry):
+                        continue
                     return entry.path
                 stack.append(entry.path)
     return None
+
+
+def _compaction_copy(entry):
+    """A copy that a killed ``compact()`` left (``.compacting/data.mdb`` alone): no run."""
+    try:
+        return entry.name == ".compacting" and os.listdir(entry.path) == [DATA_FILE]
+    except OSError:
+        return False
 
 
 def _is_text(text):

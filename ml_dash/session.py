@@ -91,6 +91,8 @@ class Session:
 
     def stage_records(self, records):
         """Stage ``(db_name, key, value)`` puts and deletes; one flush takes all or none."""
+        if self.forked:  # before the lock: a thread of the parent may have held it at the fork
+            raise _forked_error(self)
         with self._flush_lock:
             self._records.extend(records)
 
@@ -150,12 +152,13 @@ class Session:
         """Flush, sync and release the store; raises if the flush fails."""
         if self.forked:
             raise _forked_error(self)
-        self.flush()  # if it fails the run stays open, its timer still running
-        self._stop_timer.set()
-        if self._timer is not threading.current_thread():
-            self._timer.join()  # a timed commit in progress ends first
-        self.flush()  # what other threads staged meanwhile
-        self.store.close()
+        if not self.writer.closed:  # else a close interrupted (Ctrl-C, SIGTERM) after it: finish it
+            self.flush()  # if it fails the run stays open, its timer still running
+            self._stop_timer.set()
+            if self._timer is not threading.current_thread():
+                self._timer.join()  # a timed commit in progress ends first
+            self.flush()  # what other threads staged meanwhile
+        self.store.close()  # finishes a close that was interrupted after the writer closed
 
 
 def _rejected(exc, points):
@@ -176,7 +179,7 @@ def flush_interval():
         seconds = float(text)
     except ValueError:
         seconds = math.nan
-    if not (0 < seconds < math.inf):
+    if not (0 < seconds <= threading.TIMEOUT_MAX):  # longer waits kill the timer thread
         raise ConfigurationError(
             f"{FLUSH_INTERVAL_VARIABLE}={text!r}: expected a number of seconds > 0 (how long "
             "a staged point waits at most before it is committed)")

@@ -119,7 +119,7 @@ class Stream:
         try:
             for key in values:
                 lists[key].append(values[key])
-        except (KeyError, TypeError, OverflowError):
+        except Exception:  # a new key, or a value array("d") or its __float__ refused
             append_slowly(self.name, values, lists, key)
         return self
 

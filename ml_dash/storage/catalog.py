@@ -6,7 +6,9 @@ has changed, which costs one ``get`` per read call.
 """
 
 import json
+import struct
 
+from ..errors import CorruptStoreError
 from . import keys
 
 ROOT = ""  # internal name of the root stream; user stream names are non-empty
@@ -48,14 +50,24 @@ class Catalog:
         if db is None:
             return
         columns = []
+        names = set()
         for key, value in txn.cursor(db=db):
-            if key[:1] == keys.STREAM_PREFIX:
-                record = json.loads(value)
-                sid = keys.parse_stream_key(key)
-                by_id[sid] = StreamEntry(sid, record.pop("name"), record)
-            elif key[:1] == keys.COLUMN_PREFIX:
-                columns.append((keys.parse_column_key(key), value.decode("utf-8")))
-        for (sid, cid), name in columns:
+            try:  # a record that is not one ml_dash writes is damage, not a KeyError
+                if key[:1] == keys.STREAM_PREFIX:
+                    record = json.loads(value)
+                    sid = keys.parse_stream_key(key)
+                    name = record.pop("name")
+                    if not isinstance(name, str) or name in names:
+                        raise ValueError(f"stream name {name!r}")
+                    names.add(name)
+                    by_id[sid] = StreamEntry(sid, name, record)
+                elif key[:1] == keys.COLUMN_PREFIX:
+                    columns.append((keys.parse_column_key(key), value.decode("utf-8"), key))
+            except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+                raise _damaged(env, key, exc) from None
+        for (sid, cid), name, key in columns:
+            if sid not in by_id:
+                raise _damaged(env, key, "a column of no stream")
             by_id[sid].columns[name] = cid
         self.by_id = by_id
         self.by_name = {entry.name: entry for entry in by_id.values()}
@@ -71,3 +83,8 @@ class Catalog:
         """The catalog item that records ``entry``."""
         record = dict(entry.record, name=entry.name)
         return keys.stream_key(entry.sid), json.dumps(record).encode()
+
+
+def _damaged(env, key, cause):
+    return CorruptStoreError(f"the store at {env.path} is damaged: its catalog record {key!r} "
+                             f"is not one ml_dash writes ({cause}); ml_dash.check() reports what is")

@@ -116,7 +116,7 @@ def sync_column(path):
     releases the GIL while it waits, so logging goes on meanwhile.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there: no wait forever
         try:
             os.fsync(fd)
         finally:
@@ -145,7 +145,10 @@ class ColumnFile:
         self.capacity = 0
         self.array = None
         self.values = None
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:  # its stream's folder is a file, or cannot be made
+            raise os_failure(f"cannot create the folder of column file {path}", exc) from exc
         if fresh:
             self._remap(capacity, 0, os.O_TRUNC)
         else:
@@ -207,7 +210,8 @@ class ColumnMap:
         """A read-only array of at least ``count`` slots (a view, no copy)."""
         if self._array is None or len(self._array) < count:
             try:
-                fd = os.open(self.path, os.O_RDONLY)
+                # O_NONBLOCK: a FIFO put in its place would block the open forever
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
                 try:
                     array = map_array(fd, os.fstat(fd).st_size // ITEM, writable=False)
                 finally:

@@ -63,23 +63,24 @@ def compact_store(prefix, path):
             refuse_if_writer_lives(env, lock, path)
         finally:
             registry.release(env)
-        if registry.is_open(path):
-            raise ExperimentError(
-                f"cannot compact {prefix!r}: this process has it open; close its views first")
-        size = check_data_file(path)
-        prepare_lock_file(path, environments.MAX_READERS)
-        lock_fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
-        try:
-            _take_lmdb_exclusively(prefix, path, lock_fd)
-            temporary = os.path.join(path, TEMPORARY)
-            _copy_compacted(path, temporary, map_size_for(size, environments.INITIAL_MAP_SIZE))
-            copied = os.path.join(temporary, DATA_FILE)
-            os.replace(copied, data)
-            _remove_copy(temporary)
-            fsync_directory(path)
-            _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
-        finally:
-            os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
+        with registry.opens_held_back(path) as open_here:  # to the end: see opens_held_back
+            if open_here:
+                raise ExperimentError(
+                    f"cannot compact {prefix!r}: this process has it open; close its views first")
+            size = check_data_file(path)
+            prepare_lock_file(path, environments.MAX_READERS)
+            lock_fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR)
+            try:
+                _take_lmdb_exclusively(prefix, path, lock_fd)
+                temporary = os.path.join(path, TEMPORARY)
+                _copy_compacted(path, temporary, map_size_for(size, environments.INITIAL_MAP_SIZE))
+                copied = os.path.join(temporary, DATA_FILE)
+                os.replace(copied, data)
+                _remove_copy(temporary)
+                fsync_directory(path)
+                _reset_lock_table(path, map_size_for(size, environments.INITIAL_MAP_SIZE))
+            finally:
+                os.close(lock_fd)  # gives LMDB's lock back: waiting readers open the new file
         return size, os.path.getsize(data)
     finally:
         lock.release()

@@ -196,6 +196,9 @@ class Environment:
                     txn = env.begin(buffers=False)
                 except lmdb.MapResizedError:
                     missing = None
+                except lmdb.Error:
+                    self._refuse_if_closed(env)
+                    raise
                 else:
                     try:
                         return function(txn)
@@ -210,6 +213,9 @@ class Environment:
                         if self.handles_opened == opened:
                             raise
                         continue
+                    except lmdb.Error:
+                        self._refuse_if_closed(env)
+                        raise
                     finally:
                         txn.abort()
             finally:
@@ -220,6 +226,12 @@ class Environment:
                     guard.alone(lambda env=env: env.set_mapsize(0))
                 else:
                     self._open_handle(missing)
+
+    def _refuse_if_closed(self, env):
+        """The error of a read that another thread's ``close()`` cut short, as after it."""
+        if self._env is not env:
+            raise StorageError(f"the store at {self.path} was closed with its view or run "
+                               "while it was read; load() it again to read it") from None
 
     def _open_handle(self, name):
         """Open the handle of the existing sub-database ``name`` (under ``write_lock``).
@@ -271,6 +283,7 @@ class Environment:
 
     def close(self):
         if self._env is not None:
-            self._env.close()
-            self._env = None
+            # Marked closed first: a read of another thread failing meanwhile says so.
+            env, self._env = self._env, None
             self._stale = True  # .lmdb refuses from now on
+            env.close()

@@ -28,6 +28,8 @@ LMDB's byte order equals numeric order.
 
 import struct
 
+from ..errors import CorruptStoreError
+
 META_DB = b"meta"
 CATALOG_DB = b"catalog"
 PARAMS_DB = b"params"
@@ -75,9 +77,21 @@ def text_key(text, what):
     return key
 
 
+# No store gets near it: an index past it is a damaged key (len() of a view
+# would raise OverflowError, a writer would size its columns by it).
+MAX_INDEX = 1 << 48
+
+
 def unpack_index(key):
-    """The point index stored in an LMDB key of a stream sub-database."""
-    return _index.unpack(key)[0]
+    """The point index stored in an LMDB key of a stream sub-database (or logs)."""
+    try:
+        index = _index.unpack(key)[0]
+    except struct.error:
+        index = None
+    if index is None or index > MAX_INDEX:
+        raise CorruptStoreError(f"the store holds a point or log key {bytes(key)!r} that is not "
+                                "an index ml_dash writes; ml_dash.check() reports which")
+    return index
 
 
 def stream_db_name(sid):
@@ -105,4 +119,4 @@ def parse_stream_key(key):
 def count_after(last_key):
     """The count rule: a stream (or the logs) holds ``last index + 1`` entries,
     0 when ``last_key`` is None.  Stored nowhere else (see DESIGN.md)."""
-    return 0 if last_key is None else _index.unpack(last_key)[0] + 1
+    return 0 if last_key is None else unpack_index(last_key) + 1

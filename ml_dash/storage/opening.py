@@ -42,13 +42,15 @@ def _load_store(writer, env):
         writer._decode = PointDecoder(version).decode
         take_ownership(txn, meta, writer._owner, writer._writer_lock, writer.directory)
         writer._catalog.refresh(txn, writer.env)
-        watermark = json.loads(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
+        watermark = _watermark(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
         for entry in writer._catalog.by_id.values():
             db = writer.env.db(entry.db_name, txn, create=True)
             state = StreamState(entry, _count(txn, db))
             state.db = db
             writer._streams[entry.name] = state
-            writer._slots.open(state, txn, watermark.get(str(entry.sid), 0), writer._decode)
+            mark = watermark.get(str(entry.sid), 0)
+            # derived data: a damaged mark costs a rebuild from the rows, not the run
+            writer._slots.open(state, txn, mark if type(mark) is int and mark >= 0 else 0, writer._decode)
     writer._last_txn_id = txn_id
     writer.env.committed()
 
@@ -59,3 +61,12 @@ def _count(txn, db):
         return 0
     cursor = txn.cursor(db=db)
     return keys.count_after(cursor.key() if cursor.last() else None)
+
+
+def _watermark(stored):
+    """The stored watermark as a dict (empty, so rebuilding every column, if damaged)."""
+    try:
+        marks = json.loads(stored)
+    except ValueError:
+        return {}
+    return marks if isinstance(marks, dict) else {}

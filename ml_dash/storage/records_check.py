@@ -42,7 +42,7 @@ def check_records(env, path, report, repair, saving=False):
             except CorruptStoreError as exc:
                 report.problems.append(f"{name.decode()} record {key!r} cannot be decoded: {exc}")
     for position, (key, _) in enumerate(decoded[keys.LOGS_DB]):
-        if len(key) != 8 or keys.unpack_index(key) != position:
+        if key != keys.pack_index(position):
             report.problems.append(f"log records are not numbered 0, 1, 2, ...: {key!r} at {position}")
             break
     referenced = set()

@@ -7,6 +7,7 @@ is released by ``close()`` or, through a :class:`Lease`, when its owner is
 garbage collected.  ``fork()`` is prepared for here (see the end).
 """
 
+import contextlib
 import os
 import threading
 import warnings
@@ -55,12 +56,19 @@ def acquire(path, writable=False):
         return env
 
 
-def is_open(path):
-    """Whether this process has the environment of ``path`` open (a view only
-    forgotten, not closed, does not count: it is released first)."""
+@contextlib.contextmanager
+def opens_held_back(path):
+    """Hold back every open of an environment in this process for the block,
+    yielding whether ``path`` is open here (a view only forgotten, not closed,
+    does not count: it is released first).
+
+    For compaction: LMDB's lock byte keeps other processes out while the data
+    file is replaced, not other threads of this one (POSIX locks are per
+    process), whose ``load()`` would open the file being replaced.
+    """
     with _registry_lock:
         _release_collected_locked()
-        return os.path.realpath(path) in _registry
+        yield os.path.realpath(path) in _registry
 
 
 def release(env, writable=False):

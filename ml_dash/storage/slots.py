@@ -48,7 +48,7 @@ class ColumnSlots:
             path = column_path(self.directory, state.entry.sid, cid)
             try:
                 existing = ColumnFile.size_of(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # the latter: its folder is a file
                 existing = 0
             if existing < state.count:
                 watermark = 0  # a lost or truncated file: rebuild it whole

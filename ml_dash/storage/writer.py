@@ -367,6 +367,10 @@ class Writer:
             return [name for name in self._streams if name != ROOT]
 
 
+    @property
+    def closed(self):
+        return self._closed
+
     def close(self):
         """Sync everything, stop the sync thread and release the writer lock."""
         with self._lock:
@@ -383,6 +387,7 @@ class Writer:
                 self._writer_lock.release()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
 
 
 def _full_disk_note(directory):
