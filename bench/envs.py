@@ -10,7 +10,6 @@ peer is never silently dropped.
     python bench/envs.py aim wandb  # only these
 """
 
-import os
 import subprocess
 import sys
 import venv

@@ -17,6 +17,11 @@ Storage: one LMDB environment per experiment, one sub-database per stream,
 and a memory-mapped float64 column per numeric key (see docs/storage.md).
 """
 
+from .analysis.export import export
+from .analysis.listing import list_experiments
+from .analysis.plotting import plot
+from .analysis.ranges import align
+from .analysis.tables import runs_table
 from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
@@ -30,11 +35,6 @@ from .errors import (
     StreamNotFoundError,
     WriterLockedError,
 )
-from .analysis.export import export
-from .analysis.listing import list_experiments
-from .analysis.plotting import plot
-from .analysis.ranges import align
-from .analysis.tables import runs_table
 from .experiment import Experiment, ml_dash_experiment
 from .maintenance import CheckReport, check, compact
 from .view import ExperimentView, load

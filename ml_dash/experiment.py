@@ -15,7 +15,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Files
@@ -30,7 +31,7 @@ from .values import check_info
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
-_open_experiments = set()  # strong: an open run must not vanish with its staged points
+_open_experiments: set[Experiment] = set()  # strong: an open run must not vanish with its staged points
 _open_lock = threading.Lock()
 
 
@@ -66,7 +67,7 @@ class Experiment:
         bindrs = check_info(f"{owner} bindrs", tags=bindrs)[1]
         self._given = {"description": description, "tags": tags, "bindrs": bindrs,
                        "metadata": metadata}
-        self._record = {}
+        self._record: dict = {}
         self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
         self._session = None
         self._read_store = None  # a Store opened for reading once the run has closed
@@ -164,7 +165,7 @@ class Experiment:
         """Print and store a log line (see ``exp.logs``); returns ``exp.logs``."""
         return self._logs.log(message, level, metadata, **extra)
 
-    def flush(self) -> "Experiment":
+    def flush(self) -> Experiment:
         """Commit everything staged, across all streams, as one snapshot."""
         self._open_session().flush()
         return self

@@ -130,7 +130,7 @@ class Files:
     def _handle(self, path):
         return Files(self._exp, path, self._lock)
 
-    def __call__(self, path: str | None = None) -> "Files":
+    def __call__(self, path: str | None = None) -> Files:
         """A handle on the folder or file ``path`` under this one."""
         return self._handle(_join(self._path, clean_path(path)))
 
@@ -281,7 +281,7 @@ class Files:
         return record
 
     def upload(self, local_path: Any, to: str | None = None, description: str | None = None,
-               tags: list | None = None, metadata: dict | None = None) -> dict:
+               tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         """Copy the local file in (as ``to``, default its own name); returns the record.
 
         The local file is only read, never moved or deleted.
@@ -293,7 +293,7 @@ class Files:
         return self._put(path, local_path, description, tags, metadata)
 
     def save(self, content: Any, to: str | None = None, description: str | None = None,
-             tags: list | None = None, metadata: dict | None = None) -> dict:
+             tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         """Store ``content``: a local file path (uploaded), bytes, or a dict or list (JSON)."""
         if isinstance(content, (str, os.PathLike)):
             if not os.path.isfile(content):
@@ -309,7 +309,7 @@ class Files:
             f"{type(content).__name__}; see save_text, save_image, save_fig, save_torch")
 
     def save_text(self, text: Any, to: str | None = None, description: str | None = None,
-                  tags: list | None = None, metadata: dict | None = None) -> dict:
+                  tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(text, str):
             raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
         path = self._target(to)
@@ -317,7 +317,7 @@ class Files:
                            mimetypes.guess_type(path)[0] or "text/plain")
 
     def save_json(self, obj: Any, to: str | None = None, description: str | None = None,
-                  tags: list | None = None, metadata: dict | None = None) -> dict:
+                  tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         try:
             data = json.dumps(obj, indent=2).encode("utf-8")
         except (TypeError, ValueError) as exc:
@@ -325,13 +325,13 @@ class Files:
         return self._put(self._target(to), data, description, tags, metadata, "application/json")
 
     def save_blob(self, data: Any, to: str | None = None, description: str | None = None,
-                  tags: list | None = None, metadata: dict | None = None) -> dict:
+                  tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"save_blob() takes bytes, not {type(data).__name__}")
         return self._put(self._target(to), bytes(data), description, tags, metadata)
 
     def save_image(self, array: Any, to: str | None = None, description: str | None = None,
-                   tags: list | None = None, metadata: dict | None = None) -> dict:
+                   tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         """Store a numpy array (H x W, H x W x 3 or 4; floats in [0, 1] are scaled)
         as an image, PNG unless ``to`` names another format.  Needs Pillow."""
         image_module = _require("PIL.Image", "image", "save_image")
@@ -348,7 +348,7 @@ class Files:
         return self._put(path, buffer.getvalue(), description, tags, metadata)
 
     def save_fig(self, fig: Any = None, to: str | None = None, description: str | None = None,
-                 tags: list | None = None, metadata: dict | None = None, **savefig: Any) -> dict:
+                 tags: builtins.list[str] | None = None, metadata: dict | None = None, **savefig: Any) -> dict:
         """Store a matplotlib figure (default the current one), PNG unless ``to``
         names another format.  Needs matplotlib."""
         pyplot = _require("matplotlib.pyplot", "plot", "save_fig")
@@ -359,7 +359,7 @@ class Files:
         return self._put(path, buffer.getvalue(), description, tags, metadata)
 
     def save_torch(self, obj: Any, to: str | None = None, description: str | None = None,
-                   tags: list | None = None, metadata: dict | None = None) -> dict:
+                   tags: builtins.list[str] | None = None, metadata: dict | None = None) -> dict:
         """Store ``obj`` with ``torch.save`` (a model's ``state_dict()``, say).  Needs torch."""
         torch = _require("torch", "torch", "save_torch")
         path = self._target(to)
@@ -371,7 +371,8 @@ class Files:
         """Copy a stored file (its record or ``id``) to ``to`` (``folder/name``); returns the new record."""
         file_id = source.get("id") if isinstance(source, dict) else source
         everything = self._handle("")._records()
-        found = [(key, record) for key, record in everything.items() if isinstance(record, dict) and record.get("id") == file_id]
+        found = [(key, record) for key, record in everything.items()
+                 if isinstance(record, dict) and record.get("id") == file_id]
         if not found:
             raise FileNotFoundError(f"no stored file with id {file_id!r}")
         key, record = found[0]

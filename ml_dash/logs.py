@@ -100,7 +100,7 @@ class Logs:
         }
 
     def log(self, message: Any, level: str = "info", metadata: dict | None = None,
-            _flush: bool = False, **extra: Any) -> "Logs":
+            _flush: bool = False, **extra: Any) -> Logs:
         """Print and stage one record; ``_flush=True`` also commits at once.
 
         ``metadata`` and ``extra`` are merged (``extra`` wins) and stored as
@@ -124,21 +124,21 @@ class Logs:
             session.flush()
         return self
 
-    def debug(self, message: Any, **metadata: Any) -> "Logs":
+    def debug(self, message: Any, **metadata: Any) -> Logs:
         return self.log(message, "debug", metadata)
 
-    def info(self, message: Any, **metadata: Any) -> "Logs":
+    def info(self, message: Any, **metadata: Any) -> Logs:
         return self.log(message, "info", metadata)
 
-    def warn(self, message: Any, **metadata: Any) -> "Logs":
+    def warn(self, message: Any, **metadata: Any) -> Logs:
         return self.log(message, "warn", metadata)
 
     warning = warn
 
-    def error(self, message: Any, **metadata: Any) -> "Logs":
+    def error(self, message: Any, **metadata: Any) -> Logs:
         return self.log(message, "error", metadata)
 
-    def fatal(self, message: Any, **metadata: Any) -> "Logs":
+    def fatal(self, message: Any, **metadata: Any) -> Logs:
         return self.log(message, "fatal", metadata)
 
     def __repr__(self) -> str:

@@ -24,12 +24,13 @@ class Metrics(Stream):
 
     def __init__(self, owner: Any) -> None:
         super().__init__(owner, None, {})
-        self._streams = {}
+        self._streams: dict[str, Stream] = {}
         #: ``buffer(**values)`` for the root stream, ``buffer.log_summary()``, ``buffer.peek()``
-        self.buffer = BufferSet(self)
+        # The root's buffer is a BufferSet: called like a stream's buffer(), and more.
+        self.buffer = BufferSet(self)  # type: ignore[method-assign]
         # Named streams the open session may write: those in the store plus
         # the new ones handed out since it opened (see _admit).
-        self._admitted = set()
+        self._admitted: set[str] = set()
         self._admitted_in = None  # the session _admitted was counted for
         self._admit_lock = threading.Lock()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-
 from typing import Any
 
 from .storage import records
@@ -135,7 +134,7 @@ class Params:
         flat = dict(sorted(self._load().items()))
         return flat if flatten else nest(flat)
 
-    def set(self, **values: Any) -> "Params":
+    def set(self, **values: Any) -> Params:
         """Merge ``values`` into the stored params and commit them; returns ``exp.params``.
 
         Nested dicts and class objects are flattened to ``a.b`` keys; a key

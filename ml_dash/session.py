@@ -212,7 +212,7 @@ def _forked_error(session):
         "the values to the parent")
 
 
-_sessions = weakref.WeakSet()
+_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
 
 def _after_fork_in_child():

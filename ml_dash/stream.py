@@ -39,6 +39,10 @@ class Stream:
     :class:`~ml_dash.ExperimentView` it belongs to.
     """
 
+    # Made on first use (buffer(), summary_cache): most streams never need them.
+    _buffered: Pending
+    _summary_cache: SummaryCache
+
     def __init__(self, owner: Any, name: str | None, info: dict | None = None) -> None:
         self._exp = owner
         self.name = name
@@ -54,7 +58,7 @@ class Stream:
 
     # -- writing ------------------------------------------------------------------
 
-    def log(self, _ts: float | None = None, _flush: bool = False, **fields: Any) -> "Stream":
+    def log(self, _ts: float | None = None, _flush: bool = False, **fields: Any) -> Stream:
         """Stage one point; returns the stream so calls can be chained.
 
         ``_ts``: the point's time (default now; ``-1`` reuses the last one
@@ -92,7 +96,7 @@ class Stream:
     def _route(self, _ts, _flush, fields):
         raise TypeError(f"{self._label()}: dict values are routed to streams only by the root stream")
 
-    def flush(self) -> "Stream":
+    def flush(self) -> Stream:
         """Commit everything staged in the experiment, across all streams."""
         session = self._exp._session
         if session is None:
@@ -100,7 +104,7 @@ class Stream:
         session.flush()
         return self
 
-    def _buffer(self, **values: Any) -> "Stream":
+    def _buffer(self, **values: Any) -> Stream:
         """Keep ``values`` in memory for the next ``log_summary()``; returns the stream.
 
         Values go through ``float()`` (None is NaN); anything else raises

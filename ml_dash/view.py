@@ -31,7 +31,7 @@ from .storage import Store, writer_alive
 from .timestamps import iso
 
 
-def load(prefix: str, dash_root: str = ".dash") -> "ExperimentView":
+def load(prefix: str, dash_root: str = ".dash") -> ExperimentView:
     """A read-only :class:`ExperimentView` of the experiment ``prefix``.
 
     Raises ``FileNotFoundError`` naming the prefix when there is no such run.
@@ -113,7 +113,7 @@ class ExperimentView:
         """
         self._store.close()
 
-    def __enter__(self) -> "ExperimentView":
+    def __enter__(self) -> ExperimentView:
         return self
 
     def __exit__(self, *exc):

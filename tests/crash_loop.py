@@ -266,9 +266,9 @@ def finish(dash_root, counts):
     return final
 
 
-_FINISH = """
+_FINISH = f"""
 import sys, ml_dash
-sys.path.insert(0, %r)
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 from crash_loop import PREFIX, point, ts_of, flush_size, b_offset
 exp = ml_dash.Experiment(prefix=PREFIX, dash_root=sys.argv[1])
 with exp.run:
@@ -283,7 +283,7 @@ with exp.run:
         exp.metrics.flush()
         index += flush_size(index)
 assert ml_dash.load(PREFIX, dash_root=sys.argv[1]).status == "COMPLETED"
-""" % os.path.dirname(os.path.abspath(__file__))
+"""
 
 
 def main():

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import ml_dash
-
 from ml_dash import load
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ml_dash
-from ml_dash import Experiment, WriterLockedError, load
+from ml_dash import Experiment, load
 
 PREFIX = "w/torn"
 

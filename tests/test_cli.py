@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from test_analysis import make_run
 
 import ml_dash
 from ml_dash import Experiment
-
-from test_analysis import make_run
 
 
 def cli(*args, dash_root=None, cwd=None, check=True):

@@ -337,7 +337,8 @@ def test_a_format_1_store_is_read_and_appended_to_in_its_own_format(dash_root):
     old, new = PointEncoder(1).pack, PointDecoder(2).decode
     rewrite_points(run_dir(dash_root), lambda index, value: old(new(value)))  # format 1: no checksum
     put_raw(run_dir(dash_root), b"meta", b"format", b"1")
-    assert [r["data"]["i"] for r in load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]] == list(range(10))
+    rows = load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]
+    assert [r["data"]["i"] for r in rows] == list(range(10))
     with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
         exp.metrics("train").log(i=10, x=5.0, text="").flush()
     rows = load(PREFIX, dash_root=dash_root).metrics("train").read()["data"]

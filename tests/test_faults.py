@@ -209,7 +209,7 @@ def test_really_full_disk_while_committing_rows(small_disk):
     exp.run.start()
     i, error = 0, None
     while error is None and i < 200_000:
-        for k in range(200):
+        for _ in range(200):
             exp.metrics("train").log(i=i, text="z" * 400)
             exp.metrics("eval").log(i=i)
             i += 1

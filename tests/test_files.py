@@ -9,7 +9,6 @@ import sys
 import pytest
 
 import ml_dash
-
 from ml_dash import Experiment, StorageError, load
 
 
@@ -231,6 +230,7 @@ def test_save_torch_without_torch_names_the_extra(exp):
 def test_save_image_round_trips_with_pillow(exp):
     image = pytest.importorskip("PIL.Image")
     import io
+
     import numpy as np
     pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     record = exp.files("img").save_image(pixels, to="a.png")

@@ -27,12 +27,12 @@ import tempfile
 
 import numpy as np
 import pytest
+from exact import same
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 import ml_dash
-from exact import same
 from ml_dash import Experiment, load
 
 settings.register_profile("api-ci", max_examples=100, stateful_step_count=12, deadline=None,

@@ -1,8 +1,9 @@
 """exp.params: set/log, flattening, merging, conflicts, conversion, atomicity, get()."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_dash import Experiment, load
 

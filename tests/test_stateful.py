@@ -20,12 +20,12 @@ import tempfile
 
 import numpy as np
 import pytest
+from exact import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import ml_dash
-from exact import same
 from ml_dash import Experiment, load
 
 settings.register_profile("ci", max_examples=25, stateful_step_count=30, deadline=None,

@@ -19,7 +19,6 @@ import time
 import pytest
 
 import ml_dash
-import ml_dash.storage.env as storage_env
 import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, load
 

@@ -120,7 +120,8 @@ def test_the_writer_stages_no_half_stream_when_its_record_cannot_be_encoded(dash
     The API no longer lets such a record through (the test above), so the
     writer is driven directly, as metrics.py drives it.
     """
-    from ml_dash.storage import Store, StreamSpec as Stream  # what the writer is told of a stream
+    from ml_dash.storage import Store  # what the writer is told of a stream
+    from ml_dash.storage import StreamSpec as Stream
 
     path = os.path.join(dash_root, "alice", "engine")
     store = Store.open(path, write=True)

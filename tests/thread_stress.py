@@ -42,7 +42,6 @@ import threading
 import time
 
 import ml_dash
-import ml_dash.storage.env as storage_env
 import ml_dash.storage.registry as storage_registry
 from ml_dash import Experiment, load
 

@@ -1,7 +1,6 @@
 """ml_dash, this project: default durability, or ``{"sync_interval": 0}``
 (fsync at every flush). A commit is ``metrics.flush()``, one transaction."""
 
-import os
 
 import numpy as np
 

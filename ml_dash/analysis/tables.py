@@ -7,17 +7,18 @@ store itself needs only numpy, and a training job should not pull them in.
 from __future__ import annotations
 
 import os
-from typing import Any
 import warnings
+from typing import Any
 
 import numpy as np
 
 from ..arrays import Labels, arrow_table, frame, require
 from ..errors import StorageError
 from ..names import ROOT_EXPORT
+from ..storage import DATA_FILE
 from ..view import load
 from . import listing
-from ..storage import DATA_FILE
+
 
 def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams: list | None = None,
                keys: list | None = None, to: str = "pandas") -> Any:
@@ -35,7 +36,8 @@ def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams:
     if to not in ("pandas", "arrow", "numpy"):
         raise ValueError(f"to={to!r}: use 'pandas', 'arrow' or 'numpy'")
     wanted = None if streams is None else {s or None for s in streams}
-    parts, labels = [], {}  # (run code, stream code, {key: column})
+    parts: list = []
+    labels: dict = {}  # (run code, stream code, {key: column})
     order = ["_ts"]
     for run in listing.list_experiments(dash_root, pattern):
         if run["status"] == "UNREADABLE":

@@ -40,7 +40,7 @@ class Store:
 
     @classmethod
     def open(cls, path: str, write: bool = False, sync_interval: float = 1.0,
-             lock_timeout: float = 0.0) -> "Store":
+             lock_timeout: float = 0.0) -> Store:
         """Open the store at ``path``.
 
         Reading: ``FileNotFoundError`` when there is none.  Writing creates it
@@ -64,13 +64,14 @@ class Store:
     def close(self) -> None:
         """Release the store (a writer first syncs and releases its lock); once."""
         if self.writer is None:
+            assert self._lease is not None  # a reader's store always has one
             self._lease.release()
         elif self._env is not None:
             self.writer.close()
             release(self._env, writable=True)
             self._env = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

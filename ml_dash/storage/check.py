@@ -34,13 +34,14 @@ from .codec import PointDecoder, stored_format
 from .columns import DTYPE, ColumnFile, ColumnMap, column_path
 from .env import DAMAGE_ERRORS
 from .envfiles import DATA_FILE
-from .registry import acquire, release
 from .layout import check_run_folder
 from .lock import WriterLock, writer_alive
-from .reader import experiment_record
 from .owner import refuse_if_writer_lives
+from .reader import experiment_record
 from .records_check import check_records
-from .slots import capacity_for as _capacity_for, numeric_leaves as _numeric_leaves
+from .registry import acquire, release
+from .slots import capacity_for as _capacity_for
+from .slots import numeric_leaves as _numeric_leaves
 
 CHUNK = 65536
 WALK_SECONDS = 60  # plus one per 10 MB of file: a walk that takes longer is reported, not waited for
@@ -197,7 +198,9 @@ class _Checker:
         for start in range(0, count, CHUNK):
             stop = min(count, start + CHUNK)
             expected = {key: np.full(stop - start, math.nan, dtype=DTYPE) for key in columns}
-            good_rows = self.env.read(lambda txn: self._rows(txn, entry, label, start, stop, expected))
+            good_rows = self.env.read(
+                lambda txn, start=start, stop=stop, expected=expected:
+                self._rows(txn, entry, label, start, stop, expected))
             self.report.points += good_rows
             if good_rows != stop - start:
                 return  # rows are damaged: columns cannot be judged against them

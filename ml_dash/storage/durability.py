@@ -104,4 +104,5 @@ def sync_loop(writer):
                         # A killed reader's slot pins old pages: the file would grow forever.
                         writer.env.lmdb.reader_check()
         except Exception as exc:  # never let the thread die silently
-            warnings.warn(f"ml_dash: background sync of {writer.directory} failed: {exc}")
+            warnings.warn(f"ml_dash: background sync of {writer.directory} failed: {exc}", RuntimeWarning,
+                          stacklevel=1)

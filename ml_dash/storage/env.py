@@ -49,7 +49,8 @@ REOPENS = 5
 # What LMDB says when the pages it walks are not what it wrote.
 DAMAGE_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError)
 
-_all_envs = weakref.WeakSet()  # every Environment of the process, for fork() (registry.py)
+# every Environment of the process, for fork() (registry.py)
+_all_envs: "weakref.WeakSet[Environment]" = weakref.WeakSet()
 
 
 class HandleMissing(Exception):

@@ -56,7 +56,7 @@ def check_data_file(directory):
     page in use, which the file must hold.
     """
     path = os.path.join(directory, DATA_FILE)
-    for attempt in range(2):  # a meta page written while we read it: read again
+    for _ in range(2):  # a meta page written while we read it: read again
         try:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size

@@ -26,7 +26,7 @@ LOCK_FILE = "writer.lock"
 
 # Every WriterLock of this process that has its file open, whether it holds
 # the lock yet or not: the fork hook closes all of them in the child.
-_open_locks = set()
+_open_locks: "set[WriterLock]" = set()
 _open_locks_guard = threading.Lock()
 
 

@@ -8,6 +8,8 @@ pages the writer wants to reuse.
 
 import json
 
+import numpy as np
+
 from ..errors import CorruptStoreError
 from ..names import stream_label
 from . import keys
@@ -15,8 +17,6 @@ from .catalog import Catalog
 from .codec import PointDecoder, decode_value, stored_format
 from .columns import DTYPE, ColumnMap, column_path
 from .layout import check_no_link
-
-import numpy as np
 
 _EMPTY = np.empty(0, dtype=DTYPE)
 _EMPTY.flags.writeable = False

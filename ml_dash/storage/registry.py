@@ -25,7 +25,7 @@ from .mapguard import MapGuard
 NETWORK_FILESYSTEMS = frozenset(
     ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "fuse.sshfs", "fuse.rclone"))
 
-_registry = {}
+_registry: dict[str, Environment] = {}
 _registry_lock = threading.Lock()
 
 
@@ -111,7 +111,7 @@ class Lease:
 
 
 # Environments whose owners were collected, to release under _registry_lock.
-_collected = []
+_collected: list[Environment] = []
 
 
 def _release_collected(env):
@@ -151,7 +151,7 @@ def filesystem_type(path):
     return kind
 
 
-_warned = set()
+_warned: set[str] = set()
 
 
 def _warn_if_network_filesystem(path):
@@ -179,8 +179,8 @@ def _warn_if_network_filesystem(path):
 # the spare, freeing the parent's slot under it (the parent's next read then
 # fails with MDB_BAD_RSLOT).  So the parent takes its spares out for the
 # fork: a transaction it holds is not aborted when the child drops it.
-_held_over_fork = []
-_quiet_over_fork = []
+_held_over_fork: list[lmdb.Transaction] = []
+_quiet_over_fork: list[Environment] = []
 
 
 def _before_fork():

@@ -40,12 +40,12 @@ from ..errors import StorageError, StreamLimitError, UnstorablePointError
 from ..names import stream_label as _label
 from . import durability, faults, keys, opening
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
-from .slots import ColumnSlots, StreamState
 from .codec import PointEncoder
 from .columns import INITIAL_CAPACITY
 from .env import MAX_DBS
 from .lock import WriterLock
 from .owner import check_ownership, owner_record
+from .slots import ColumnSlots, StreamState
 
 MAX_MAP_SIZE = 1 << 40
 # Named streams per experiment, besides the root stream: every stream is an
