@@ -21,6 +21,11 @@ def index_range(values, low=None, high=None):
     that is not gives a meaningless range, since checking would mean
     reading all of it.  None leaves that end open.
     """
+    for name, bound in (("low", low), ("high", high)):
+        if bound is not None and (isinstance(bound, (bool, str, bytes)) or not np.isscalar(bound)
+                                  or not np.issubdtype(np.asarray(bound).dtype, np.number)):
+            raise TypeError(f"index_range: {name} must be a number or None, got "
+                            f"{type(bound).__name__} {bound!r}")
     start = 0 if low is None else int(np.searchsorted(values, low, side="left"))
     stop = len(values) if high is None else int(np.searchsorted(values, high, side="left"))
     return start, max(start, stop)

@@ -26,6 +26,17 @@ class UserError(Exception):
 # -- helpers -----------------------------------------------------------------------
 
 
+
+def _count(text):
+    """An argparse type: a whole number >= 0 (``--tail -5`` printed nothing, silently)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {number}")
+    return number
+
 def _load(args, prefix=None):
     import ml_dash
     prefix = prefix or args.prefix
@@ -268,10 +279,10 @@ def build_parser():
                    "Print a page of points of a stream. The root stream is '.' (or '', 'root', '(root)').")
     read.add_argument("prefix", metavar="PREFIX", help="the run")
     read.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
-    read.add_argument("--start", type=int, default=0, metavar="N", help="first point index")
-    read.add_argument("--limit", type=int, default=20, metavar="N",
+    read.add_argument("--start", type=_count, default=0, metavar="N", help="first point index")
+    read.add_argument("--limit", type=_count, default=20, metavar="N",
                       help="points per page (default 20)")
-    read.add_argument("--tail", type=int, metavar="N", help="start N points before the end")
+    read.add_argument("--tail", type=_count, metavar="N", help="start N points before the end")
     read.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new points until the run ends (Ctrl-C stops)")
     read.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",

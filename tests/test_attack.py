@@ -6,9 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import ml_dash
+from ml_dash import Experiment, load
 
 
 def run_script(script, *args, timeout=30):
@@ -411,3 +413,35 @@ def test_a_fifo_in_place_of_a_column_is_an_error_not_a_hang(dash_root):
     result = run_script(script, dash_root, timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "refused", "False", "refused"], result.stdout
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.read(start_index=None),
+    lambda s: s.read(limit=None),
+    lambda s: s.read(start_index=1.5),
+    lambda s: s.read(limit="10"),
+    lambda s: s.read(start_index=True),
+    lambda s: s.column("x", start="0"),
+    lambda s: s.columns("x", stop=2.0),
+    lambda s: s.index_range("a", 1),
+    lambda s: s.index_range(0, [1]),
+])
+def test_read_arguments_of_the_wrong_type_are_named(dash_root, call):
+    with Experiment(prefix="a/args", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(x=1.0, _ts=1.0).log(x=2.0, _ts=2.0).flush()
+    with load("a/args", dash_root=dash_root) as view:
+        stream = view.metrics("train")
+        with pytest.raises(TypeError, match=r"(start_index|limit|start|stop|low|high) must be"):
+            call(stream)
+        assert stream.read(start_index=np.int64(1), limit=np.int32(1))["data"][0]["data"]["x"] == 2.0
+        assert stream.index_range(np.float64(1.5), 3) == (1, 2)
+        with pytest.raises(ValueError, match="limit must be >= 0"):
+            stream.read(limit=-1)
+
+
+def test_the_command_line_refuses_a_negative_tail(dash_root):
+    with Experiment(prefix="a/tail", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(x=1.0).flush()
+    done = subprocess.run([sys.executable, "-m", "ml_dash", "read", "a/tail", "train", "--tail", "-5",
+                           "--dash-root", dash_root], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "expected a number >= 0" in done.stderr, done
