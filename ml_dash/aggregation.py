@@ -213,7 +213,7 @@ class BufferSet:
 
     def unsummarized(self):
         """``{stream name: count of buffered values}`` of streams with any."""
-        out = {}
+        out: dict = {}
         for stream in self._streams():
             for pending in (_pending_of(stream), getattr(stream, "_summary_cache", None)):
                 if pending:

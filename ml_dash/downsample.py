@@ -222,7 +222,7 @@ def _lttb(x, y, n):
     # Keep the extremes: each replaces the point chosen in its own bucket
     # (out[k] holds bucket k - 1, and edges[k - 1] <= index < edges[k]).
     interior = [int(i) for i in (y.argmin(), y.argmax()) if 0 < i < size - 1]
-    buckets = {}
+    buckets: dict = {}
     for extreme in interior:
         buckets.setdefault(int(np.searchsorted(edges, extreme, side="right")), []).append(extreme)
     extra = []

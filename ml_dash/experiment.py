@@ -69,8 +69,8 @@ class Experiment:
                        "metadata": metadata}
         self._record: dict = {}
         self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
-        self._session = None
-        self._read_store = None  # a Store opened for reading once the run has closed
+        self._session: Session | None = None
+        self._read_store: Store | None = None  # a Store opened for reading once the run has closed
         self._metrics = Metrics(self)
         self._params = Params(self)
         self._logs = Logs(self)
@@ -346,7 +346,8 @@ def _close_open_runs():
     status = COMPLETED if last is None else CANCELLED if isinstance(last, KeyboardInterrupt) else FAILED
     with _open_lock:
         # a forked child's copies of its parent's runs are the parent's to close
-        experiments = [e for e in _open_experiments if e._session.pid == os.getpid()]
+        experiments = [e for e in _open_experiments
+                       if e._session is not None and e._session.pid == os.getpid()]
     for experiment in experiments:
         try:
             experiment._finish(status)

@@ -22,12 +22,14 @@ from .values import check_fields, check_info, check_keys
 class Metrics(Stream):
     """The root stream, and the way to every named stream: ``metrics("train")``."""
 
+    # The root's buffer is a BufferSet: called like a stream's buffer(), and more.
+    buffer: BufferSet
+
     def __init__(self, owner: Any) -> None:
         super().__init__(owner, None, {})
         self._streams: dict[str, Stream] = {}
         #: ``buffer(**values)`` for the root stream, ``buffer.log_summary()``, ``buffer.peek()``
-        # The root's buffer is a BufferSet: called like a stream's buffer(), and more.
-        self.buffer = BufferSet(self)  # type: ignore[method-assign]
+        self.buffer = BufferSet(self)
         # Named streams the open session may write: those in the store plus
         # the new ones handed out since it opened (see _admit).
         self._admitted: set[str] = set()

@@ -63,7 +63,7 @@ def _storable(name, value, depth):
     if isinstance(value, _PLAIN) and type(value) in _PLAIN:
         return value
     tolist = getattr(value, "tolist", None)
-    if callable(tolist) and getattr(value, "ndim", 0):  # numpy arrays: nested lists
+    if callable(tolist) and getattr(value, "ndim", False):  # numpy arrays: nested lists
         value = tolist()
     try:
         return convert_for("params", name, value, depth)
@@ -90,7 +90,7 @@ def encode_params(flat):
 
 def nest(flat):
     """Nested dicts from a flat ``{"a.b": v}`` dict."""
-    out = {}
+    out: dict = {}
     for key, value in flat.items():
         node = out
         *parents, last = key.split(".")

@@ -25,6 +25,7 @@ import time
 import warnings
 import weakref
 from itertools import repeat, starmap
+from typing import Any
 
 from .errors import ConfigurationError, ExperimentError, StreamLimitError, UnstorablePointError
 from .storage import Store
@@ -44,13 +45,15 @@ class Session:
         self.forked = False  # set in a child process: see _after_fork_in_child
         self.store = Store.open(path, write=True, sync_interval=sync_interval,
                                 lock_timeout=lock_timeout)
-        self.writer = self.store.writer
+        writer = self.store.writer
+        assert writer is not None  # opened to write
+        self.writer = writer
         self.reader = self.store.reader
         # A deque, because append and popleft are atomic: threads may log
         # while another one flushes, and no point is lost or taken twice.
         # Stream.log appends to it directly: it is the hot path.
-        self.staged = collections.deque()
-        self._records = []
+        self.staged: Any = collections.deque()  # a _ParentsQueue in a forked child
+        self._records: list = []
         self._flush_lock = threading.Lock()
         self.max_backlog = MAX_BACKLOG
         self._flushes = 0  # commits so far: tells the timer that what it saw was taken
@@ -124,7 +127,7 @@ class Session:
             raise _forked_error(self)
         with self._flush_lock:
             staged = self.staged
-            points = []
+            points: list = []
             records = []
             snapshots = self.writer.snapshots
             try:

@@ -66,7 +66,7 @@ class _Progress:
 
 
 def _keys(streams):
-    keys = []
+    keys: list = []
     for stream in streams:
         keys.extend(k for k in stream.keys() if k != "_ts" and k not in keys)
     return keys

@@ -194,7 +194,7 @@ class _Checker:
         columns = dict(entry.columns)
         self.report.columns += len(columns)
         maps = {key: ColumnMap(column_path(self.path, entry.sid, cid)) for key, cid in columns.items()}
-        broken = set()
+        broken: set = set()
         for start in range(0, count, CHUNK):
             stop = min(count, start + CHUNK)
             expected = {key: np.full(stop - start, math.nan, dtype=DTYPE) for key in columns}
@@ -263,6 +263,7 @@ class _Checker:
         fresh = not os.path.exists(column.path)
         writable = ColumnFile(column.path, _capacity_for(count), fresh=fresh)
         try:
+            assert writable.values is not None  # open until closed below
             np.frombuffer(writable.values, dtype=DTYPE)[start:stop] = want
             writable.sync()
         finally:

@@ -74,7 +74,7 @@ def check_data_file(directory):
             return 0
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        newest = None
+        newest: tuple[int, int] | None = None
         for number, page in enumerate((first, second)):
             if len(page) < _META_BYTES:
                 raise CorruptStoreError(
@@ -86,9 +86,11 @@ def check_data_file(directory):
                 raise CorruptStoreError(f"{path}: meta page {number} has LMDB data version {version}")
             if newest is None or txnid > newest[1]:
                 newest = (last_page, txnid)
+        assert newest is not None  # both meta pages were read, or an error raised
         needed = (newest[0] + 1) * page_size
         if size >= needed:
             return size
+    assert newest is not None
     raise CorruptStoreError(
         f"{path} is truncated: {size} bytes, but its last transaction uses {needed} "
         f"(pages 0 to {newest[0]} of {page_size} bytes); an interrupted copy? Copy the run again")

@@ -65,7 +65,7 @@ def log_page(reader, start, limit, level):
     if limit == 0:
         return [], False
     chunk = limit + 1 if level is None else max(limit + 1, _SCAN_CHUNK)
-    rows = []
+    rows: list = []
     key = keys.pack_index(start)
     while True:
         batch = reader.select(keys.LOGS_DB, start=key, limit=chunk)

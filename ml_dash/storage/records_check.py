@@ -33,7 +33,7 @@ def check_records(env, path, report, repair, saving=False):
         return out
 
     stored = env.read(read)
-    decoded = {}
+    decoded: dict = {}
     for name, items in stored.items():
         decoded[name] = []
         for key, value in items:

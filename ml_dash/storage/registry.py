@@ -78,7 +78,7 @@ def release(env, writable=False):
         _release_locked(env, writable)
 
 
-def _release_locked(env, writable):
+def _release_locked(env: Environment, writable: bool) -> None:
     env.refs -= 1
     env.writers -= bool(writable)
     if env.refs <= 0:

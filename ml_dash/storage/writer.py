@@ -88,7 +88,7 @@ class Writer:
         self._encoder = PointEncoder()
         self._catalog = Catalog()
         self._streams = {}
-        self._pending_catalog = []  # catalog items not yet committed
+        self._pending_catalog: list = []  # catalog items not yet committed
         self._slots = ColumnSlots(directory, self._pending_catalog)
         self._dirty = False
         self._closed = False
@@ -146,7 +146,7 @@ class Writer:
         pack, checksum, pack_sum = encoder.pack, encoder.checksum, encoder.pack_sum
         pack_index = keys.pack_index
         streams = self._streams
-        rows = []
+        rows: list = []
         append = rows.append
         try:
             for stream, data, ts in points:
@@ -195,7 +195,7 @@ class Writer:
         while True:
             txn = self.env.lmdb.begin(None, None, True)  # write=True, positional: see _put_all
             txn_id = txn.id()
-            created_dbs = []
+            created_dbs: list = []
             try:
                 if txn_id != self._last_txn_id + 1:  # inline _check_owner: the hot path
                     self._check_owner(txn, txn_id)
@@ -281,7 +281,7 @@ class Writer:
             # Many rows: one putmulti per stream, about half the cost per row of
             # a put each, grouping included.  For a few rows the cursor of each
             # stream would cost more than it saves.
-            batches = {}
+            batches: dict = {}
             for state, key, value in rows:
                 batch = batches.get(state)
                 if batch is None:
