@@ -335,6 +335,16 @@ _sigterm = _SigtermAsInterrupt()
 os.register_at_fork(after_in_child=_sigterm.after_fork_in_child)
 
 
+def _after_fork_in_child():
+    # A thread of the parent may have held it at the fork; in the child that
+    # thread is gone and the exit handler below would wait for it forever.
+    global _open_lock
+    _open_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _close_open_runs():
     """Commit what open runs staged when the interpreter exits.

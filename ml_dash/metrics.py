@@ -69,7 +69,10 @@ class Metrics(Stream):
         streams handed out then.
         """
         session = self._exp._session
-        if session is None:
+        if session is None or session.forked:
+            # A forked child writes nothing (its staging refuses points), so it
+            # counts nothing, and never takes this lock, which a thread of the
+            # parent that is gone in the child may have held at the fork.
             return
         with self._admit_lock:
             if self._admitted_in is not session:

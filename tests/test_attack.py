@@ -445,3 +445,33 @@ def test_the_command_line_refuses_a_negative_tail(dash_root):
     done = subprocess.run([sys.executable, "-m", "ml_dash", "read", "a/tail", "train", "--tail", "-5",
                            "--dash-root", dash_root], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "expected a number >= 0" in done.stderr, done
+
+
+LOCK_HELD_AT_FORK = """
+    import os, sys, ml_dash
+    import ml_dash.experiment as experiment_module
+
+    exp = ml_dash.Experiment(prefix="a/forklocks", dash_root=sys.argv[1])
+    exp.run.start()
+    exp.metrics("train").log(loss=1).flush()
+    # As if another thread of the parent were inside them at the moment of the fork.
+    held = {"stream limit": exp.metrics._admit_lock, "open runs": experiment_module._open_lock}
+    for lock in held.values():
+        lock.acquire()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            exp.metrics("new-in-child")  # counted against the stream limit in the parent
+        finally:
+            sys.exit(0)  # runs the exit handler, which closes this process's runs
+    for lock in held.values():
+        lock.release()
+    _, status = os.waitpid(pid, 0)
+    exp.run.complete()
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_locks_held_by_parent_threads_at_a_fork_do_not_hang_the_child(dash_root):
+    done = run_script(LOCK_HELD_AT_FORK, dash_root, timeout=30)
+    assert done.stdout.strip() == "0", (done.stdout, done.stderr[-2000:])
