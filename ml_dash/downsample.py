@@ -22,6 +22,7 @@ NaN points (where a point lacks the key) are skipped.
 """
 
 import mmap
+import operator
 
 import numpy as np
 
@@ -42,7 +43,13 @@ def downsample(values, n, method="minmax", x=None):
     """
     if method not in METHODS:
         raise ValueError(f"unknown downsampling method {method!r}; use one of {list(METHODS)}")
-    n = int(n)
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)  # int("5") and int(2.7) would pass a mistake silently
+    except TypeError:
+        raise TypeError(f"downsample: n must be a whole number of points, got "
+                        f"{type(n).__name__} {n!r}") from None
     if n < 2:
         raise ValueError(f"downsample needs n >= 2 points, got {n}")
     if len(values) <= n:

@@ -475,3 +475,16 @@ LOCK_HELD_AT_FORK = """
 def test_locks_held_by_parent_threads_at_a_fork_do_not_hang_the_child(dash_root):
     done = run_script(LOCK_HELD_AT_FORK, dash_root, timeout=30)
     assert done.stdout.strip() == "0", (done.stdout, done.stderr[-2000:])
+
+
+def test_a_log_page_past_every_index_and_a_downsample_count_that_is_not_a_number(dash_root):
+    with Experiment(prefix="a/huge", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(x=1.0).log(x=2.0).flush()
+        exp.logs.info("hello")
+    with load("a/huge", dash_root=dash_root) as view:
+        assert view.logs.read(start_index=2**70)["data"] == []  # was struct.error
+        assert view.metrics("train").read(start_index=2**70)["data"] == []
+        for n in ("5", 2.5, True):
+            with pytest.raises(TypeError, match="n must be a whole number"):
+                view.metrics("train").column("x", downsample=n)
+        assert len(view.metrics("train").column("x", downsample=np.int64(2))) == 2

@@ -62,7 +62,7 @@ def next_log_index(reader):
 
 def log_page(reader, start, limit, level):
     """``([(index, record)], has_more)`` of log records from ``start`` on, of ``level`` if given."""
-    if limit == 0:
+    if limit == 0 or start > keys.MAX_INDEX:  # no record is numbered past MAX_INDEX
         return [], False
     chunk = limit + 1 if level is None else max(limit + 1, _SCAN_CHUNK)
     rows: list = []
