@@ -237,6 +237,13 @@ def _demo(args):
     return 0
 
 
+def _serve(args):
+    from .dashboard import serve
+
+    serve(args.dash_root, host=args.host, port=args.port, token=args.token, open_browser=args.open)
+    return 0
+
+
 # -- the parser --------------------------------------------------------------------
 
 
@@ -324,6 +331,18 @@ def build_parser():
 
     compact = command("compact", _compact, "rewrite a closed run's file without free pages")
     compact.add_argument("prefix", metavar="PREFIX", help="the run")
+
+    serve = command("serve", _serve, "open a local web dashboard of the runs",
+                    "Serve a web dashboard of every run under the dash root: runs table, live charts "
+                    "drawn from min/max buckets, compare, logs, params, files. Read-only: it never "
+                    "writes into a store (only a .dashrc you save). Needs the 'ui' extra. Binding an "
+                    "address other than loopback requires a token, which the printed URL carries.")
+    serve.add_argument("--host", default="127.0.0.1", metavar="H", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, metavar="N", help="port (default 8765)")
+    serve.add_argument("--token", metavar="T",
+                       help="require this token on every request (default: none on loopback, a random "
+                            "one on any other address)")
+    serve.add_argument("--open", action="store_true", help="open the page in a web browser")
 
     demo = command("demo", _demo, "log a synthetic training run and read it back")
     demo.add_argument("--steps", type=int, default=100_000, help="training steps (default 100,000)")

@@ -28,6 +28,7 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "files"],
     "experiment/view": ["experiment", "view"],
     "analysis": ["analysis", "analysis.*"],
+    "dashboard": ["dashboard", "dashboard.*"],
     "cli": ["cli", "cli_output", "demo", "__main__", ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")

@@ -34,14 +34,14 @@ def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> li
     matches = glob_matcher(pattern) if pattern else None
     held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
-    for prefix, directory in _runs(root, pattern):
+    for prefix, directory in run_folders(root, pattern):
         if matches is None or matches(prefix):
             out.append(_summary(prefix, directory, held))
     out.sort(key=lambda run: run["prefix"])
     return out
 
 
-def _runs(root, pattern):
+def run_folders(root: str, pattern: str | None = None):
     """``(prefix, directory)`` of every store under ``root`` that ``pattern`` can match.
 
     Starts at the pattern's literal leading folders and, for a pattern

@@ -1,0 +1,56 @@
+"""``ml-dash serve``: a local web dashboard of the runs under a dash root.
+
+Needs the ``ui`` extra (``pip install 'ml-dash[ui]'``: Starlette, uvicorn,
+PyYAML and the Plotly bundle); ``import ml_dash`` never imports it.  See
+docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+EXTRA_HINT = "the dashboard needs the ui extra: pip install 'ml-dash[ui]'"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(dash_root: str = ".dash", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          token: str | None = None, open_browser: bool = False, quiet: bool = False) -> None:
+    """Serve the dashboard until interrupted.
+
+    On a non-loopback ``host`` a token is always required (a random one
+    when none is given); the printed URL carries it.
+    """
+    try:
+        import uvicorn
+
+        from .app import create_app, plotly_bundle
+        plotly_bundle()
+    except ImportError as exc:
+        raise SystemExit(f"{EXTRA_HINT} ({exc})") from None
+    if not is_loopback(host) and not token:
+        token = secrets.token_urlsafe(24)
+    app = create_app(dash_root, token=token, warm=True)
+    shown = host if host not in ("0.0.0.0", "::") else socket.gethostname()
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
+    if token:
+        url += f"?token={token}"
+    if not quiet:
+        print(f"ml-dash dashboard of {dash_root!r} at {url}", flush=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
