@@ -80,10 +80,15 @@ class AccessGuard:
         return None
 
 
-def _int(request: Request, name: str, default: int | None) -> int | None:
+def _int(request: Request, name: str, default: int) -> int:
+    value = _optional_int(request, name)
+    return default if value is None else value
+
+
+def _optional_int(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         return int(raw)
     except ValueError:
@@ -141,7 +146,7 @@ def create_app(dash_root: str, token: str | None = None, warm: bool = False) -> 
     def buckets(request: Request):
         return catalog.buckets(
             _required(request, "prefix"), request.query_params.get("stream"), _keys(request),
-            _int(request, "width", 1000), _int(request, "start", None), _int(request, "stop", None),
+            _int(request, "width", 1000), _optional_int(request, "start"), _optional_int(request, "stop"),
             request.query_params.get("x") or "index")
 
     def tail(request: Request):
