@@ -238,6 +238,8 @@ def test_dashrc_round_trip_and_validation(tmp_path):
     assert (tmp_path / "a/b/c/.dashrc").read_text() == layout
     chart = client.get("/api/run", params={"prefix": "a/b/c"}).json()["dashrc"]["charts"][0]
     assert chart["xKey"] == "step" and chart["yKeys"] == ["loss"]
+    dated = client.post("/api/dashrc", json={"folder": "a/b", "content": "when: 2021-01-01\ncharts: []\n"})
+    assert dated.status_code == 200 and dated.json()["parsed"]["when"] == "2021-01-01"  # YAML dates as text
     compare = "charts:\n  - yKey: loss\n    series:\n      - {prefix: a/b/c, label: mine, dash: dot}\n"
     assert client.post("/api/dashrc", json={"folder": "a", "content": compare}).status_code == 200
     assert client.get("/api/dashrc", params={"folder": "a"}).json()["parsed"]["charts"][0]["series"][0][
@@ -261,6 +263,8 @@ def test_dashrc_round_trip_and_validation(tmp_path):
     ("a/b/c", "x: " + "y" * 300_000, "larger than"),
     ("a/b/nope", "charts: []", "no folder"),
     ("a/b/c", 42, "YAML text"),
+    ("a/b/c", "a: &a [1, 1]\nb: &b [*a, *a]\nc: [*b, *b]\ncharts: []", "aliases"),
+    ("a/b/c", "[" * 50_000 + "]" * 50_000, "nested too deeply"),
 ])
 def test_dashrc_refuses_bad_paths_and_content(tmp_path, folder, content, words):
     _make_run(tmp_path, "a/b/c", [1.0])

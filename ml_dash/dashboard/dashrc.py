@@ -105,9 +105,15 @@ def parse(text: str) -> dict:
     import yaml  # the ui extra; imported here so that the data layer does not need it
 
     try:
-        loaded = yaml.safe_load(text)
+        # Aliases are refused: a few lines of nested aliases expand to billions of
+        # nodes when the layout is sent as JSON (the "billion laughs").
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise BadRequest(f"{FILENAME} may not use YAML aliases (*name)")
+        loaded = _plain(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         raise BadRequest(f"{FILENAME} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{FILENAME} is nested too deeply") from None
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
@@ -118,6 +124,19 @@ def parse(text: str) -> dict:
     if len(charts) > MAX_CHARTS:
         raise BadRequest(f"{FILENAME}: at most {MAX_CHARTS} charts, got {len(charts)}")
     return dict(loaded, charts=[_chart(i, chart) for i, chart in enumerate(charts)])
+
+
+def _plain(value: Any) -> Any:
+    """YAML's dates and other scalars as text, so that the layout is plain JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    return str(value)
 
 
 def _chart(i: int, chart: Any) -> dict:
