@@ -1,0 +1,322 @@
+"""The dashboard page end to end: a real ``ml-dash serve`` and a headless Chromium.
+
+Four runs in two folders, one of them written by a child process while the
+tests run.  The page's chart containers report what they drew (data-points,
+data-last, data-start/data-stop, data-exact), so the values on screen are
+compared with the values stored.  Screenshots go to docs/images/.
+
+Skipped only when Debian's Chromium is absent and CI is unset; under CI a
+missing browser fails the module.
+"""
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGES = os.path.join(REPO, "docs", "images")
+
+if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {CHROMIUM} or {CHROMEDRIVER} is missing", pytrace=False)
+    pytest.skip(f"{CHROMIUM} (Debian's chromium with chromium-driver) is not installed", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from ml_dash import Experiment, load  # noqa: E402
+
+SHORT = 60  # points of the two runs of alice/proj
+LONG = 6000  # points of bob/other/run-c: bucketed on screen until zoomed
+
+LIVE_WRITER = textwrap.dedent("""
+    import os, sys, time
+    from ml_dash import Experiment
+    root, stop_file = sys.argv[1], sys.argv[2]
+    with Experiment(prefix="bob/other/live", dash_root=root).run as exp:
+        exp.params.set(lr=0.005, seed=3)
+        i = 0
+        while not os.path.exists(stop_file) and i < 3000:
+            exp.metrics("train").log(loss=1.0 + i, step=i)
+            exp.metrics("train").flush()
+            i += 1
+            time.sleep(0.2)
+""")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_runs(root):
+    for prefix, lr, seed, n in (("alice/proj/run-a", 0.001, 1, SHORT), ("alice/proj/run-b", 0.01, 2, SHORT),
+                                ("bob/other/run-c", 0.1, 1, LONG)):
+        with Experiment(prefix=prefix, dash_root=root).run as exp:
+            exp.params.set(lr=lr, seed=seed, model={"depth": seed + 1})
+            train = exp.metrics("train")
+            for i in range(n):
+                decay = math.exp(-4 * i / n * (1 + 10 * lr))
+                train.log(loss=0.2 + 0.8 * decay + 0.05 * math.sin(i / 3) + (0.3 if i % 500 == 250 else 0.0), step=i * 10)
+                if i % 10 == 9:
+                    exp.metrics("eval").log(acc=0.5 + seed / 10 - 0.3 / (1 + i * lr), step=i * 10)
+            train.flush()
+
+
+def _stored(root, prefix, stream="train", key="loss"):
+    with load(prefix, dash_root=root) as view:
+        handle = view.metrics(stream)
+        n = len(handle)
+        return n, float(handle.column(key, n - 1, n)[0])
+
+
+def _wait_http(url, timeout=20):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def site():
+    tmp = tempfile.mkdtemp(prefix="ml-dash-browser-")
+    root = os.path.join(tmp, "dash")
+    _make_runs(root)
+    stop_file = os.path.join(tmp, "stop")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, root, stop_file], env=env)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ml_dash", "serve", "--dash-root", root, "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 20
+        while True:  # the server answers, and the live run has its first points
+            runs = _wait_http(base + "/api/runs")["runs"]
+            live = [r for r in runs if r["prefix"] == "bob/other/live"]
+            if live and live[0]["points"] >= 2:
+                break
+            assert time.time() < deadline, runs
+            time.sleep(0.1)
+        yield {"base": base, "root": root}
+    finally:
+        open(stop_file, "w").close()
+        server.terminate()
+        for proc in (writer, server):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="ml-dash-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--window-size=1500,950", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(driver, base, hash_=""):
+    driver.get("about:blank")
+    driver.get(base + "/" + (("#" + hash_) if hash_ else ""))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+
+
+def _chart(driver, stream, key, timeout=10, exact_attr="data-points"):
+    selector = f'.chart[data-stream="{stream}"][data-key="{key}"]'
+    return WebDriverWait(driver, timeout).until(
+        lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, selector) if e.get_attribute(exact_attr)), None))
+
+
+def _type(box, text):
+    """Replace the box's text the way a person does (clear() fires no input event)."""
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
+    if text:
+        box.send_keys(text)
+
+
+def _visible_rows(driver):
+    return [tr.get_attribute("data-prefix") for tr in driver.find_elements(By.CSS_SELECTOR, "#runs tr.run")]
+
+
+def _shot(driver, name):
+    os.makedirs(IMAGES, exist_ok=True)
+    time.sleep(0.3)  # let Plotly finish its transition
+    driver.save_screenshot(os.path.join(IMAGES, f"dashboard-{name}.png"))
+
+
+def test_run_list_shows_every_run(site, browser):
+    _open(browser, site["base"])
+    assert _visible_rows(browser) == ["alice/proj/run-a", "alice/proj/run-b", "bob/other/live", "bob/other/run-c"]
+    folders = [e.get_attribute("data-folder") for e in browser.find_elements(By.CSS_SELECTOR, "#folders .folder")]
+    assert {"alice/proj", "bob/other"} <= set(folders)
+    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
+    assert live_row.get_attribute("data-status") == "RUNNING"
+
+
+def test_chart_shows_the_stored_values(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-a&tab=dashboard")
+    chart = _chart(browser, "train", "loss")
+    count, last = _stored(site["root"], "alice/proj/run-a")
+    assert int(chart.get_attribute("data-points")) == count == SHORT
+    assert float(chart.get_attribute("data-last")) == last
+    assert chart.get_attribute("data-exact") == "true"
+    assert (chart.get_attribute("data-start"), chart.get_attribute("data-stop")) == ("0", str(count))
+    keys = {(e.get_attribute("data-stream"), e.get_attribute("data-key")) for e in browser.find_elements(By.CSS_SELECTOR, ".chart")}
+    assert keys == {("train", "loss"), ("train", "step"), ("eval", "acc"), ("eval", "step")}
+    _shot(browser, "overview")
+
+
+def test_text_and_expression_filters(site, browser):
+    _open(browser, site["base"])
+    box = browser.find_element(By.ID, "filter")
+    _type(box, "run-c")
+    assert _visible_rows(browser) == ["bob/other/run-c"]
+    _type(box, "alice")
+    assert _visible_rows(browser) == ["alice/proj/run-a", "alice/proj/run-b"]
+    _type(box, "")
+    expr = browser.find_element(By.ID, "expr")
+    _type(expr, "lr < 0.01")
+    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-a", "bob/other/live"])
+    _type(expr, 'lr >= 0.01 && status == "COMPLETED" || seed == 3')
+    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-b", "bob/other/live", "bob/other/run-c"])
+    _type(expr, "lr < ")  # incomplete: an error message, not an exception
+    WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, "expr-error").text)
+
+
+def _check(driver, prefix):
+    driver.find_element(By.CSS_SELECTOR, f'#runs input.check[data-prefix="{prefix}"]').click()
+
+
+def test_compare_two_runs_and_two_folders(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-a")
+    _check(browser, "alice/proj/run-a")
+    _check(browser, "alice/proj/run-b")
+    chart = _chart(browser, "train", "loss", exact_attr="data-lines")
+    assert chart.get_attribute("data-lines") == "2"
+    assert chart.get_attribute("data-mode") == "runs"
+    assert chart.get_attribute("data-points") == f"{SHORT},{SHORT}"
+    diff = [tr.get_attribute("data-param") for tr in browser.find_elements(By.CSS_SELECTOR, "#params-diff tr[data-param]")]
+    assert diff == ["lr", "model.depth", "seed"]
+    assert "checked=" in browser.current_url
+    # a run of another folder: one mean line with a band per folder
+    _check(browser, "bob/other/run-c")
+    WebDriverWait(browser, 10).until(
+        lambda d: (_chart(d, "train", "loss", exact_attr="data-lines").get_attribute("data-mode") == "folder"))
+    chart = _chart(browser, "train", "loss", exact_attr="data-lines")
+    assert chart.get_attribute("data-lines") == "2"
+    _shot(browser, "compare")
+
+
+def test_zoom_rebuckets_down_to_single_points(site, browser):
+    _open(browser, site["base"], "run=bob/other/run-c")
+    chart = _chart(browser, "train", "loss")
+    assert chart.get_attribute("data-exact") == "false"
+    assert int(chart.get_attribute("data-points")) < LONG
+    assert (chart.get_attribute("data-start"), chart.get_attribute("data-stop")) == ("0", str(LONG))
+    # the same as a drag on the x axis: Plotly reports the new range
+    browser.execute_script(
+        "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
+        "Plotly.relayout(e, {'xaxis.range[0]': 2200, 'xaxis.range[1]': 2300});")
+    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
+    start, stop = int(chart.get_attribute("data-start")), int(chart.get_attribute("data-stop"))
+    assert 2190 <= start <= 2200 and 2300 <= stop <= 2310
+    assert chart.get_attribute("data-exact") == "true"
+    assert int(chart.get_attribute("data-points")) == stop - start
+    browser.execute_script("arguments[0].scrollIntoView()", chart)
+    _shot(browser, "zoom")
+    # a middle zoom is still bucketed, on the new range
+    browser.execute_script(
+        "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
+        "Plotly.relayout(e, {'xaxis.range[0]': 0, 'xaxis.range[1]': 3000});")
+    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") == "0")
+    assert chart.get_attribute("data-exact") == "false"
+    # double-click: autorange, the whole stream again
+    browser.execute_script(
+        "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
+        "Plotly.relayout(e, {'xaxis.autorange': true});")
+    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-stop") == str(LONG))
+
+
+def test_smoothed_chart_on_the_step_axis(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-b&smooth=0.8&x=step")
+    chart = _chart(browser, "train", "loss")
+    assert int(chart.get_attribute("data-points")) == SHORT
+    title = browser.execute_script("return arguments[0].layout.xaxis.title.text", chart)
+    assert title == "step"
+    smoothed = browser.execute_script("return arguments[0].data[3].visible", chart)
+    assert smoothed is True
+    browser.execute_script("arguments[0].scrollIntoView()", chart)
+    _shot(browser, "chart")
+
+
+def test_live_chart_follows_the_writer(site, browser):
+    _open(browser, site["base"], "run=bob/other/live")
+    chart = _chart(browser, "train", "loss")
+    seen = float(chart.get_attribute("data-last"))
+    started = time.time()
+    # the writer flushes every 0.2 s; the page polls every 1 s
+    WebDriverWait(browser, 2.5, poll_frequency=0.05).until(lambda d: float(chart.get_attribute("data-last")) != seen)
+    delay = time.time() - started
+    print(f"live chart updated {delay:.2f} s after the first poll began")
+    assert delay < 2.0, delay
+    count, last = _stored(site["root"], "bob/other/live")
+    drawn = float(chart.get_attribute("data-last"))
+    assert drawn > seen and drawn <= last
+    assert int(chart.get_attribute("data-points")) <= count
+
+
+def test_copied_url_restores_run_and_tab(site, browser):
+    _open(browser, site["base"])
+    browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="alice/proj/run-b"]').click()
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chart"))
+    browser.find_element(By.TAG_NAME, "body").send_keys("4")  # Parameters
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
+    copied = browser.current_url
+    assert "run=alice%2Fproj%2Frun-b" in copied and "tab=params" in copied
+    browser.get("about:blank")
+    browser.get(copied)
+    WebDriverWait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
+    active = browser.find_element(By.CSS_SELECTOR, "#tabs button.active").get_attribute("data-tab")
+    assert active == "params"
+    selected = browser.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix")
+    assert selected == "alice/proj/run-b"
+    # j moves the selection to the next run
+    browser.find_element(By.TAG_NAME, "body").send_keys("j")
+    WebDriverWait(browser, 5).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix") == "bob/other/live")
