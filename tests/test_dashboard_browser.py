@@ -14,12 +14,14 @@ import math
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
+import zlib
 
 import pytest
 
@@ -37,12 +39,13 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from ml_dash import Experiment, load  # noqa: E402
 
 SHORT = 60  # points of the two runs of alice/proj
 LONG = 6000  # points of bob/other/run-c: bucketed on screen until zoomed
+WIDE = 100  # charts of carol/wide/run-w: drawn only when scrolled into view
 
 LIVE_WRITER = textwrap.dedent("""
     import os, sys, time
@@ -73,10 +76,36 @@ def _make_runs(root):
             train = exp.metrics("train")
             for i in range(n):
                 decay = math.exp(-4 * i / n * (1 + 10 * lr))
-                train.log(loss=0.2 + 0.8 * decay + 0.05 * math.sin(i / 3) + (0.3 if i % 500 == 250 else 0.0), step=i * 10)
+                spike = 0.3 if i % 500 == 250 else 0.0
+                train.log(loss=0.2 + 0.8 * decay + 0.05 * math.sin(i / 3) + spike, step=i * 10)
                 if i % 10 == 9:
                     exp.metrics("eval").log(acc=0.5 + seed / 10 - 0.3 / (1 + i * lr), step=i * 10)
             train.flush()
+
+
+def _png(width=48, height=32):
+    """A small RGB gradient as PNG bytes, written by hand (no imaging library needed)."""
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 5, y * 7, 160)) for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _extras(root):
+    with Experiment(prefix="alice/proj/run-a", dash_root=root).run as exp:
+        exp.files.save_text("# run-a\n\nThe baseline: lr 0.001.\n", to="README.md")
+        exp.files.save(_png(), to="plots/curve.png")
+        exp.logs.info("starting")
+        exp.logs.warn("loss spiked", step=120)
+        exp.logs.info("done")
+    with Experiment(prefix="carol/wide/run-w", dash_root=root).run as exp:
+        wide = exp.metrics("wide")
+        for i in range(20):
+            wide.log(**{f"k{j:03d}": i * j for j in range(WIDE)})
+        wide.flush()
 
 
 def _stored(root, prefix, stream="train", key="loss"):
@@ -103,6 +132,7 @@ def site():
     tmp = tempfile.mkdtemp(prefix="ml-dash-browser-")
     root = os.path.join(tmp, "dash")
     _make_runs(root)
+    _extras(root)
     stop_file = os.path.join(tmp, "stop")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, root, stop_file], env=env)
@@ -181,9 +211,19 @@ def _shot(driver, name):
 
 def test_run_list_shows_every_run(site, browser):
     _open(browser, site["base"])
-    assert _visible_rows(browser) == ["alice/proj/run-a", "alice/proj/run-b", "bob/other/live", "bob/other/run-c"]
+    assert _visible_rows(browser) == ["alice/proj/run-a", "alice/proj/run-b", "bob/other/live", "bob/other/run-c",
+                                      "carol/wide/run-w"]
     folders = [e.get_attribute("data-folder") for e in browser.find_elements(By.CSS_SELECTOR, "#folders .folder")]
-    assert {"alice/proj", "bob/other"} <= set(folders)
+    assert {"alice/proj", "bob/other", "carol/wide"} <= set(folders)
+    browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder="bob"]').click()
+    assert _visible_rows(browser) == ["bob/other/live", "bob/other/run-c"]
+    browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder=""]').click()
+    assert len(_visible_rows(browser)) == 5
+    # a click on a header sorts by it; a second click reverses
+    browser.find_element(By.CSS_SELECTOR, '#runs th[data-col="points"]').click()
+    assert _visible_rows(browser)[0] == "bob/other/live"
+    browser.find_element(By.CSS_SELECTOR, '#runs th[data-col="points"]').click()
+    assert _visible_rows(browser)[0] == "bob/other/run-c"
     live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
     assert live_row.get_attribute("data-status") == "RUNNING"
 
@@ -196,7 +236,8 @@ def test_chart_shows_the_stored_values(site, browser):
     assert float(chart.get_attribute("data-last")) == last
     assert chart.get_attribute("data-exact") == "true"
     assert (chart.get_attribute("data-start"), chart.get_attribute("data-stop")) == ("0", str(count))
-    keys = {(e.get_attribute("data-stream"), e.get_attribute("data-key")) for e in browser.find_elements(By.CSS_SELECTOR, ".chart")}
+    keys = {(e.get_attribute("data-stream"), e.get_attribute("data-key"))
+            for e in browser.find_elements(By.CSS_SELECTOR, ".chart")}
     assert keys == {("train", "loss"), ("train", "step"), ("eval", "acc"), ("eval", "step")}
     _shot(browser, "overview")
 
@@ -213,7 +254,8 @@ def test_text_and_expression_filters(site, browser):
     _type(expr, "lr < 0.01")
     WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-a", "bob/other/live"])
     _type(expr, 'lr >= 0.01 && status == "COMPLETED" || seed == 3')
-    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-b", "bob/other/live", "bob/other/run-c"])
+    expected = ["alice/proj/run-b", "bob/other/live", "bob/other/run-c"]
+    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == expected)
     _type(expr, "lr < ")  # incomplete: an error message, not an exception
     WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, "expr-error").text)
 
@@ -230,7 +272,8 @@ def test_compare_two_runs_and_two_folders(site, browser):
     assert chart.get_attribute("data-lines") == "2"
     assert chart.get_attribute("data-mode") == "runs"
     assert chart.get_attribute("data-points") == f"{SHORT},{SHORT}"
-    diff = [tr.get_attribute("data-param") for tr in browser.find_elements(By.CSS_SELECTOR, "#params-diff tr[data-param]")]
+    diff = [tr.get_attribute("data-param")
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#params-diff tr[data-param]")]
     assert diff == ["lr", "model.depth", "seed"]
     assert "checked=" in browser.current_url
     # a run of another folder: one mean line with a band per folder
@@ -320,3 +363,66 @@ def test_copied_url_restores_run_and_tab(site, browser):
     browser.find_element(By.TAG_NAME, "body").send_keys("j")
     WebDriverWait(browser, 5).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix") == "bob/other/live")
+
+
+def test_run_tabs_readme_logs_params_files(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-a&tab=readme")
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.readme"))
+    assert browser.find_element(By.CSS_SELECTOR, "pre.readme").text.startswith("# run-a")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("3")  # Logs
+    WebDriverWait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 4)
+    Select(browser.find_element(By.CSS_SELECTOR, "#view select")).select_by_value("warn")
+    WebDriverWait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 2)
+    assert "loss spiked" in browser.find_element(By.CSS_SELECTOR, ".logs").text
+    body.send_keys("4")  # Parameters, grouped by dotted prefix
+    box = WebDriverWait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, "#view input[type=search]"))
+    _type(box, "depth")
+    rows = [tr.get_attribute("data-param") for tr in browser.find_elements(By.CSS_SELECTOR, "tr[data-param]")]
+    assert rows == ["model.depth"]
+    assert browser.find_element(By.CSS_SELECTOR, "th.section").text == "model"
+    browser.find_element(By.TAG_NAME, "body").send_keys("5")  # Files: the image shown
+    image = WebDriverWait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, ".files img"))
+    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 48)
+
+
+def test_group_by_param_in_compare(site, browser):
+    _open(browser, site["base"], "checked=alice/proj/run-a,alice/proj/run-b,bob/other/run-c&tab=compare&group=seed")
+    chart = _chart(browser, "train", "loss", exact_attr="data-lines")
+    assert chart.get_attribute("data-mode") == "group"
+    assert chart.get_attribute("data-lines") == "2"  # seed 1: run-a and run-c; seed 2: run-b
+    labels = browser.execute_script("return arguments[0].data.map(t => t.name).filter(Boolean)", chart)
+    assert labels == ["seed=1 (2)", "seed=2 (1)"]
+
+
+def test_a_hundred_charts_render_lazily(site, browser):
+    started = time.time()
+    _open(browser, site["base"], "run=carol/wide/run-w")
+    first = _chart(browser, "wide", "k000")
+    elapsed = time.time() - started
+    containers = browser.find_elements(By.CSS_SELECTOR, ".chart")
+    assert len(containers) == WIDE
+    drawn = len(browser.find_elements(By.CSS_SELECTOR, ".chart[data-points]"))
+    assert drawn < WIDE / 2, drawn  # those below the fold wait until scrolled to
+    print(f"first of {WIDE} charts drawn {elapsed:.2f} s after the page was asked for; {drawn} drawn")
+    assert float(first.get_attribute("data-last")) == 0.0  # k000 is i * 0
+    last = containers[-1]
+    browser.execute_script("arguments[0].scrollIntoView()", last)
+    WebDriverWait(browser, 10).until(lambda d: last.get_attribute("data-points") == "20")
+    assert float(last.get_attribute("data-last")) == 19 * (WIDE - 1)
+
+
+def test_save_as_dashrc(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-b")
+    _chart(browser, "train", "loss")
+    browser.find_element(By.XPATH, "//button[text()='Save as .dashrc']").click()
+    WebDriverWait(browser, 5).until(lambda d: "saved" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
+    path = os.path.join(site["root"], "alice", "proj", "run-b", ".dashrc")
+    with open(path) as f:
+        content = f.read()
+    assert "charts:" in content and "loss" in content
+    _open(browser, site["base"], "run=alice/proj/run-b")
+    WebDriverWait(browser, 5).until(
+        lambda d: "(from .dashrc)" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
+    chart = _chart(browser, "train", "loss")
+    assert int(chart.get_attribute("data-points")) == SHORT
