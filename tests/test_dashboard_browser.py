@@ -20,6 +20,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.request
 import zlib
 
@@ -59,6 +60,17 @@ LIVE_WRITER = textwrap.dedent("""
             exp.metrics("train").flush()
             i += 1
             time.sleep(0.2)
+""")
+
+
+CRASHED_WRITER = textwrap.dedent("""
+    import os, sys
+    from ml_dash import Experiment
+    exp = Experiment(prefix="carol/wide/crashed", dash_root=sys.argv[1])
+    exp.run.start()
+    exp.metrics("train").log(loss=0.5, step=0)
+    exp.metrics("train").flush()
+    os._exit(1)  # no end of run: RUNNING, with its writer gone
 """)
 
 
@@ -133,6 +145,8 @@ def site():
     root = os.path.join(tmp, "dash")
     _make_runs(root)
     _extras(root)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", CRASHED_WRITER, root], env=env, timeout=30)
     stop_file = os.path.join(tmp, "stop")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, root, stop_file], env=env)
@@ -149,7 +163,7 @@ def site():
                 break
             assert time.time() < deadline, runs
             time.sleep(0.1)
-        yield {"base": base, "root": root}
+        yield {"base": base, "root": root, "stop_file": stop_file, "env": env}
     finally:
         open(stop_file, "w").close()
         server.terminate()
@@ -212,20 +226,25 @@ def _shot(driver, name):
 def test_run_list_shows_every_run(site, browser):
     _open(browser, site["base"])
     assert _visible_rows(browser) == ["alice/proj/run-a", "alice/proj/run-b", "bob/other/live", "bob/other/run-c",
-                                      "carol/wide/run-w"]
+                                      "carol/wide/crashed", "carol/wide/run-w"]
     folders = [e.get_attribute("data-folder") for e in browser.find_elements(By.CSS_SELECTOR, "#folders .folder")]
     assert {"alice/proj", "bob/other", "carol/wide"} <= set(folders)
+    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
+    assert live_row.get_attribute("data-status") == "RUNNING"
     browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder="bob"]').click()
     assert _visible_rows(browser) == ["bob/other/live", "bob/other/run-c"]
     browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder=""]').click()
-    assert len(_visible_rows(browser)) == 5
+    assert len(_visible_rows(browser)) == 6
+    crashed = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="carol/wide/crashed"]')
+    assert crashed.get_attribute("data-status") == "RUNNING"
+    assert crashed.find_elements(By.CSS_SELECTOR, ".badge-stale")
+    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
+    assert not live_row.find_elements(By.CSS_SELECTOR, ".badge-stale")
     # a click on a header sorts by it; a second click reverses
     browser.find_element(By.CSS_SELECTOR, '#runs th[data-col="points"]').click()
-    assert _visible_rows(browser)[0] == "bob/other/live"
+    assert _visible_rows(browser)[0] == "carol/wide/crashed"
     browser.find_element(By.CSS_SELECTOR, '#runs th[data-col="points"]').click()
     assert _visible_rows(browser)[0] == "bob/other/run-c"
-    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
-    assert live_row.get_attribute("data-status") == "RUNNING"
 
 
 def test_chart_shows_the_stored_values(site, browser):
@@ -313,6 +332,16 @@ def test_zoom_rebuckets_down_to_single_points(site, browser):
         "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
         "Plotly.relayout(e, {'xaxis.autorange': true});")
     WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-stop") == str(LONG))
+    # on the step axis (step = 10 * index) the range maps back to point indices
+    _open(browser, site["base"], "run=bob/other/run-c&x=step")
+    chart = _chart(browser, "train", "loss")
+    browser.execute_script(
+        "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
+        "Plotly.relayout(e, {'xaxis.range[0]': 30000, 'xaxis.range[1]': 31000});")
+    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
+    start, stop = int(chart.get_attribute("data-start")), int(chart.get_attribute("data-stop"))
+    assert 2950 <= start <= 3000 and 3100 <= stop <= 3150, (start, stop)  # within a bucket of the ends
+    assert chart.get_attribute("data-exact") == "true"
 
 
 def test_smoothed_chart_on_the_step_axis(site, browser):
@@ -426,3 +455,38 @@ def test_save_as_dashrc(site, browser):
         lambda d: "(from .dashrc)" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
     chart = _chart(browser, "train", "loss")
     assert int(chart.get_attribute("data-points")) == SHORT
+
+
+def test_token_is_kept_by_the_page(site, browser):
+    port = _free_port()
+    command = [sys.executable, "-m", "ml_dash", "serve", "--dash-root", site["root"], "--port", str(port)]
+    server = subprocess.Popen(command + ["--token", "s3cret"], env=site["env"], stdout=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/api/runs?token=s3cret")
+        try:
+            urllib.request.urlopen(base + "/api/runs", timeout=5)
+            raise AssertionError("answered without the token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403
+        browser.get("about:blank")
+        browser.get(base + "/?token=s3cret#run=alice/proj/run-a")
+        WebDriverWait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+        assert len(_visible_rows(browser)) == 6
+        chart = _chart(browser, "train", "loss")
+        assert int(chart.get_attribute("data-points")) == SHORT
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_live_run_stops_polling_when_it_ends(site, browser):
+    _open(browser, site["base"], "run=bob/other/live")
+    _chart(browser, "train", "loss")
+    assert "live" in browser.find_element(By.ID, "run-head").text
+    open(site["stop_file"], "w").close()
+    WebDriverWait(browser, 6).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]').get_attribute("data-status")
+        == "COMPLETED")
+    WebDriverWait(browser, 3).until(lambda d: "live" not in d.find_element(By.ID, "run-head").text.split())
+    assert browser.execute_script("return window.mlDash.polling()") is False

@@ -13,6 +13,7 @@
   };
   var runs = [];
   var runsSignature = '';
+  var rowCache = {};        // prefix -> {sig, tr} of the rows on screen
   var current = null;       // /api/run answer of the selected run
   var charts = [];          // Chart objects on screen
   var observer = null;
@@ -330,8 +331,13 @@
     thead.innerHTML = '';
     thead.appendChild(head);
     var body = $('runs').tBodies[0];
+    // rows whose content did not change are kept (moved, not rebuilt): a refresh of the
+    // table every 2 s must not swap the element under a pointer or a check box
+    var old = rowCache;
+    rowCache = {};
     body.innerHTML = '';
     var rows = visibleRuns();
+    var keySig = keys.join('\u0000');
     var lastGroup = null;
     rows.forEach(function (r) {
       if (state.group) {
@@ -340,6 +346,12 @@
           lastGroup = g;
           body.appendChild(el('tr', { cls: 'group' }, [el('td', { colspan: cols.length, text: state.group + ' = ' + (g || '(none)') })]));
         }
+      }
+      var sig = JSON.stringify([r, keySig, r.prefix === state.run, state.checked.indexOf(r.prefix) >= 0]);
+      if (old[r.prefix] && old[r.prefix].sig === sig) {
+        rowCache[r.prefix] = old[r.prefix];
+        body.appendChild(old[r.prefix].tr);
+        return;
       }
       var box = el('input', { type: 'checkbox', cls: 'check', 'data-prefix': r.prefix, onclick: function (ev) { ev.stopPropagation(); } });
       box.checked = state.checked.indexOf(r.prefix) >= 0;
@@ -355,6 +367,7 @@
       var tr = el('tr', { cls: 'run' + (r.prefix === state.run ? ' selected' : ''), 'data-prefix': r.prefix,
         'data-status': r.status, onclick: function () { selectRun(r.prefix); } }, cells);
       body.appendChild(tr);
+      rowCache[r.prefix] = { sig: sig, tr: tr };
     });
     $('runs-count').textContent = rows.length + ' of ' + runs.length + ' runs' + (state.checked.length ? ', ' + state.checked.length + ' checked' : '');
   }
@@ -421,9 +434,7 @@
     state.run = prefix;
     if (!keepTab && state.tab === 'compare') state.tab = 'dashboard';
     writeHash();
-    Array.prototype.forEach.call(document.querySelectorAll('#runs tr.run'), function (tr) {
-      tr.classList.toggle('selected', tr.getAttribute('data-prefix') === prefix);
-    });
+    renderRuns();
     var serial = ++viewSerial;
     return api('/api/run', { prefix: prefix }).then(function (body) {
       if (serial !== viewSerial) return;
@@ -1135,5 +1146,6 @@
     });
   }
 
+  window.mlDash = { polling: function () { return livePoll !== null; }, parseExpr: parseExpr };
   start();
 })();
