@@ -354,6 +354,36 @@ def test_smoothed_chart_on_the_step_axis(site, browser):
     assert smoothed is True
     browser.execute_script("arguments[0].scrollIntoView()", chart)
     _shot(browser, "chart")
+    # time since start on x, log scale on y: the same points, kept in the URL
+    Select(browser.find_element(By.ID, "xaxis")).select_by_value("_ts_rel")
+    WebDriverWait(browser, 5).until(
+        lambda d: d.execute_script("return arguments[0].layout.xaxis.title.text", chart) == "seconds since start")
+    xs = browser.execute_script("return arguments[0].data[2].x", chart)
+    assert len(xs) == SHORT and xs[0] == 0 and all(b >= a for a, b in zip(xs, xs[1:]))
+    browser.find_element(By.ID, "logscale").click()
+    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return arguments[0].layout.yaxis.type", chart) == "log")
+    assert "x=_ts_rel" in browser.current_url and "log=1" in browser.current_url
+    Select(browser.find_element(By.ID, "xaxis")).select_by_value("_ts")
+    WebDriverWait(browser, 5).until(
+        lambda d: d.execute_script("return arguments[0].layout.xaxis.type", chart) == "date")
+
+
+def test_expression_grammar(site, browser):
+    _open(browser, site["base"])
+    cases = [
+        ('lr < 0.01', True), ('lr < 0.01 && status == "COMPLETED"', True), ('lr > 0.01 || seed == 1', True),
+        ('!(seed == 1)', False), ("name == 'run-x'", True), ('train/loss <= 0.25', True), ('model.depth != 2', False),
+        ('missing > 1', False), ('seed >= 1 and lr < 1', True), ('constructor == constructor', False),
+        ('__proto__ != 1', True),
+    ]
+    row = {"prefix": "p/run-x", "name": "run-x", "folder": "p", "status": "COMPLETED", "points": 5,
+           "params": {"lr": 0.001, "seed": 1, "model.depth": 2}, "last": {"train/loss": 0.25}}
+    got = browser.execute_script(
+        "return arguments[0].map(c => window.mlDash.parseExpr(c[0])(arguments[1]))", cases, row)
+    assert got == [expected for _, expected in cases]
+    for bad in ("lr <", "alert(1)", "lr < 0.01 &&", "(lr < 1", "lr ~ 2", "constructor.constructor('x')()"):
+        with pytest.raises(Exception):  # noqa: B017 - the page's parse error, whatever its wording
+            browser.execute_script("window.mlDash.parseExpr(arguments[0])", bad)
 
 
 def test_live_chart_follows_the_writer(site, browser):

@@ -235,11 +235,13 @@
   function lookup(row, name) {
     var builtin = { status: row.status, name: row.name, prefix: row.prefix, folder: row.folder, points: row.points,
       stale: row.stale, live: row.live, description: row.description };
-    if (name in builtin) return builtin[name];
-    if (row.params && name in row.params) return row.params[name];
-    if (row.last && name in row.last) return row.last[name];
-    if (name.indexOf('params.') === 0 && row.params) return row.params[name.slice(7)];
-    if (name.indexOf('last.') === 0 && row.last) return row.last[name.slice(5)];
+    // own properties only: 'constructor' or '__proto__' name nothing here
+    var own = function (obj, key) { return obj && Object.prototype.hasOwnProperty.call(obj, key); };
+    if (own(builtin, name)) return builtin[name];
+    if (own(row.params, name)) return row.params[name];
+    if (own(row.last, name)) return row.last[name];
+    if (name.indexOf('params.') === 0 && own(row.params, name.slice(7))) return row.params[name.slice(7)];
+    if (name.indexOf('last.') === 0 && own(row.last, name.slice(5))) return row.last[name.slice(5)];
     return undefined;
   }
 
