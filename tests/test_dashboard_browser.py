@@ -37,6 +37,7 @@ if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
     pytest.skip(f"{CHROMIUM} (Debian's chromium with chromium-driver) is not installed", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -193,15 +194,21 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _wait(driver, timeout, poll_frequency=0.1):
+    """A wait that looks again at an element replaced meanwhile (the runs table refreshes every 2 s)."""
+    return WebDriverWait(driver, timeout, poll_frequency=poll_frequency,
+                         ignored_exceptions=(StaleElementReferenceException,))
+
+
 def _open(driver, base, hash_=""):
     driver.get("about:blank")
     driver.get(base + "/" + (("#" + hash_) if hash_ else ""))
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+    _wait(driver, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
 
 
 def _chart(driver, stream, key, timeout=10, exact_attr="data-points"):
     selector = f'.chart[data-stream="{stream}"][data-key="{key}"]'
-    return WebDriverWait(driver, timeout).until(
+    return _wait(driver, timeout).until(
         lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, selector) if e.get_attribute(exact_attr)), None))
 
 
@@ -214,7 +221,15 @@ def _type(box, text):
 
 
 def _visible_rows(driver):
-    return [tr.get_attribute("data-prefix") for tr in driver.find_elements(By.CSS_SELECTOR, "#runs tr.run")]
+    # read in one script: the table refreshes every 2 s while a run is live
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#runs tr.run'), tr => tr.dataset.prefix)")
+
+
+def _row(driver, prefix, expression):
+    """``expression`` of the runs-table row ``tr`` of ``prefix``, read in one script."""
+    script = "var tr = document.querySelector('#runs tr[data-prefix=\"' + arguments[0] + '\"]'); return "
+    return driver.execute_script(script + expression, prefix)
 
 
 def _shot(driver, name):
@@ -229,8 +244,7 @@ def test_run_list_shows_every_run(site, browser):
                                       "carol/wide/crashed", "carol/wide/run-w"]
     folders = [e.get_attribute("data-folder") for e in browser.find_elements(By.CSS_SELECTOR, "#folders .folder")]
     assert {"alice/proj", "bob/other", "carol/wide"} <= set(folders)
-    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
-    assert live_row.get_attribute("data-status") == "RUNNING"
+    assert _row(browser, "bob/other/live", "tr.dataset.status") == "RUNNING"
     browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder="bob"]').click()
     assert _visible_rows(browser) == ["bob/other/live", "bob/other/run-c"]
     browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder=""]').click()
@@ -238,8 +252,7 @@ def test_run_list_shows_every_run(site, browser):
     crashed = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="carol/wide/crashed"]')
     assert crashed.get_attribute("data-status") == "RUNNING"
     assert crashed.find_elements(By.CSS_SELECTOR, ".badge-stale")
-    live_row = browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]')
-    assert not live_row.find_elements(By.CSS_SELECTOR, ".badge-stale")
+    assert _row(browser, "bob/other/live", "!tr.querySelector('.badge-stale')")
     # a click on a header sorts by it; a second click reverses
     browser.find_element(By.CSS_SELECTOR, '#runs th[data-col="points"]').click()
     assert _visible_rows(browser)[0] == "carol/wide/crashed"
@@ -271,12 +284,12 @@ def test_text_and_expression_filters(site, browser):
     _type(box, "")
     expr = browser.find_element(By.ID, "expr")
     _type(expr, "lr < 0.01")
-    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-a", "bob/other/live"])
+    _wait(browser, 5).until(lambda d: _visible_rows(d) == ["alice/proj/run-a", "bob/other/live"])
     _type(expr, 'lr >= 0.01 && status == "COMPLETED" || seed == 3')
     expected = ["alice/proj/run-b", "bob/other/live", "bob/other/run-c"]
-    WebDriverWait(browser, 5).until(lambda d: _visible_rows(d) == expected)
+    _wait(browser, 5).until(lambda d: _visible_rows(d) == expected)
     _type(expr, "lr < ")  # incomplete: an error message, not an exception
-    WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, "expr-error").text)
+    _wait(browser, 5).until(lambda d: d.find_element(By.ID, "expr-error").text)
 
 
 def _check(driver, prefix):
@@ -297,7 +310,7 @@ def test_compare_two_runs_and_two_folders(site, browser):
     assert "checked=" in browser.current_url
     # a run of another folder: one mean line with a band per folder
     _check(browser, "bob/other/run-c")
-    WebDriverWait(browser, 10).until(
+    _wait(browser, 10).until(
         lambda d: (_chart(d, "train", "loss", exact_attr="data-lines").get_attribute("data-mode") == "folder"))
     chart = _chart(browser, "train", "loss", exact_attr="data-lines")
     assert chart.get_attribute("data-lines") == "2"
@@ -314,7 +327,7 @@ def test_zoom_rebuckets_down_to_single_points(site, browser):
     browser.execute_script(
         "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
         "Plotly.relayout(e, {'xaxis.range[0]': 2200, 'xaxis.range[1]': 2300});")
-    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
+    _wait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
     start, stop = int(chart.get_attribute("data-start")), int(chart.get_attribute("data-stop"))
     assert 2190 <= start <= 2200 and 2300 <= stop <= 2310
     assert chart.get_attribute("data-exact") == "true"
@@ -325,20 +338,20 @@ def test_zoom_rebuckets_down_to_single_points(site, browser):
     browser.execute_script(
         "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
         "Plotly.relayout(e, {'xaxis.range[0]': 0, 'xaxis.range[1]': 3000});")
-    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") == "0")
+    _wait(browser, 10).until(lambda d: chart.get_attribute("data-start") == "0")
     assert chart.get_attribute("data-exact") == "false"
     # double-click: autorange, the whole stream again
     browser.execute_script(
         "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
         "Plotly.relayout(e, {'xaxis.autorange': true});")
-    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-stop") == str(LONG))
+    _wait(browser, 10).until(lambda d: chart.get_attribute("data-stop") == str(LONG))
     # on the step axis (step = 10 * index) the range maps back to point indices
     _open(browser, site["base"], "run=bob/other/run-c&x=step")
     chart = _chart(browser, "train", "loss")
     browser.execute_script(
         "var e = document.querySelector('.chart[data-stream=\"train\"][data-key=\"loss\"]');"
         "Plotly.relayout(e, {'xaxis.range[0]': 30000, 'xaxis.range[1]': 31000});")
-    WebDriverWait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
+    _wait(browser, 10).until(lambda d: chart.get_attribute("data-start") != "0")
     start, stop = int(chart.get_attribute("data-start")), int(chart.get_attribute("data-stop"))
     assert 2950 <= start <= 3000 and 3100 <= stop <= 3150, (start, stop)  # within a bucket of the ends
     assert chart.get_attribute("data-exact") == "true"
@@ -356,15 +369,15 @@ def test_smoothed_chart_on_the_step_axis(site, browser):
     _shot(browser, "chart")
     # time since start on x, log scale on y: the same points, kept in the URL
     Select(browser.find_element(By.ID, "xaxis")).select_by_value("_ts_rel")
-    WebDriverWait(browser, 5).until(
+    _wait(browser, 5).until(
         lambda d: d.execute_script("return arguments[0].layout.xaxis.title.text", chart) == "seconds since start")
     xs = browser.execute_script("return arguments[0].data[2].x", chart)
     assert len(xs) == SHORT and xs[0] == 0 and all(b >= a for a, b in zip(xs, xs[1:]))
     browser.find_element(By.ID, "logscale").click()
-    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return arguments[0].layout.yaxis.type", chart) == "log")
+    _wait(browser, 5).until(lambda d: d.execute_script("return arguments[0].layout.yaxis.type", chart) == "log")
     assert "x=_ts_rel" in browser.current_url and "log=1" in browser.current_url
     Select(browser.find_element(By.ID, "xaxis")).select_by_value("_ts")
-    WebDriverWait(browser, 5).until(
+    _wait(browser, 5).until(
         lambda d: d.execute_script("return arguments[0].layout.xaxis.type", chart) == "date")
 
 
@@ -392,7 +405,7 @@ def test_live_chart_follows_the_writer(site, browser):
     seen = float(chart.get_attribute("data-last"))
     started = time.time()
     # the writer flushes every 0.2 s; the page polls every 1 s
-    WebDriverWait(browser, 2.5, poll_frequency=0.05).until(lambda d: float(chart.get_attribute("data-last")) != seen)
+    _wait(browser, 2.5, poll_frequency=0.05).until(lambda d: float(chart.get_attribute("data-last")) != seen)
     delay = time.time() - started
     print(f"live chart updated {delay:.2f} s after the first poll began")
     assert delay < 2.0, delay
@@ -405,44 +418,44 @@ def test_live_chart_follows_the_writer(site, browser):
 def test_copied_url_restores_run_and_tab(site, browser):
     _open(browser, site["base"])
     browser.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="alice/proj/run-b"]').click()
-    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chart"))
+    _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chart"))
     browser.find_element(By.TAG_NAME, "body").send_keys("4")  # Parameters
-    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
+    _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
     copied = browser.current_url
     assert "run=alice%2Fproj%2Frun-b" in copied and "tab=params" in copied
     browser.get("about:blank")
     browser.get(copied)
-    WebDriverWait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
-    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
+    _wait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+    _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-param='lr']"))
     active = browser.find_element(By.CSS_SELECTOR, "#tabs button.active").get_attribute("data-tab")
     assert active == "params"
     selected = browser.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix")
     assert selected == "alice/proj/run-b"
     # j moves the selection to the next run
     browser.find_element(By.TAG_NAME, "body").send_keys("j")
-    WebDriverWait(browser, 5).until(
+    _wait(browser, 5).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix") == "bob/other/live")
 
 
 def test_run_tabs_readme_logs_params_files(site, browser):
     _open(browser, site["base"], "run=alice/proj/run-a&tab=readme")
-    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.readme"))
+    _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.readme"))
     assert browser.find_element(By.CSS_SELECTOR, "pre.readme").text.startswith("# run-a")
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys("3")  # Logs
-    WebDriverWait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 4)
+    _wait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 4)
     Select(browser.find_element(By.CSS_SELECTOR, "#view select")).select_by_value("warn")
-    WebDriverWait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 2)
+    _wait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".logs tr")) == 2)
     assert "loss spiked" in browser.find_element(By.CSS_SELECTOR, ".logs").text
     body.send_keys("4")  # Parameters, grouped by dotted prefix
-    box = WebDriverWait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, "#view input[type=search]"))
+    box = _wait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, "#view input[type=search]"))
     _type(box, "depth")
     rows = [tr.get_attribute("data-param") for tr in browser.find_elements(By.CSS_SELECTOR, "tr[data-param]")]
     assert rows == ["model.depth"]
     assert browser.find_element(By.CSS_SELECTOR, "th.section").text == "model"
     browser.find_element(By.TAG_NAME, "body").send_keys("5")  # Files: the image shown
-    image = WebDriverWait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, ".files img"))
-    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 48)
+    image = _wait(browser, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, ".files img"))
+    _wait(browser, 5).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 48)
 
 
 def test_group_by_param_in_compare(site, browser):
@@ -467,7 +480,7 @@ def test_a_hundred_charts_render_lazily(site, browser):
     assert float(first.get_attribute("data-last")) == 0.0  # k000 is i * 0
     last = containers[-1]
     browser.execute_script("arguments[0].scrollIntoView()", last)
-    WebDriverWait(browser, 10).until(lambda d: last.get_attribute("data-points") == "20")
+    _wait(browser, 10).until(lambda d: last.get_attribute("data-points") == "20")
     assert float(last.get_attribute("data-last")) == 19 * (WIDE - 1)
 
 
@@ -475,13 +488,13 @@ def test_save_as_dashrc(site, browser):
     _open(browser, site["base"], "run=alice/proj/run-b")
     _chart(browser, "train", "loss")
     browser.find_element(By.XPATH, "//button[text()='Save as .dashrc']").click()
-    WebDriverWait(browser, 5).until(lambda d: "saved" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
+    _wait(browser, 5).until(lambda d: "saved" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
     path = os.path.join(site["root"], "alice", "proj", "run-b", ".dashrc")
     with open(path) as f:
         content = f.read()
     assert "charts:" in content and "loss" in content
     _open(browser, site["base"], "run=alice/proj/run-b")
-    WebDriverWait(browser, 5).until(
+    _wait(browser, 5).until(
         lambda d: "(from .dashrc)" in d.find_element(By.CSS_SELECTOR, "#view .toolbar").text)
     chart = _chart(browser, "train", "loss")
     assert int(chart.get_attribute("data-points")) == SHORT
@@ -501,7 +514,7 @@ def test_token_is_kept_by_the_page(site, browser):
             assert exc.code == 403
         browser.get("about:blank")
         browser.get(base + "/?token=s3cret#run=alice/proj/run-a")
-        WebDriverWait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+        _wait(browser, 15).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
         assert len(_visible_rows(browser)) == 6
         chart = _chart(browser, "train", "loss")
         assert int(chart.get_attribute("data-points")) == SHORT
@@ -515,8 +528,8 @@ def test_live_run_stops_polling_when_it_ends(site, browser):
     _chart(browser, "train", "loss")
     assert "live" in browser.find_element(By.ID, "run-head").text
     open(site["stop_file"], "w").close()
-    WebDriverWait(browser, 6).until(
+    _wait(browser, 6).until(
         lambda d: d.find_element(By.CSS_SELECTOR, '#runs tr[data-prefix="bob/other/live"]').get_attribute("data-status")
         == "COMPLETED")
-    WebDriverWait(browser, 3).until(lambda d: "live" not in d.find_element(By.ID, "run-head").text.split())
+    _wait(browser, 3).until(lambda d: "live" not in d.find_element(By.ID, "run-head").text.split())
     assert browser.execute_script("return window.mlDash.polling()") is False

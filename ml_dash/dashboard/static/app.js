@@ -330,8 +330,12 @@
         } }, [c.label]);
     }));
     var thead = $('runs').tHead;
-    thead.innerHTML = '';
-    thead.appendChild(head);
+    var headSig = JSON.stringify([keys, state.sort, state.desc]);
+    if (thead.getAttribute('data-sig') !== headSig) {
+      thead.innerHTML = '';
+      thead.appendChild(head);
+      thead.setAttribute('data-sig', headSig);
+    }
     var body = $('runs').tBodies[0];
     // rows whose content did not change are kept (moved, not rebuilt): a refresh of the
     // table every 2 s must not swap the element under a pointer or a check box
