@@ -358,9 +358,10 @@ def test_zoom_rebuckets_down_to_single_points(site, browser):
 
 
 def test_smoothed_chart_on_the_step_axis(site, browser):
-    _open(browser, site["base"], "run=alice/proj/run-b&smooth=0.8&x=step")
+    _open(browser, site["base"], "run=bob/other/run-c&smooth=0.9&x=step")
     chart = _chart(browser, "train", "loss")
-    assert int(chart.get_attribute("data-points")) == SHORT
+    drawn = int(chart.get_attribute("data-points"))
+    assert drawn < LONG and chart.get_attribute("data-exact") == "false"  # a band of min to max per bucket
     title = browser.execute_script("return arguments[0].layout.xaxis.title.text", chart)
     assert title == "step"
     smoothed = browser.execute_script("return arguments[0].data[3].visible", chart)
@@ -372,7 +373,7 @@ def test_smoothed_chart_on_the_step_axis(site, browser):
     _wait(browser, 5).until(
         lambda d: d.execute_script("return arguments[0].layout.xaxis.title.text", chart) == "seconds since start")
     xs = browser.execute_script("return arguments[0].data[2].x", chart)
-    assert len(xs) == SHORT and xs[0] == 0 and all(b >= a for a, b in zip(xs, xs[1:]))
+    assert len(xs) == drawn and xs[0] >= 0 and all(b >= a for a, b in zip(xs, xs[1:]))
     browser.find_element(By.ID, "logscale").click()
     _wait(browser, 5).until(lambda d: d.execute_script("return arguments[0].layout.yaxis.type", chart) == "log")
     assert "x=_ts_rel" in browser.current_url and "log=1" in browser.current_url
