@@ -185,6 +185,7 @@ def browser():
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  "--window-size=1500,950", f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -534,3 +535,11 @@ def test_live_run_stops_polling_when_it_ends(site, browser):
         == "COMPLETED")
     _wait(browser, 3).until(lambda d: "live" not in d.find_element(By.ID, "run-head").text.split())
     assert browser.execute_script("return window.mlDash.polling()") is False
+
+
+def test_no_script_errors(site, browser):
+    """Every view of the module ran without an error on the page's console."""
+    _open(browser, site["base"], "run=alice/proj/run-a&tab=files")
+    _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".files img"))
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
