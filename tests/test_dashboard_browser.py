@@ -309,6 +309,10 @@ def test_compare_two_runs_and_two_folders(site, browser):
             for tr in browser.find_elements(By.CSS_SELECTOR, "#params-diff tr[data-param]")]
     assert diff == ["lr", "model.depth", "seed"]
     assert "checked=" in browser.current_url
+    # a zoom on the compare chart fetches each run's visible range again
+    browser.execute_script("Plotly.relayout(arguments[0], {'xaxis.range[0]': 10, 'xaxis.range[1]': 20})", chart)
+    _wait(browser, 5).until(lambda d: chart.get_attribute("data-start") == "10")
+    assert chart.get_attribute("data-points") == "11,11"
     # a run of another folder: one mean line with a band per folder
     _check(browser, "bob/other/run-c")
     _wait(browser, 10).until(

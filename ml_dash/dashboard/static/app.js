@@ -1015,7 +1015,9 @@
     var jobs;
     if (this.mode === 'runs') {
       jobs = this.prefixes.map(function (p) {
-        return api('/api/buckets', { prefix: p, stream: stream, keys: key, width: width, x: x }).then(function (b) {
+        var q = { prefix: p, stream: stream, keys: key, width: width, x: x };
+        if (self.range) { q.start = self.range[0]; q.stop = self.range[1]; }
+        return api('/api/buckets', q).then(function (b) {
           var s = b.series[key];
           return { label: p, x: b.x, y: s.last, min: s.min, max: s.max, band: false, n: s.last.length };
         });
@@ -1056,9 +1058,16 @@
       layout.legend = { orientation: 'h', x: 0, y: -0.13, yanchor: 'top', font: { size: 10 } };
       layout.xaxis.title = null;
       layout.margin.b = 52;
+      self.ignoreRelayout = true;
       return Promise.resolve(Plotly.react(self.el, traces, layout, { responsive: true, displaylogo: false })).then(function () {
+        self.ignoreRelayout = false;
+        if (!self.drawn && self.mode === 'runs' && x === 'index') {
+          // runs of one folder on the index axis: a zoom fetches the visible range again
+          self.el.on('plotly_relayout', function (ev) { self.onCompareRelayout(ev); });
+        }
         self.drawn = true;
         self.el.setAttribute('data-lines', String(lines.length));
+        self.el.setAttribute('data-start', self.range ? String(self.range[0]) : '0');
         self.el.setAttribute('data-mode', self.mode);
         self.el.setAttribute('data-points', lines.map(function (l) { return l.n; }).join(','));
         self.el.setAttribute('data-last', lines.map(function (l) { return l.y.length ? l.y[l.y.length - 1] : ''; }).join(','));
@@ -1069,6 +1078,22 @@
     }).then(function () { self.busy = false; });
   };
   CompareChart.prototype.tail = function () { return Promise.resolve(); };
+
+  CompareChart.prototype.onCompareRelayout = function (ev) {
+    if (this.ignoreRelayout) return;
+    if (ev['xaxis.autorange']) {
+      if (!this.range) return;
+      this.range = null; this.viewRange = null;
+      this.draw();
+      return;
+    }
+    var r0 = ev['xaxis.range[0]'], r1 = ev['xaxis.range[1]'];
+    if (r0 === undefined && ev['xaxis.range']) { r0 = ev['xaxis.range'][0]; r1 = ev['xaxis.range'][1]; }
+    if (r0 === undefined || r1 === undefined) return;
+    this.range = [Math.max(0, Math.floor(r0)), Math.max(1, Math.ceil(r1) + 1)];
+    this.viewRange = [r0, r1];
+    this.draw();
+  };
 
   // -- controls and keyboard -------------------------------------------------------
 
