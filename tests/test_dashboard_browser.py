@@ -114,6 +114,16 @@ def _extras(root):
         exp.logs.info("starting")
         exp.logs.warn("loss spiked", step=120)
         exp.logs.info("done")
+    with open(os.path.join(root, "alice", "proj", ".dashrc"), "w") as f:  # a comparison of the folder's runs
+        f.write(textwrap.dedent("""
+            charts:
+              - title: loss by learning rate
+                stream: train
+                yKey: loss
+                series:
+                  - {prefix: alice/proj/run-a, label: "lr 0.001", color: "#d62728"}
+                  - {prefix: alice/proj/run-b, label: "lr 0.01", dash: dot}
+        """))
     with Experiment(prefix="carol/wide/run-w", dash_root=root).run as exp:
         wide = exp.metrics("wide")
         for i in range(20):
@@ -539,6 +549,22 @@ def test_live_run_stops_polling_when_it_ends(site, browser):
         == "COMPLETED")
     _wait(browser, 3).until(lambda d: "live" not in d.find_element(By.ID, "run-head").text.split())
     assert browser.execute_script("return window.mlDash.polling()") is False
+
+
+def test_folder_dashrc_comparison(site, browser):
+    _open(browser, site["base"], "run=alice/proj/run-a")
+    browser.find_element(By.CSS_SELECTOR, '#folders .folder[data-folder="alice/proj"]').click()
+    _wait(browser, 5).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#tabs button.active").get_attribute("data-tab") == "folder")
+    chart = _chart(browser, "train", "loss", exact_attr="data-lines")
+    assert chart.get_attribute("data-lines") == "2"
+    assert chart.get_attribute("data-points") == f"{SHORT},{SHORT}"
+    lines = "arguments[0].data.filter(t => t.showlegend !== false)"
+    names = browser.execute_script(f"return {lines}.map(t => t.name)", chart)
+    assert names == ["lr 0.001", "lr 0.01"]
+    styles = browser.execute_script(f"return {lines}.map(t => [t.line.color, t.line.dash])", chart)
+    assert styles[0] == ["#d62728", "solid"] and styles[1][1] == "dot"
+    assert "folder=alice%2Fproj" in browser.current_url and "tab=folder" in browser.current_url
 
 
 def test_no_script_errors(site, browser):

@@ -4,7 +4,7 @@
 
   var TOKEN = new URLSearchParams(location.search).get('token');
   var TABS = ['readme', 'dashboard', 'logs', 'params', 'files'];
-  var TAB_NAMES = { readme: 'README', dashboard: 'Dashboard', logs: 'Logs', params: 'Parameters', files: 'Files', compare: 'Compare' };
+  var TAB_NAMES = { readme: 'README', dashboard: 'Dashboard', logs: 'Logs', params: 'Parameters', files: 'Files', compare: 'Compare', folder: 'Folder .dashrc' };
   var COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 
   var state = {
@@ -20,6 +20,7 @@
   var livePoll = null;
   var runsPoll = null;
   var viewSerial = 0;       // bumped whenever the main view is rebuilt
+  var folderDashrc = null;  // {folder, parsed} of the selected folder's comparison .dashrc
 
   // -- helpers ------------------------------------------------------------------
 
@@ -313,7 +314,27 @@
     });
   }
 
-  function setFolder(f) { state.folder = f; writeHash(); renderFolders(); renderRuns(); }
+  function setFolder(f) {
+    state.folder = f;
+    writeHash(); renderFolders(); renderRuns();
+    loadFolderDashrc().then(function () {
+      if (folderDashrc) setTab('folder');
+      else if (state.tab === 'folder') setTab('dashboard');
+      else renderTabs();
+    });
+  }
+
+  function loadFolderDashrc() {
+    folderDashrc = null;
+    if (!state.folder) return Promise.resolve();
+    var folder = state.folder;
+    return api('/api/dashrc', { folder: folder }).then(function (body) {
+      var charts = body.parsed && body.parsed.charts;
+      if (folder === state.folder && charts && charts.some(function (c) { return c.series && c.series.length; })) {
+        folderDashrc = { folder: folder, parsed: body.parsed };
+      }
+    }).catch(function () { folderDashrc = null; });
+  }
 
   function renderRuns() {
     var keys = paramKeys();
@@ -438,7 +459,7 @@
 
   function selectRun(prefix, keepTab) {
     state.run = prefix;
-    if (!keepTab && state.tab === 'compare') state.tab = 'dashboard';
+    if (!keepTab && (state.tab === 'compare' || state.tab === 'folder')) state.tab = 'dashboard';
     writeHash();
     renderRuns();
     var serial = ++viewSerial;
@@ -463,6 +484,10 @@
       head.appendChild(el('h2', { text: 'Compare ' + state.checked.length + ' runs' }));
       return;
     }
+    if (state.tab === 'folder' && folderDashrc) {
+      head.appendChild(el('h2', { text: folderDashrc.folder + '/.dashrc' }));
+      return;
+    }
     if (!current) return;
     var info = current.info;
     var h = el('h2', null, [info.prefix + ' ', el('span', { cls: 'status ' + info.status, text: info.status })]);
@@ -480,6 +505,7 @@
     bar.innerHTML = '';
     var list = TABS.slice();
     if (state.checked.length >= 2) list.push('compare');
+    if (folderDashrc) list.push('folder');
     list.forEach(function (t, i) {
       bar.appendChild(el('button', { cls: state.tab === t ? 'active' : '', 'data-tab': t, onclick: function () { setTab(t); } },
         [TAB_NAMES[t], i < 5 ? el('kbd', { text: String(i + 1) }) : null]));
@@ -488,6 +514,7 @@
 
   function setTab(t) {
     if (t === 'compare' && state.checked.length < 2) return;
+    if (t === 'folder' && !folderDashrc) return;
     state.tab = t;
     writeHash();
     renderRunHead();
@@ -510,6 +537,7 @@
     view.innerHTML = '';
     renderRunHead();
     if (state.tab === 'compare') { renderCompare(view); return; }
+    if (state.tab === 'folder' && folderDashrc) { renderFolderDashrc(view); return; }
     if (!current) { view.appendChild(el('p', { cls: 'muted', text: 'Select a run on the left.' })); return; }
     ({ readme: renderReadme, dashboard: renderDashboard, logs: renderLogs, params: renderParams, files: renderFiles }[state.tab] || renderDashboard)(view);
   }
@@ -980,6 +1008,20 @@
     }).catch(function (e) { view.innerHTML = ''; view.appendChild(el('p', { cls: 'error', text: e.message })); });
   }
 
+  function renderFolderDashrc(view) {
+    var grid = el('div', { cls: 'charts' });
+    view.appendChild(grid);
+    folderDashrc.parsed.charts.forEach(function (c) {
+      var keys = c.yKeys || (c.yKey ? [c.yKey] : []);
+      if (!c.series || !c.series.length || !keys.length) return;
+      var xKey = c.xKey && typeof c.xKey === 'object' ? c.xKey['default'] : c.xKey;
+      var chart = new CompareChart(grid, { stream: c.stream || null, key: keys[0], columns: null, mode: 'series',
+        series: c.series, title: c.title, xKey: xKey });
+      charts.push(chart);
+    });
+    observeCharts();
+  }
+
   function paramsDiff(details) {
     var keys = {};
     details.forEach(function (d) { Object.keys(d.params).forEach(function (k) { keys[k] = true; }); });
@@ -998,7 +1040,8 @@
 
   function CompareChart(parent, opts) {
     Chart.call(this, parent, { prefix: null, stream: opts.stream, keys: [opts.key], columns: opts.columns,
-      title: streamLabel(opts.stream) + ' / ' + opts.key });
+      title: opts.title || streamLabel(opts.stream) + ' / ' + opts.key, xKey: opts.xKey });
+    this.series = opts.series || null;
     this.mode = opts.mode;
     this.groups = opts.groups;
     this.prefixes = opts.prefixes;
@@ -1013,7 +1056,15 @@
     var x = this.xName();
     var width = this.width();
     var jobs;
-    if (this.mode === 'runs') {
+    if (this.mode === 'series') {
+      jobs = this.series.map(function (entry) {
+        return api('/api/buckets', { prefix: entry.prefix, stream: stream, keys: key, width: width, x: x }).then(function (b) {
+          var s = b.series[key];
+          return { label: entry.label || entry.prefix, color: entry.color, dash: entry.dash, x: b.x, y: s.last,
+            min: s.min, max: s.max, band: false, n: s.last.length };
+        });
+      });
+    } else if (this.mode === 'runs') {
       jobs = this.prefixes.map(function (p) {
         var q = { prefix: p, stream: stream, keys: key, width: width, x: x };
         if (self.range) { q.start = self.range[0]; q.stop = self.range[1]; }
@@ -1042,13 +1093,13 @@
         return xs.map(function (v) { return v === null ? null : state.x === '_ts_rel' ? v - t0 : new Date(v * 1000); });
       };
       lines.forEach(function (l, i) {
-        var color = COLORS[i % COLORS.length];
+        var color = /^#[0-9a-fA-F]{6}$/.test(l.color || '') ? l.color : COLORS[i % COLORS.length];
         var xs = conv(l.x);
         traces.push({ x: xs, y: l.min, mode: 'lines', line: { width: 0, color: color }, hoverinfo: 'skip', showlegend: false, type: 'scatter' });
         traces.push({ x: xs, y: l.max, mode: 'lines', line: { width: 0, color: color }, fill: 'tonexty', fillcolor: hexToRgba(color, l.band ? 0.2 : 0.1),
           hoverinfo: 'skip', showlegend: false, type: 'scatter' });
         var smooth = state.smooth > 0;
-        traces.push({ x: xs, y: l.y, mode: 'lines', line: { width: smooth ? 1 : 1.6, color: color }, opacity: smooth ? 0.3 : 1, name: l.label, type: 'scatter',
+        traces.push({ x: xs, y: l.y, mode: 'lines', line: { width: smooth ? 1 : 1.6, color: color, dash: l.dash || 'solid' }, opacity: smooth ? 0.3 : 1, name: l.label, type: 'scatter',
           showlegend: !smooth });
         if (smooth) traces.push({ x: xs, y: ema(l.y, state.smooth).values, mode: 'lines', line: { width: 1.8, color: color }, name: l.label, type: 'scatter' });
       });
@@ -1159,7 +1210,8 @@
     readHash();
     bindControls();
     renderTabs();
-    loadRuns().then(function () {
+    loadRuns().then(loadFolderDashrc).then(function () {
+      if (state.tab === 'folder' && !folderDashrc) state.tab = 'dashboard';
       state.checked = state.checked.filter(function (p) { return runs.some(function (r) { return r.prefix === p; }); });
       if (state.tab === 'compare' && state.checked.length < 2) state.tab = 'dashboard';
       if (!state.run && runs.length && state.tab !== 'compare') state.run = runs[0].prefix;
