@@ -243,6 +243,10 @@ def _row(driver, prefix, expression):
     return driver.execute_script(script + expression, prefix)
 
 
+def _selected(driver):
+    return driver.execute_script("var tr = document.querySelector('#runs tr.selected'); return tr && tr.dataset.prefix")
+
+
 def _shot(driver, name):
     os.makedirs(IMAGES, exist_ok=True)
     time.sleep(0.3)  # let Plotly finish its transition
@@ -451,6 +455,10 @@ def test_copied_url_restores_run_and_tab(site, browser):
     browser.find_element(By.TAG_NAME, "body").send_keys("j")
     _wait(browser, 5).until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#runs tr.selected").get_attribute("data-prefix") == "bob/other/live")
+    browser.find_element(By.TAG_NAME, "body").send_keys("k")
+    _wait(browser, 5).until(lambda d: _selected(d) == "alice/proj/run-b")
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")
+    assert browser.execute_script("return document.activeElement.id") == "filter"
 
 
 def test_run_tabs_readme_logs_params_files(site, browser):
