@@ -23,9 +23,9 @@ def test_missing_and_failed_venvs_are_reported(tmp_path, monkeypatch):
     (venvs / "mlflow" / "failed").write_text("pip install mlflow")
     monkeypatch.setattr(ui_peers.envs, "VENVS", venvs)
     rows = ui_peers.measure_peers(points=100, rounds=1, workdir=tmp_path / "work")
-    assert [row["peer"] for row in rows] == ["tensorboard", "mlflow", "mlflow"]
-    assert rows[0]["status"] == "missing"
-    assert all(row["status"].startswith("failed: ERROR: no matching") for row in rows[1:])
+    assert [row["peer"] for row in rows] == ["tensorboard", "tensorboard", "mlflow", "mlflow"]
+    assert rows[0]["status"] == rows[1]["status"] == "missing"
+    assert all(row["status"].startswith("failed: ERROR: no matching") for row in rows[2:])
     assert all(row["get_ms"] is None for row in rows)
     printed = ui_peers.table(rows)
     assert printed.count("\n") == len(rows) + 1 and "missing" in printed
