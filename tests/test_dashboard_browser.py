@@ -3,7 +3,9 @@
 Four runs in two folders, one of them written by a child process while the
 tests run.  The page's chart containers report what they drew (data-points,
 data-last, data-start/data-stop, data-exact), so the values on screen are
-compared with the values stored.  Screenshots go to docs/images/.
+compared with the values stored.  Screenshots are saved to a temporary folder, or, with
+ML_DASH_SCREENSHOTS=docs/images, where the docs take them from (so that a test run leaves
+the checkout unchanged).
 
 Skipped only when Debian's Chromium is absent and CI is unset; under CI a
 missing browser fails the module.
@@ -29,7 +31,8 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGES = os.path.join(REPO, "docs", "images")
+IMAGES = os.path.join(REPO, os.environ["ML_DASH_SCREENSHOTS"]) if os.environ.get("ML_DASH_SCREENSHOTS") else (
+    tempfile.mkdtemp(prefix="ml-dash-screenshots-"))
 
 if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
     if os.environ.get("CI"):
