@@ -66,8 +66,7 @@ class AccessGuard:
 
     def _refusal(self, request: Request) -> str | None:
         if self.token is None:
-            host = (request.headers.get("host") or "").rsplit(":", 1)[0] if "]" not in (
-                request.headers.get("host") or "") else (request.headers.get("host") or "").split("]")[0] + "]"
+            host = _host_name(request.headers.get("host") or "")
             if host not in LOOPBACK_HOSTS:
                 return f"this dashboard answers only on a loopback address, not on host {host!r}"
             return None
@@ -78,6 +77,13 @@ class AccessGuard:
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
             return "a valid token is needed: open the URL that 'ml-dash serve' printed"
         return None
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header without its port: ``[::1]:8765`` -> ``[::1]``."""
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    return header.rpartition(":")[0] if ":" in header else header
 
 
 def _int(request: Request, name: str, default: int) -> int:

@@ -351,27 +351,22 @@ def bucket_extrema(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
     gives NaN.  The full buckets are one reshaped view of the memory map,
     reduced with ``fmin``/``fmax`` (which skip NaN without the copy that
     ``nanmin`` makes); the last, shorter bucket is reduced on its own.
+    (Not ``Stream.downsample(method="minmax")``: it returns the extreme points
+    themselves, two per bucket in index order, not each bucket's min, max and
+    last on fixed index edges that a zoom can ask for again.)
     """
     values = np.asarray(values, dtype=np.float64)
-    n = len(values)
     if size <= 1:
         return values, values, values
-    full = n // size
-    parts_low, parts_high, parts_last = [], [], []
-    if full:
-        block = values[: full * size].reshape(full, size)
-        parts_low.append(np.fmin.reduce(block, axis=1))
-        parts_high.append(np.fmax.reduce(block, axis=1))
-        parts_last.append(_last_present(block))
-    if n > full * size:
-        rest = values[full * size:].reshape(1, -1)
-        parts_low.append(np.fmin.reduce(rest, axis=1))
-        parts_high.append(np.fmax.reduce(rest, axis=1))
-        parts_last.append(_last_present(rest))
-    if not parts_low:
+    full = len(values) // size * size
+    blocks = [values[:full].reshape(-1, size), values[full:].reshape(1, -1)]
+    blocks = [block for block in blocks if block.size]
+    if not blocks:
         empty = np.empty(0)
         return empty, empty, empty
-    return np.concatenate(parts_low), np.concatenate(parts_high), np.concatenate(parts_last)
+    return (np.concatenate([np.fmin.reduce(block, axis=1) for block in blocks]),
+            np.concatenate([np.fmax.reduce(block, axis=1) for block in blocks]),
+            np.concatenate([_last_present(block) for block in blocks]))
 
 
 def _last_present(block: np.ndarray) -> np.ndarray:
