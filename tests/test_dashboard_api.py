@@ -227,6 +227,10 @@ def test_without_a_token_only_loopback_hosts_are_answered(store):
     assert TestClient(app, base_url="http://[::1]:8765").get("/api/runs").status_code == 200
     rebound = TestClient(app, base_url="http://attacker.example:8765").get("/api/runs")
     assert rebound.status_code == 403 and "attacker.example" in rebound.json()["error"]
+    client = TestClient(app, base_url=LOCAL)
+    for host in ("127.0.0.1.attacker.example", "[::1].attacker.example", "[::1]x", "attacker.example:127.0.0.1", ""):
+        assert client.get("/api/runs", headers={"host": host}).status_code == 403, host
+    assert client.get("/api/runs", headers={"host": "LocalHost:8765"}).status_code == 200
 
 
 def test_dashrc_round_trip_and_validation(tmp_path):

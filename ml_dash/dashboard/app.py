@@ -81,8 +81,10 @@ class AccessGuard:
 
 def _host_name(header: str) -> str:
     """The name in a ``Host`` header without its port: ``[::1]:8765`` -> ``[::1]``."""
+    header = header.lower()  # host names are case-insensitive
     if header.startswith("["):
-        return header.partition("]")[0] + "]"
+        name, _, rest = header.partition("]")
+        return name + "]" if rest == "" or rest[1:].isdigit() and rest[0] == ":" else header
     return header.rpartition(":")[0] if ":" in header else header
 
 
