@@ -283,6 +283,34 @@ def test_dashrc_refuses_bad_paths_and_content(tmp_path, folder, content, words):
     assert not (tmp_path.parent / "outside" / ".dashrc").exists()
 
 
+def test_a_dashrc_that_cannot_be_written_on_a_full_disk_is_an_error_and_the_old_one_stays(tmp_path):
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        _make_run(disk, "a/b/c", [1.0])
+        client = TestClient(create_app(str(disk)), base_url=LOCAL)
+        assert client.post("/api/dashrc", json={"folder": "a/b", "content": "charts: []\n"}).status_code == 200
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)  # the disk filled to the last byte
+        try:
+            for size in (1 << 16, 4096, 1):
+                try:
+                    while True:
+                        os.write(filler, b"\0" * size)
+                except OSError:
+                    pass
+        finally:
+            os.close(filler)
+        response = client.post("/api/dashrc", json={"folder": "a/b", "content": "title: " + "x" * 200_000})
+        assert response.status_code == 507 and ".dashrc" in response.json()["error"]
+        assert (disk / "a" / "b" / ".dashrc").read_text() == "charts: []\n"
+        assert [p for p in os.listdir(disk / "a" / "b") if p.startswith(".dashrc.")] == []  # no temporary left
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
 def test_dashrc_refuses_a_folder_linked_outside(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -196,6 +196,8 @@ def create_app(dash_root: str, token: str | None = None, warm: bool = False) -> 
             return JSONResponse({"error": str(exc)}, status_code=400)
         except NotFound as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
+        except OSError as exc:  # a full disk or a read-only folder: the old .dashrc stays as it was
+            return JSONResponse({"error": f"could not write .dashrc: {exc.strerror or exc}"}, status_code=507)
 
     def index(request: Request):
         return FileResponse(os.path.join(STATIC, "index.html"), headers={"Cache-Control": "no-store"})
