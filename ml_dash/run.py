@@ -139,10 +139,11 @@ class RUN(metaclass=_LaunchDefaults):
     path_stem: str | None = None
     """``entry`` relative to ``project_root``, without its extension (``experiments/train``)."""
     job_counter: int = 1
-    """The number the next instance takes (and then counts up)."""
+    """The number the next template with ``{job_counter}`` takes (and then counts up)."""
     job_name: str = "{now:%H.%M.%S}/{job_counter:03d}"
     owner: str | None = None
     name: str | None = None
+    _counter_pending: bool  # True until this instance takes its job_counter
 
     def __init__(self, **fields: Any) -> None:
         unknown = sorted(set(fields) - set(self.FIELDS))
@@ -153,9 +154,12 @@ class RUN(metaclass=_LaunchDefaults):
             object.__setattr__(self, name, fields.get(name, getattr(type(self), name)))
         object.__setattr__(self, "owner", None)
         object.__setattr__(self, "name", None)
+        # Taken from RUN's counter when a template first uses it, so the numbers
+        # count the runs that show them.  (Rejected: every instance takes one, as
+        # the reference does: a literal-prefix experiment made in between would
+        # then leave a gap in a sweep's 001, 002, ...)
+        object.__setattr__(self, "_counter_pending", "job_counter" not in fields)
         self._set_prefix(self.prefix)
-        if "job_counter" not in fields:  # taken: the next instance gets the next number
-            RUN.job_counter = self.job_counter + 1 if isinstance(self.job_counter, int) else 1
 
     # -- derived fields ----------------------------------------------------------------
 
@@ -191,19 +195,30 @@ class RUN(metaclass=_LaunchDefaults):
             object.__setattr__(self, name, value)
 
     def _set_prefix(self, value):
-        """Expand ``value`` (a prefix or template), check it, then take it."""
-        if templates.is_template(value):
-            expanded = templates.expand(value, self._field, self.FIELDS + self.DERIVED,
-                                        self._unset_hint)
-            try:
-                segments = check_prefix(expanded)
-            except ConfigurationError as exc:
-                raise ConfigurationError(
-                    f"prefix template {value!r} expands to {expanded!r}, which is not a "
-                    f"prefix: {exc}") from None
-        else:
-            segments = check_prefix(value)
-        self._take_prefix(segments)
+        """Expand ``value`` (a prefix or template), check it, then take it.
+
+        A refused prefix changes nothing: not this instance, nor RUN's counter.
+        """
+        counter, pending = RUN.job_counter, self._counter_pending
+        try:
+            if templates.is_template(value):
+                expanded = templates.expand(value, self._field, self.FIELDS + self.DERIVED,
+                                            self._unset_hint)
+                try:
+                    segments = check_prefix(expanded)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(
+                        f"prefix template {value!r} expands to {expanded!r}, which is not a "
+                        f"prefix: {exc}") from None
+            else:
+                segments = check_prefix(value)
+            self._take_prefix(segments)
+        except BaseException:
+            if pending and not self._counter_pending:  # the number taken goes back
+                object.__setattr__(self, "_counter_pending", True)
+                object.__setattr__(self, "job_counter", counter)
+                RUN.job_counter = counter
+            raise
 
     def _take_prefix(self, segments):
         """Make ``segments`` this instance's prefix (overridden by ``exp.run``)."""
@@ -216,6 +231,11 @@ class RUN(metaclass=_LaunchDefaults):
         """A template field's value; ``id`` and ``path_stem`` are made when first asked for."""
         if name == "id" and self.id is None:
             object.__setattr__(self, "id", _ids.next())
+        elif name == "job_counter" and self._counter_pending:
+            taken = RUN.job_counter
+            RUN.job_counter = taken + 1 if isinstance(taken, int) else 1
+            object.__setattr__(self, "job_counter", taken)
+            object.__setattr__(self, "_counter_pending", False)
         elif name in ("path_stem", "project_root") and self.path_stem is None:
             self._find_path_stem()
         return getattr(self, name)
