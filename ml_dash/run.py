@@ -62,11 +62,13 @@ def find_project_root(start: str | os.PathLike | None = None) -> str:
 
 
 class _RunIds:
-    """Launch ids: 64-bit, time-ordered, unique across the processes of a machine.
+    """Launch ids: 64-bit, ordered by time, and all but certainly unique.
 
     Milliseconds since 2024-01-01 (41 bits), 10 bits of the process id, a
     12-bit sequence within the millisecond: the layout called a snowflake,
-    which prints as 18 digits for the next years.  (Rejected: ``uuid4``: not
+    which prints as 18 digits for the next years.  Two processes collide only
+    if their pids agree in 10 bits and they draw the same sequence number in
+    the same millisecond.  (Rejected: ``uuid4``: not
     ordered by time, and scripts compare the reference's numeric ids.)
     """
 
@@ -92,6 +94,7 @@ class _RunIds:
 
 
 _ids = _RunIds()
+_counter_lock = threading.Lock()  # experiments made in several threads take distinct numbers
 
 
 def _default_user() -> str:
@@ -197,9 +200,9 @@ class RUN(metaclass=_LaunchDefaults):
     def _set_prefix(self, value):
         """Expand ``value`` (a prefix or template), check it, then take it.
 
-        A refused prefix changes nothing: not this instance, nor RUN's counter.
+        A refused one leaves this instance's prefix and RUN's counter as they were.
         """
-        counter, pending = RUN.job_counter, self._counter_pending
+        pending = self._counter_pending
         try:
             if templates.is_template(value):
                 expanded = templates.expand(value, self._field, self.FIELDS + self.DERIVED,
@@ -214,10 +217,11 @@ class RUN(metaclass=_LaunchDefaults):
                 segments = check_prefix(value)
             self._take_prefix(segments)
         except BaseException:
-            if pending and not self._counter_pending:  # the number taken goes back
+            if pending and not self._counter_pending:  # the number taken goes back...
                 object.__setattr__(self, "_counter_pending", True)
-                object.__setattr__(self, "job_counter", counter)
-                RUN.job_counter = counter
+                with _counter_lock:
+                    if RUN.job_counter == self.job_counter + 1:  # ...unless another took one since
+                        RUN.job_counter = self.job_counter
             raise
 
     def _take_prefix(self, segments):
@@ -232,8 +236,9 @@ class RUN(metaclass=_LaunchDefaults):
         if name == "id" and self.id is None:
             object.__setattr__(self, "id", _ids.next())
         elif name == "job_counter" and self._counter_pending:
-            taken = RUN.job_counter
-            RUN.job_counter = taken + 1 if isinstance(taken, int) else 1
+            with _counter_lock:
+                taken = RUN.job_counter
+                RUN.job_counter = taken + 1 if isinstance(taken, int) else 1
             object.__setattr__(self, "job_counter", taken)
             object.__setattr__(self, "_counter_pending", False)
         elif name in ("path_stem", "project_root") and self.path_stem is None:

@@ -85,7 +85,10 @@ def _expand(outer, template, lookup, known, unset_hint, stack):
             raise ConfigurationError(
                 f"prefix template {outer!r}: field {{{field}}} refers to itself "
                 f"({' -> '.join((*stack, field))})")
-        value = lookup(field)
+        try:
+            value = lookup(field)
+        except ConfigurationError as exc:  # a setting of the wrong type (RUN.now = "today")
+            raise ConfigurationError(f"prefix template {outer!r}: field {{{field}}}: {exc}") from None
         if value is None:
             raise ConfigurationError(
                 f"prefix template {outer!r}: field {{{field}}} has no value here; "

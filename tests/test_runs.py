@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime
 
 import pytest
@@ -69,6 +70,22 @@ def test_the_job_counter_gives_each_experiment_of_a_launch_its_own_number(dash_r
     with pytest.raises(ConfigurationError):
         Experiment(prefix="a/sweep/{nope}", dash_root=dash_root)
     assert RUN.job_counter == 4  # a refused template takes no number
+
+
+def test_experiments_made_in_threads_take_distinct_numbers(dash_root):
+    RUN.job_counter = 1
+    names = []
+
+    def make():
+        for _ in range(25):
+            names.append(Experiment(prefix="a/t/{job_counter}", dash_root=dash_root).name)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(names, key=int) == [str(n) for n in range(1, 101)]
 
 
 def test_an_id_field_is_a_launch_id_and_every_started_run_gets_one(dash_root):
@@ -225,6 +242,7 @@ def test_an_unknown_field_is_a_configuration_and_attribute_error(dash_root, temp
     ("a/{user:03d}", {}, ["field {user:03d} cannot format its str value"]),
     ("a/{prefix}", {}, ["field {prefix} refers to itself"]),
     ("a/{name}", {}, ["field {name} has no value here"]),
+    ("a/{date}", {"now": "today"}, ["field {date}", "RUN.now must be a datetime, got str"]),
     ("a/{project_root}", {"project_root": None, "entry": None, "path_stem": "x"},
      ["field {project_root} has no value"]),
 ])
