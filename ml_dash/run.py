@@ -206,7 +206,7 @@ class RUN(metaclass=_LaunchDefaults):
         try:
             if templates.is_template(value):
                 expanded = templates.expand(value, self._field, self.FIELDS + self.DERIVED,
-                                            self._unset_hint)
+                                            self._unset_hint, TEMPLATE_FIELDS)
                 try:
                     segments = check_prefix(expanded)
                 except ConfigurationError as exc:

@@ -56,18 +56,27 @@ def check_fields(template: str, known: Any) -> None:
 
 
 def expand(template: str, lookup: Callable[[str], Any], known: Any,
-           unset_hint: Callable[[str], str]) -> str:
+           unset_hint: Callable[[str], str], nested: Any = ()) -> str:
     """``template`` with every field replaced by ``lookup(name)`` formatted by its spec.
 
-    ``known`` is the collection of field names ``lookup`` answers; a value that
-    is itself a template is expanded the same way (a cycle is refused).  A
+    ``known`` is the collection of field names ``lookup`` answers; the value
+    of a field in ``nested`` may itself be a template and is expanded the
+    same way (a cycle is refused); other values are text, braces and all.  A
     field whose value is None is refused, with ``unset_hint(name)`` saying
     how to give it one.
     """
-    return _expand(template, template, lookup, known, unset_hint, ())
+    fields = _Fields(lookup, known, unset_hint, nested)
+    return _expand(template, template, fields, ())
 
 
-def _expand(outer, template, lookup, known, unset_hint, stack):
+class _Fields:
+    """What a template's fields are looked up in (the arguments of :func:`expand`)."""
+
+    def __init__(self, lookup, known, unset_hint, nested):
+        self.lookup, self.known, self.unset_hint, self.nested = lookup, known, unset_hint, nested
+
+
+def _expand(outer, template, fields, stack):
     if len(stack) > _MAX_DEPTH:
         raise ConfigurationError(
             f"prefix template {outer!r}: fields refer to each other in a circle "
@@ -79,22 +88,22 @@ def _expand(outer, template, lookup, known, unset_hint, stack):
         if name is None:
             continue
         field = _strip_namespace(outer, name)
-        if field not in known:
-            raise _unknown(outer, field, known)
+        if field not in fields.known:
+            raise _unknown(outer, field, fields.known)
         if field in stack:
             raise ConfigurationError(
                 f"prefix template {outer!r}: field {{{field}}} refers to itself "
                 f"({' -> '.join((*stack, field))})")
         try:
-            value = lookup(field)
+            value = fields.lookup(field)
         except ConfigurationError as exc:  # a setting of the wrong type (RUN.now = "today")
             raise ConfigurationError(f"prefix template {outer!r}: field {{{field}}}: {exc}") from None
         if value is None:
             raise ConfigurationError(
                 f"prefix template {outer!r}: field {{{field}}} has no value here; "
-                f"{unset_hint(field)}")
-        if is_template(value):
-            value = _expand(outer, value, lookup, known, unset_hint, (*stack, field))
+                f"{fields.unset_hint(field)}")
+        if field in fields.nested and is_template(value):
+            value = _expand(outer, value, fields, (*stack, field))
         text = _format(outer, field, value, spec or "", conversion)
         _check_field_text(outer, field, text)
         parts.append(text)

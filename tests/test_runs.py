@@ -54,6 +54,10 @@ def test_fields_of_the_settings_and_their_formats(dash_root):
     assert spelled.prefix == "bob/p/20260301"
     braces = Experiment(prefix="a/{{x}}", dash_root=dash_root)
     assert braces.prefix == "a/{x}"
+    literal = Experiment(prefix="a/{user}", user="b{c}", dash_root=dash_root)
+    assert literal.prefix == "a/b{c}"  # a user's value is text, not a template
+    nested = Experiment(prefix="{project}/x", project="{user}/p", user="u", dash_root=dash_root)
+    assert nested.prefix == "u/p/x"
 
 
 def test_the_job_counter_gives_each_experiment_of_a_launch_its_own_number(dash_root):
