@@ -109,6 +109,20 @@ def test_experiment_without_a_prefix_takes_run_prefix(dash_root):
     assert exp.prefix == "carol/proj/2026/04"
 
 
+def test_the_environment_sets_the_default_prefix_and_user(tmp_path):
+    script = tmp_path / "env.py"
+    script.write_text("from ml_dash import Experiment\nprint(Experiment(dash_root='d').prefix)\n")
+    env = dict(os.environ, ML_DASH_PREFIX="{user}/env/{job_counter:03d}", ML_DASH_USER="frank")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "frank/env/001"
+    env["ML_DASH_PREFIX"] = "frank/{nope}"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and "prefix template 'frank/{nope}': unknown field" in done.stderr
+
+
 def test_the_default_template_names_the_run_after_the_script(tmp_path):
     project = tmp_path / "project"
     (project / "experiments").mkdir(parents=True)
