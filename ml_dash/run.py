@@ -1,4 +1,4 @@
-"""RUN: the settings a launch names its experiment by, and prefix templates.
+"""RUN: the settings a launch names its experiments by.
 
 ``RUN``'s class attributes are the defaults every later ``Experiment()``
 starts from; a script (or ``ML_DASH_PREFIX``, ``ML_DASH_USER``) sets them
@@ -115,6 +115,8 @@ class _LaunchDefaults(type):
     def __setattr__(cls, name, value):
         if name in TEMPLATE_FIELDS and templates.is_template(value):
             templates.check_fields(value, FIELDS + DERIVED)
+        elif name == "prefix":
+            check_prefix(value)
         super().__setattr__(name, value)
 
 
@@ -141,8 +143,9 @@ class RUN(metaclass=_LaunchDefaults):
     """Where ``path_stem`` is measured from; default :func:`find_project_root` of ``entry``."""
     path_stem: str | None = None
     """``entry`` relative to ``project_root``, without its extension (``experiments/train``)."""
-    job_counter: int = 1
-    """The number the next template with ``{job_counter}`` takes (and then counts up)."""
+    job_counter: int | None = 1
+    """The number the next template with ``{job_counter}`` takes (and then counts up); on an
+    instance, the number it took (None if its prefix has used none)."""
     job_name: str = "{now:%H.%M.%S}/{job_counter:03d}"
     owner: str | None = None
     name: str | None = None
@@ -162,6 +165,8 @@ class RUN(metaclass=_LaunchDefaults):
         # the reference does: a literal-prefix experiment made in between would
         # then leave a gap in a sweep's 001, 002, ...)
         object.__setattr__(self, "_counter_pending", "job_counter" not in fields)
+        if self._counter_pending:
+            object.__setattr__(self, "job_counter", None)
         self._set_prefix(self.prefix)
 
     # -- derived fields ----------------------------------------------------------------
@@ -218,10 +223,12 @@ class RUN(metaclass=_LaunchDefaults):
             self._take_prefix(segments)
         except BaseException:
             if pending and not self._counter_pending:  # the number taken goes back...
+                taken = self.job_counter
                 object.__setattr__(self, "_counter_pending", True)
+                object.__setattr__(self, "job_counter", None)
                 with _counter_lock:
-                    if RUN.job_counter == self.job_counter + 1:  # ...unless another took one since
-                        RUN.job_counter = self.job_counter
+                    if isinstance(taken, int) and RUN.job_counter == taken + 1:  # ...unless another took one since
+                        RUN.job_counter = taken
             raise
 
     def _take_prefix(self, segments):

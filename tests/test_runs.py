@@ -68,6 +68,8 @@ def test_the_job_counter_gives_each_experiment_of_a_launch_its_own_number(dash_r
     third = Experiment(prefix="a/sweep/x", dash_root=dash_root)
     third.run.prefix = "a/sweep/{job_counter:03d}"            # taken when a template uses it
     assert (first.name, second.name, third.name) == ("001", "002", "003")
+    assert (first.run.job_counter, third.run.job_counter) == (1, 3)
+    assert Experiment(prefix="a/sweep/none", dash_root=dash_root).run.job_counter is None
     assert RUN.job_counter == 4
     with pytest.raises(ConfigurationError):
         Experiment(prefix="a/sweep/{job_counter}/{nope}", dash_root=dash_root)
@@ -278,6 +280,8 @@ def test_setting_a_bad_class_template_is_refused_at_once_and_keeps_the_old_one()
         RUN.prefix = "x/{nmae}"
     with pytest.raises(ConfigurationError, match="unmatched"):
         RUN.job_name = "{now:%H"
+    with pytest.raises(ConfigurationError, match="'a//b'"):
+        RUN.prefix = "a//b"
     assert RUN.prefix == before
 
 
