@@ -40,6 +40,11 @@ class Experiment:
     """One run's metrics, params, logs and files, stored under
     ``<dash_root>/<prefix>``.
 
+    ``prefix`` may be a template (``"alice/proj/{now:%Y-%m-%d/%H-%M-%S}"``),
+    expanded here into a concrete prefix; without one, ``RUN.prefix`` is
+    used.  The other keywords of ``RUN()`` (``user``, ``now``, ``entry``,
+    ``job_counter``...) give this experiment's own values of those fields.
+
     >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP
     ...     exp.metrics("train").log(loss=0.5).flush()
     """
