@@ -33,10 +33,12 @@ from .errors import (
     StorageError,
     StreamLimitError,
     StreamNotFoundError,
+    TemplateFieldError,
     WriterLockedError,
 )
 from .experiment import Experiment, ml_dash_experiment
 from .maintenance import CheckReport, check, compact
+from .run import RUN
 from .view import ExperimentView, load
 
 __version__ = "0.1.0"
@@ -44,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Experiment",
     "ml_dash_experiment",
+    "RUN",
     "load",
     "ExperimentView",
     "check",
@@ -56,6 +59,7 @@ __all__ = [
     "plot",
     "MLDashError",
     "ConfigurationError",
+    "TemplateFieldError",
     "StorageError",
     "FormatVersionError",
     "CorruptStoreError",

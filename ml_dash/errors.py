@@ -10,6 +10,7 @@ ml_dash builds on one base or none).
 __all__ = [
     "MLDashError",
     "ConfigurationError",
+    "TemplateFieldError",
     "StorageError",
     "ExperimentError",
     "RunNotStartedError",
@@ -29,6 +30,16 @@ class MLDashError(Exception):
 
 class ConfigurationError(MLDashError, ValueError):
     """An option or argument combination that this engine does not support."""
+
+
+class TemplateFieldError(ConfigurationError, AttributeError):
+    """A prefix template names a field that RUN does not have (``{EXP.nmae}``).
+
+    Also an ``AttributeError``: scripts written for the reference catch that
+    for an unknown ``{EXP.attr}``.  (The one class with three builtin-derived
+    bases: a ``ConfigurationError`` like every bad template, and the builtin
+    those scripts expect.)
+    """
 
 
 class StorageError(MLDashError, OSError):

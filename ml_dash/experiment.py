@@ -25,6 +25,7 @@ from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
 from .paths import parse_prefix, refuse_nesting
+from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
 from .values import check_info
@@ -39,6 +40,11 @@ class Experiment:
     """One run's metrics, params, logs and files, stored under
     ``<dash_root>/<prefix>``.
 
+    ``prefix`` may be a template (``"alice/proj/{now:%Y-%m-%d/%H-%M-%S}"``),
+    expanded here into a concrete prefix; without one, ``RUN.prefix`` is
+    used.  The other keywords of ``RUN()`` (``user``, ``now``, ``entry``,
+    ``job_counter``...) give this experiment's own values of those fields.
+
     >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP
     ...     exp.metrics("train").log(loss=0.5).flush()
     """
@@ -46,28 +52,31 @@ class Experiment:
     def __init__(self, prefix: str | None = None, *, description: str | None = None,
                  readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
                  metadata: dict | None = None, dash_root: str = ".dash", dash_url: str | None = None,
-                 sync_interval: float = 1.0, lock_timeout: float = 0.0) -> None:
+                 sync_interval: float = 1.0, lock_timeout: float = 0.0, **settings: Any) -> None:
         if dash_url is not None:
             raise ConfigurationError(
                 f"dash_url={dash_url!r}: remote mode is not part of this engine; ml_dash stores "
                 "runs locally under dash_root")
-        if prefix is None:
-            raise TypeError("Experiment() needs prefix='owner/project/name'")
+        unknown = sorted(set(settings) - set(RUN.FIELDS))
+        if unknown:
+            others = ", ".join(f for f in RUN.FIELDS if f != "prefix")
+            raise TypeError(f"Experiment() got an unexpected keyword argument {unknown[0]!r} "
+                            f"(besides its own, it takes the RUN settings: {others})")
         # NaN made the sync thread spin, a value past TIMEOUT_MAX killed it (OverflowError)
         if sync_interval is None or not 0 <= float(sync_interval) <= threading.TIMEOUT_MAX:
             raise ConfigurationError(f"sync_interval must be >= 0 seconds (at most "
                                      f"{threading.TIMEOUT_MAX:.0f}), got {sync_interval!r}")
-        self._segments, self.path = parse_prefix(prefix, dash_root)
-        refuse_nesting(self._segments, dash_root)
-        self.prefix = "/".join(self._segments)
         self.dash_root = dash_root
+        self._record: dict = {}
+        if prefix is not None:
+            settings["prefix"] = prefix
+        self.run = Run(self, **settings)  # expands a template, and calls _retarget()
         owner = f"experiment {self.prefix!r}"
         description, tags, metadata = check_info(
             owner, description if description is not None else readme, tags, metadata)
         bindrs = check_info(f"{owner} bindrs", tags=bindrs)[1]
         self._given = {"description": description, "tags": tags, "bindrs": bindrs,
                        "metadata": metadata}
-        self._record: dict = {}
         self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
         self._session: Session | None = None
         self._read_store: Store | None = None  # a Store opened for reading once the run has closed
@@ -75,13 +84,43 @@ class Experiment:
         self._params = Params(self)
         self._logs = Logs(self)
         self._files = Files(self)
-        self.run = Run(self)
 
     # -- identity ------------------------------------------------------------------
 
     owner = property(lambda self: self._segments[0])
     project = property(lambda self: self._segments[1])
     name = property(lambda self: self._segments[-1])
+    prefix = property(lambda self: "/".join(self._segments),
+                      doc="``owner/project[/folders...]/name``; set it with ``exp.run.prefix``.")
+    folder = property(lambda self: self.prefix, doc="The prefix (the reference's name for it).")
+    id = property(lambda self: self.run.id,
+                  doc="The launch id (``exp.run.id``): given when the run starts, or earlier "
+                      "by an ``{id}`` template field.")
+
+    @property
+    def _folder_path(self):
+        return self.prefix
+
+    @_folder_path.setter
+    def _folder_path(self, value):  # scripts written for the reference set this one
+        self.run.prefix = value
+
+    @property
+    def _is_open(self):
+        """True while the run is open (the reference's name, which scripts test)."""
+        return self._session is not None
+
+    def _retarget(self, segments):
+        """Point this experiment at the prefix ``segments`` (``exp.run`` calls
+        this before taking a new prefix): checked, not yet created."""
+        if self._record:
+            raise ExperimentError(
+                f"experiment {self.prefix!r}: cannot change the prefix to "
+                f"{'/'.join(segments)!r}: the run has already started, and its prefix names "
+                "its store; set run.prefix before run.start()")
+        checked, path = parse_prefix("/".join(segments), self.dash_root)
+        refuse_nesting(checked, self.dash_root)
+        self._segments, self.path = checked, path
 
     def _field(self, key):
         given = self._given[key]
@@ -181,6 +220,7 @@ class Experiment:
             self._read_store.close()
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
+        self.run._new_id()
         session = Session(self.path, **self._options)
         try:
             stored = records.stored_experiment(session.reader)
@@ -217,11 +257,26 @@ class Experiment:
             _sigterm.run_ended()
 
 
-class Run:
-    """``exp.run``: a context manager, a decorator, and manual controls."""
+class Run(RUN):
+    """``exp.run``: the experiment's RUN settings, and its lifecycle: a
+    context manager, a decorator, and manual controls.
 
-    def __init__(self, experiment):
-        self._exp = experiment
+    Its ``prefix`` (also ``folder``) may be set, or set to a template, until
+    the run first starts: the experiment then stores there.  (Rejected: one
+    lifecycle object holding a separate settings object: ``exp.run.prefix``,
+    ``exp.run.id`` and ``with exp.run:`` are the same object in scripts
+    written for the reference.)
+    """
+
+    _exp: Experiment
+
+    def __init__(self, experiment, **settings):
+        object.__setattr__(self, "_exp", experiment)
+        super().__init__(**settings)
+
+    def _take_prefix(self, segments):
+        self._exp._retarget(segments)  # refuses once started, or a prefix nested in a run
+        super()._take_prefix(self._exp._segments)
 
     def start(self) -> Experiment:
         """Open the run (a no-op if it is open); a closed run appends when restarted."""

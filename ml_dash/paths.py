@@ -14,9 +14,9 @@ from .errors import ConfigurationError
 from .storage import DATA_FILE
 
 
-def parse_prefix(prefix, dash_root):
-    """``(segments, directory)`` of ``prefix``; ``ConfigurationError`` (a
-    ``ValueError``) naming it if invalid.
+def check_prefix(prefix):
+    """The segments of ``prefix``; ``ConfigurationError`` (a ``ValueError``)
+    naming it if invalid.
 
     A prefix is ``owner/project[/folders...]/name`` with at least two
     segments.  Leading and trailing slashes are ignored.  Empty, ``.`` and
@@ -43,6 +43,15 @@ def parse_prefix(prefix, dash_root):
         problem = "a segment is longer than 255 bytes, the limit of a file name"
     if problem:
         raise ConfigurationError(f"invalid experiment prefix {prefix!r}: {problem}")
+    return segments
+
+
+def parse_prefix(prefix, dash_root):
+    """``(segments, directory)`` of ``prefix`` under ``dash_root``; the
+    prefix is checked by :func:`check_prefix`, and must not resolve (through
+    symbolic links) outside ``dash_root``.
+    """
+    segments = check_prefix(prefix)
     root = os.path.realpath(dash_root)
     if not _is_text(root):
         raise ConfigurationError(

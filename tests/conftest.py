@@ -1,6 +1,6 @@
 import pytest
 
-from ml_dash import Experiment
+from ml_dash import RUN, Experiment
 
 
 @pytest.fixture
@@ -16,3 +16,12 @@ def exp(dash_root):
     yield experiment
     if experiment._session is not None:
         experiment.run.complete()
+
+
+@pytest.fixture(autouse=True)
+def launch_defaults():
+    """Each test (a docs page too) leaves the RUN class settings as it found them."""
+    saved = {name: getattr(RUN, name) for name in RUN.FIELDS}
+    yield
+    for name, value in saved.items():
+        setattr(RUN, name, value)

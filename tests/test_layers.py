@@ -24,9 +24,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ml_dash"
 LAYERS = {
     "leaves": ["errors", "names", "timestamps", "values", "arrays", "downsample"],
     "storage": ["storage", "storage.*"],
-    "session": ["paths", "session", "maintenance"],
+    "session": ["paths", "templates", "run", "session", "maintenance"],
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "files"],
-    "experiment/view": ["experiment", "view"],
+    "experiment/view": ["experiment", "view", "auto_start"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
     "cli": ["cli", "cli_output", "demo", "__main__", ""],  # "": the package's __init__
