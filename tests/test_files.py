@@ -32,7 +32,7 @@ def test_upload_record_and_source_left_alone(exp, source):
     before = source.read_bytes()
     record = exp.files("models").upload(str(source), description="best", tags=["a"],
                                         metadata={"epoch": 3})
-    assert record["path"] == "models" and record["filename"] == "model.pt"
+    assert record["path"] == "/models" and record["filename"] == "model.pt"
     assert record["sizeBytes"] == 10_000 and record["checksum"] == sha(before)
     assert record["description"] == "best" and record["tags"] == ["a"]
     assert record["metadata"] == {"epoch": 3} and record["uploadedAt"].endswith("Z")
@@ -49,7 +49,10 @@ def test_upload_to_renames_and_same_name_replaces(exp, source, tmp_path):
     assert [r["filename"] for r in exp.files("models").list()] == ["latest.pt"]
     assert exp.files("models/latest.pt").read_bytes() == b"second"
     assert content_files(exp) == [record["id"]]  # the replaced contents are gone
-    assert exp.files("models/latest.pt").upload(source)["filename"] == "latest.pt"
+    # The handle of a stored file is no folder to upload into: the error says how to replace it.
+    with pytest.raises(ValueError, match="'models/latest.pt' is a stored file.*to='latest.pt'"):
+        exp.files("models/latest.pt").upload(source)
+    assert exp.files("models/latest.pt").read_bytes() == b"second"
 
 
 def test_save_dispatches_on_content(exp, source):
@@ -135,8 +138,8 @@ def test_damaged_contents_are_refused(exp, tmp_path):
 def test_delete_file_and_pattern(exp):
     for name in ("a.txt", "b.txt", "c.bin"):
         exp.files("d").save_text(name, to=name)
-    removed = exp.files("d/a.txt").delete()
-    assert [r["filename"] for r in removed] == ["a.txt"]
+    removed = exp.files("d/a.txt").delete()  # one file: its record
+    assert removed["filename"] == "a.txt" and removed["deletedAt"].endswith("Z")
     assert [r["filename"] for r in exp.files("d").delete("*.txt")] == ["b.txt"]
     assert [r["filename"] for r in exp.files.list()] == ["c.bin"]
     assert len(content_files(exp)) == 1
