@@ -31,7 +31,7 @@ import json
 import mimetypes
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from . import file_contents
@@ -48,9 +48,10 @@ def _now() -> str:
     return datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z")
 
 
-def _tags_of(record: Any) -> builtins.list:
-    tags = record.get("tags") if isinstance(record, dict) else None
-    return [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, builtins.list) else []
+def _labels(record: Any, field: str) -> builtins.list:
+    """The record's ``tags`` or ``bindrs`` that are text (a crafted record may hold anything)."""
+    labels = record.get(field) if isinstance(record, dict) else None
+    return [label for label in labels if isinstance(label, str)] if isinstance(labels, builtins.list) else []
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -182,16 +183,17 @@ class Files:
 
         ``pattern`` is a glob on the filename or on the path under the handle
         (``"*.png"``, ``"images/*.png"``, ``"**/*.json"``).  A handle made with
-        ``tags=`` lists only the files that have one of them.
+        ``tags=`` (or ``bindrs=``) lists only the files that have one of them.
         """
         if pattern is None:
             found = self._found() if self._path or self._file_id is not None else None
             matches = dict([found]) if found is not None else self._records()
         else:
             matches = self._glob(pattern)[1]
-        wanted = set(self._options.tags or ())
+        tags, bindrs = set(self._options.tags or ()), set(self._options.bindrs or ())
         return [shown(record) for record in matches.values()
-                if not wanted or wanted & set(_tags_of(record))]
+                if (not tags or tags & set(_labels(record, "tags")))
+                and (not bindrs or bindrs & set(_labels(record, "bindrs")))]
 
     def exists(self) -> bool:
         """Whether a file is stored at this path (or, for a folder, under it)."""
@@ -495,3 +497,23 @@ class Files:
         removed = [dict(shown(record), deletedAt=deleted) if isinstance(record, dict) else record
                    for record in matches.values()]
         return removed[0] if found is not None else removed
+
+
+class Bindrs(builtins.list):
+    """``exp.bindrs``: the run's bindrs, a list as the reference documents it, which,
+    called with a name, is the handle of the files filed under that bindr:
+    ``exp.bindrs("best").list()`` lists them, ``exp.bindrs("best").save_text(...)``
+    files a new one there (a bindr spans folders, as a tag does).
+
+    A list subclass rather than a method, so that both of the reference's uses
+    of ``exp.bindrs`` (read as a list, called with a name) keep working.
+    """
+
+    def __init__(self, names: builtins.list[str], files: Files) -> None:
+        super().__init__(names)
+        self._files = files
+
+    def __call__(self, name: str) -> Files:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"bindrs(name) takes a bindr's name (a non-empty str), got {name!r}")
+        return self._files(bindrs=[name])
