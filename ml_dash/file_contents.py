@@ -153,8 +153,13 @@ def video_bytes(frame_stack: Any, path: str, fps: float, options: dict) -> bytes
     imageio = require("imageio.v3", "video", "save_video")
     if name != "gif":
         require("imageio_ffmpeg", "video", "save_video")
+    if "." + name not in require("imageio.config", "video", "save_video").known_extensions:
+        raise ValueError(f"save_video(to={os.path.basename(path)!r}): imageio knows no format "
+                         f"'.{name}'; use .mp4, .gif, .webm, .avi or .mkv")
+    # GIF frames take a duration in ms; imageio's fps for them is deprecated.
+    timing = {"duration": 1000 / fps} if name == "gif" else {"fps": fps}
     try:
-        return imageio.imwrite("<bytes>", frames, extension="." + name, fps=fps, **options)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        return imageio.imwrite("<bytes>", frames, extension="." + name, **{**timing, **options})
+    except Exception as exc:  # whatever the encoder raises: the frames are not stored
         raise ValueError(f"save_video(to={os.path.basename(path)!r}): the encoder refused these "
                          f"frames or options {sorted(options)}: {exc}") from exc

@@ -48,6 +48,16 @@ def _now() -> str:
     return datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z")
 
 
+# Extensions of ML files that the mimetypes table gets wrong (".pt" is a SNES page table there).
+_BINARY = frozenset((".pt", ".pth", ".ckpt", ".safetensors", ".npy", ".npz", ".pkl", ".bin"))
+
+
+def _content_type(name: str) -> str:
+    if os.path.splitext(name)[1].lower() in _BINARY:
+        return "application/octet-stream"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _labels(record: Any, field: str) -> builtins.list:
     """The record's ``tags`` or ``bindrs`` that are text (a crafted record may hold anything)."""
     labels = record.get(field) if isinstance(record, dict) else None
@@ -300,8 +310,7 @@ class Files:
         description, tags, metadata = check_info(
             f"file {path!r}", given.description if description is None else description,
             given.tags if tags is None else tags, given.metadata if metadata is None else metadata)
-        record = {"path": "/" + folder, "filename": name, "contentType": content_type
-                  or mimetypes.guess_type(name)[0] or "application/octet-stream",
+        record = {"path": "/" + folder, "filename": name, "contentType": content_type or _content_type(name),
                   "description": description, "tags": tags or [], "bindrs": given.bindrs or [],
                   "metadata": metadata}
         try:
