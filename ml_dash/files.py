@@ -272,7 +272,7 @@ class Files:
             raise ValueError(f"files(file_id={self._file_id!r}) stands for a stored file: it reads, "
                              "updates and deletes it; save with files('folder') instead")
         if to is not None:
-            name = clean_path(to, "to")
+            name = clean_path(to, "to= file path")
             if not name:
                 raise ValueError(f"to={to!r} names no file: give to='name'")
             return join(self._path, name)
@@ -443,7 +443,7 @@ class Files:
         if not isinstance(file_id, str) or not file_id:
             raise ValueError(f"duplicate(source=...): source must be a file id (str) or a file "
                              f"record with its 'id', got {source!r}")
-        path = clean_path(to, "to")
+        path = clean_path(to, "to= file path")
         if not path:
             raise ValueError(f"duplicate(to={to!r}): give the new file's path, e.g. 'models/latest.pt'")
         key, record = Files(self._exp, "", self._lock, file_id)._file()
