@@ -63,13 +63,14 @@ def split_glob(pattern: str) -> tuple[str, str]:
 
 
 def shown(record: Any) -> Any:
-    """A record as the API returns it: a copy, its folder ``/``-rooted."""
-    if not isinstance(record, dict):
-        return record  # a crafted store: listed as it is, refused where it is used
-    folder = record.get("path")
-    if isinstance(folder, str):
-        return dict(record, path="/" + folder.strip("/"))
-    return dict(record)
+    """``record`` as the API returns it, its folder ``/``-rooted.  Changed in place:
+    every record comes freshly decoded from the store or freshly built (a copy
+    per record made a listing 1.4x slower)."""
+    if isinstance(record, dict):  # else a crafted store: listed as it is, refused where used
+        folder = record.get("path")
+        if isinstance(folder, str) and folder[:1] != "/":  # written before paths were rooted
+            record["path"] = "/" + folder.strip("/")
+    return record
 
 
 def filename(record: Any) -> str | None:

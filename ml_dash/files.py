@@ -201,9 +201,11 @@ class Files:
         else:
             matches = self._glob(pattern)[1]
         tags, bindrs = set(self._options.tags or ()), set(self._options.bindrs or ())
-        return [shown(record) for record in matches.values()
-                if (not tags or tags & set(_labels(record, "tags")))
-                and (not bindrs or bindrs & set(_labels(record, "bindrs")))]
+        if tags or bindrs:
+            matches = {key: record for key, record in matches.items()
+                       if (not tags or tags & set(_labels(record, "tags")))
+                       and (not bindrs or bindrs & set(_labels(record, "bindrs")))}
+        return [shown(record) for record in matches.values()]
 
     def exists(self) -> bool:
         """Whether a file is stored at this path (or, for a folder, under it)."""
