@@ -588,3 +588,17 @@ def test_import_ml_dash_loads_no_video_or_image_library():
             " if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_records_of_earlier_versions_are_shown_rooted(exp, tmp_path):
+    from ml_dash.storage.codec import encode_value
+    from ml_dash.storage.keys import FILES_DB
+    record = exp.files("models").save_blob(b"old", to="a.pt")
+    # As versions before '/'-rooted folders stored it: folder "models", no bindrs.
+    legacy = {key: value for key, value in record.items() if key != "bindrs"}
+    legacy["path"] = "models"
+    exp._open_session().stage_record((FILES_DB, b"models/a.pt", encode_value(legacy)))
+    exp.flush()
+    assert [r["path"] for r in exp.files.list()] == ["/models"]
+    assert exp.files(file_id=record["id"]).download(to=str(tmp_path)) == str(tmp_path / "a.pt")
+    assert exp.files("models/a.pt").update(tags=["kept"])["path"] == "/models"
