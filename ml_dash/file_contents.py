@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import importlib
 import io
+import mimetypes
 import os
 import pickle
 from typing import Any
 
 # The pixel formats a video frame may have: H x W (gray), H x W x 1, 3 (RGB) or 4 (RGBA).
 _CHANNELS = (1, 3, 4)
+
+
+# Extensions of ML files that the mimetypes table gets wrong (".pt" is a SNES page table there).
+_BINARY = frozenset((".pt", ".pth", ".ckpt", ".safetensors", ".npy", ".npz", ".pkl", ".bin"))
+
+
+def content_type(name: str) -> str:
+    """The MIME type a file named ``name`` is stored with."""
+    if os.path.splitext(name)[1].lower() in _BINARY:
+        return "application/octet-stream"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def require(module: str, extra: str, method: str) -> Any:

@@ -73,6 +73,12 @@ def shown(record: Any) -> Any:
     return record
 
 
+def labels(record: Any, field: str) -> list:
+    """The record's ``tags`` or ``bindrs`` that are text (a crafted record may hold anything)."""
+    found = record.get(field) if isinstance(record, dict) else None
+    return [label for label in found if isinstance(label, str)] if isinstance(found, list) else []
+
+
 def filename(record: Any) -> str | None:
     """The record's filename, or None if it has none that is text."""
     name = record.get("filename") if isinstance(record, dict) else None

@@ -36,7 +36,7 @@ from typing import Any
 
 from . import file_contents
 from .errors import StorageError
-from .file_paths import clean_path, filename, has_glob, join, shown, split, split_glob, usable
+from .file_paths import clean_path, filename, has_glob, join, labels, shown, split, split_glob, usable
 from .names import glob_match
 from .storage import blobs, records
 from .values import check_info
@@ -46,22 +46,6 @@ _UTC = datetime.timezone.utc
 
 def _now() -> str:
     return datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z")
-
-
-# Extensions of ML files that the mimetypes table gets wrong (".pt" is a SNES page table there).
-_BINARY = frozenset((".pt", ".pth", ".ckpt", ".safetensors", ".npy", ".npz", ".pkl", ".bin"))
-
-
-def _content_type(name: str) -> str:
-    if os.path.splitext(name)[1].lower() in _BINARY:
-        return "application/octet-stream"
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-def _labels(record: Any, field: str) -> builtins.list:
-    """The record's ``tags`` or ``bindrs`` that are text (a crafted record may hold anything)."""
-    labels = record.get(field) if isinstance(record, dict) else None
-    return [label for label in labels if isinstance(label, str)] if isinstance(labels, builtins.list) else []
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -203,8 +187,8 @@ class Files:
         tags, bindrs = set(self._options.tags or ()), set(self._options.bindrs or ())
         if tags or bindrs:
             matches = {key: record for key, record in matches.items()
-                       if (not tags or tags & set(_labels(record, "tags")))
-                       and (not bindrs or bindrs & set(_labels(record, "bindrs")))}
+                       if (not tags or tags & set(labels(record, "tags")))
+                       and (not bindrs or bindrs & set(labels(record, "bindrs")))}
         return [shown(record) for record in matches.values()]
 
     def exists(self) -> bool:
@@ -284,20 +268,6 @@ class Files:
             return self._path
         raise ValueError("files handle '/' is the root folder: give to='name'")
 
-    def _check_tree(self, reader, path: str) -> None:
-        """``ValueError`` if storing ``path`` would put a file where a folder is, or in a
-        folder that is a file (one read per folder level, one range read)."""
-        parts = path.split("/")
-        for level in range(1, len(parts)):
-            above = "/".join(parts[:level])
-            if records.file_record(reader, above) is not None:
-                raise ValueError(f"cannot store {path!r}: {above!r} is a stored file, not a folder "
-                                 f"(to replace it, save to {split(above)[0] or '/'!r} with "
-                                 f"to={split(above)[1]!r})")
-        if records.file_records(reader, path, limit=1):
-            raise ValueError(f"cannot store a file at {path!r}: it is a folder of stored files; "
-                             "give a name in it with to='name'")
-
     def _put(self, path: str, source: Any, description: str | None = None,
              tags: builtins.list[str] | None = None, metadata: dict | None = None,
              content_type: str | None = None, expected: str | None = None) -> dict:
@@ -312,7 +282,8 @@ class Files:
         description, tags, metadata = check_info(
             f"file {path!r}", given.description if description is None else description,
             given.tags if tags is None else tags, given.metadata if metadata is None else metadata)
-        record = {"path": "/" + folder, "filename": name, "contentType": content_type or _content_type(name),
+        record = {"path": "/" + folder, "filename": name,
+                  "contentType": content_type or file_contents.content_type(name),
                   "description": description, "tags": tags or [], "bindrs": given.bindrs or [],
                   "metadata": metadata}
         try:
@@ -321,7 +292,14 @@ class Files:
             raise TypeError(f"file {path!r}: metadata {metadata!r} cannot be stored") from None
         file_id = blobs.new_id()
         with self._lock:
-            self._check_tree(session.reader, path)
+            clash = records.file_tree_clash(session.reader, path)
+            if clash == path:
+                raise ValueError(f"cannot store a file at {path!r}: it is a folder of stored files; "
+                                 "give a name in it with to='name'")
+            if clash is not None:
+                raise ValueError(f"cannot store {path!r}: {clash!r} is a stored file, not a folder "
+                                 f"(to replace it, save to {split(clash)[0] or '/'!r} with "
+                                 f"to={split(clash)[1]!r})")
             size, checksum = blobs.write(self._directory, file_id, source)
             if expected is not None and checksum != expected:
                 blobs.remove(self._directory, file_id)

@@ -102,6 +102,18 @@ def file_records(reader, folder, limit=None):
             for key, record in reader.select(keys.FILES_DB, start=start, stop=stop, limit=limit)}
 
 
+def file_tree_clash(reader, path):
+    """What storing a file at ``path`` would clash with: the first folder of ``path``
+    that is a stored file, or ``path`` itself if it is a folder of stored files;
+    None when the stored paths stay a tree.  One read transaction per folder level."""
+    parts = path.split("/")
+    for level in range(1, len(parts)):
+        above = "/".join(parts[:level])
+        if file_record(reader, above) is not None:
+            return above
+    return path if file_records(reader, path, limit=1) else None
+
+
 def file_put(key, data):
     return keys.FILES_DB, key, data
 
