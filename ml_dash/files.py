@@ -429,8 +429,12 @@ class Files:
         key, record = Files(self._exp, "", self._lock, file_id)._file()
         usable(key, record, "duplicated")
         with blobs.open_content(self._directory, record["id"], repr(key)) as contents:
-            return self._put(path, contents, record.get("description"), record.get("tags"),
-                             record.get("metadata"), record.get("contentType"), record["checksum"])
+            info = {name: getattr(self._options, name) for name in ("description", "tags", "metadata")}
+            for name, value in info.items():
+                if value is None:  # the handle gives none: the source's
+                    info[name] = record.get(name)
+            return self._put(path, contents, info["description"], info["tags"], info["metadata"],
+                             record.get("contentType"), record["checksum"])
 
     def update(self, description: str | None = None, tags: builtins.list[str] | None = None,
                metadata: dict | None = None) -> dict:

@@ -450,6 +450,8 @@ def test_duplicate_paths_are_from_the_root_and_sources_are_checked(exp):
     copy = exp.files("ckpt").duplicate(record, to="/models/latest.pt")  # the handle's path plays no part
     assert (copy["path"], copy["filename"], copy["tags"]) == ("/models", "latest.pt", ["t"])
     assert exp.files().duplicate(record["id"], to="top.pt")["path"] == "/"
+    retagged = exp.files(tags=["latest"]).duplicate(record, to="models/alias.pt")
+    assert (retagged["tags"], retagged["contentType"]) == (["latest"], record["contentType"])
     for bad in (123, None, {"wrong": "key"}, ""):
         with pytest.raises(ValueError, match="source must be"):
             exp.files().duplicate(bad, to="x.pt")
@@ -458,7 +460,7 @@ def test_duplicate_paths_are_from_the_root_and_sources_are_checked(exp):
     with pytest.raises(StorageError, match="damaged"):
         exp.files().duplicate(record, to="models/latest.pt")
     assert exp.files("models/latest.pt").read_bytes() == b"weights"  # the old alias is kept
-    assert len(content_files(exp)) == 3
+    assert len(content_files(exp)) == 4
 
 
 def test_save_pkl_and_save_of_an_array(exp):
