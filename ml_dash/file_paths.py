@@ -63,14 +63,24 @@ def split_glob(pattern: str) -> tuple[str, str]:
 
 
 def shown(record: Any) -> Any:
-    """``record`` as the API returns it, its folder ``/``-rooted.  Changed in place:
-    every record comes freshly decoded from the store or freshly built (a copy
-    per record made a listing 1.4x slower)."""
-    if isinstance(record, dict):  # else a crafted store: listed as it is, refused where used
-        folder = record.get("path")
-        if isinstance(folder, str) and folder[:1] != "/":  # written before paths were rooted
-            record["path"] = "/" + folder.strip("/")
-    return record
+    """``record`` as the API returns it (see :func:`shown_all`)."""
+    return shown_all([record])[0]
+
+
+def shown_all(found: list) -> list:
+    """Records as the API returns them: each folder ``/``-rooted, ``bindrs`` a list
+    (records of earlier versions have neither).  Changed in place, in one loop:
+    every record comes freshly decoded from the store or freshly built, and a
+    copy per record cost more than decoding it (a key added to each, about as
+    much: new records store ``bindrs`` even when empty for that reason)."""
+    for record in found:
+        if isinstance(record, dict):  # else a crafted store: listed as it is, refused where used
+            folder = record.get("path")
+            if isinstance(folder, str) and not folder.startswith("/"):  # an earlier version's
+                record["path"] = "/" + folder.strip("/")
+            if "bindrs" not in record:
+                record["bindrs"] = []
+    return found
 
 
 def labels(record: Any, field: str) -> list:

@@ -36,7 +36,7 @@ from typing import Any
 
 from . import file_contents
 from .errors import StorageError
-from .file_paths import clean_path, filename, has_glob, join, labels, shown, split, split_glob, usable
+from .file_paths import clean_path, filename, has_glob, join, labels, shown, shown_all, split, split_glob, usable
 from .names import glob_match
 from .storage import blobs, records
 from .values import check_info
@@ -189,7 +189,7 @@ class Files:
             matches = {key: record for key, record in matches.items()
                        if (not tags or tags & set(labels(record, "tags")))
                        and (not bindrs or bindrs & set(labels(record, "bindrs")))}
-        return [shown(record) for record in matches.values()]
+        return shown_all(builtins.list(matches.values()))
 
     def exists(self) -> bool:
         """Whether a file is stored at this path (or, for a folder, under it)."""
