@@ -604,3 +604,17 @@ def test_records_of_earlier_versions_are_shown_rooted(exp, tmp_path):
     assert [r["path"] for r in exp.files.list()] == ["/models"]
     assert exp.files(file_id=record["id"]).download(to=str(tmp_path)) == str(tmp_path / "a.pt")
     assert exp.files("models/a.pt").update(tags=["kept"])["path"] == "/models"
+
+
+def test_a_crafted_record_is_refused_by_update_and_duplicate(exp):
+    from ml_dash.storage.codec import encode_value
+    from ml_dash.storage.keys import FILES_DB
+    record = exp.files("cfg").save_text("x", to="a.txt")
+    crafted = dict(record, filename="../../escape.txt")
+    exp._open_session().stage_record((FILES_DB, b"cfg/a.txt", encode_value(crafted)))
+    exp.flush()
+    with pytest.raises(StorageError, match="'cfg/a.txt' cannot be updated.*filename"):
+        exp.files("cfg/a.txt").update(description="new")
+    with pytest.raises(StorageError, match="cannot be duplicated"):
+        exp.files().duplicate(record["id"], to="b.txt")
+    assert [r["filename"] for r in exp.files.list()] == ["../../escape.txt"]  # listed, untouched
