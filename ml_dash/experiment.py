@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
-from .files import Files
+from .files import Bindrs, Files
 from .logs import Logs
 from .maintenance import CheckReport, check
 from .metrics import Metrics
@@ -129,7 +129,7 @@ class Experiment:
     description = property(lambda self: self._field("description"))
     readme = description
     tags = property(lambda self: self._field("tags") or [])
-    bindrs = property(lambda self: self._field("bindrs") or [])
+    bindrs = property(lambda self: Bindrs(self._field("bindrs") or [], self._files))
     metadata = property(lambda self: self._field("metadata"))
 
     @property

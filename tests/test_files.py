@@ -32,7 +32,7 @@ def test_upload_record_and_source_left_alone(exp, source):
     before = source.read_bytes()
     record = exp.files("models").upload(str(source), description="best", tags=["a"],
                                         metadata={"epoch": 3})
-    assert record["path"] == "models" and record["filename"] == "model.pt"
+    assert record["path"] == "/models" and record["filename"] == "model.pt"
     assert record["sizeBytes"] == 10_000 and record["checksum"] == sha(before)
     assert record["description"] == "best" and record["tags"] == ["a"]
     assert record["metadata"] == {"epoch": 3} and record["uploadedAt"].endswith("Z")
@@ -49,7 +49,10 @@ def test_upload_to_renames_and_same_name_replaces(exp, source, tmp_path):
     assert [r["filename"] for r in exp.files("models").list()] == ["latest.pt"]
     assert exp.files("models/latest.pt").read_bytes() == b"second"
     assert content_files(exp) == [record["id"]]  # the replaced contents are gone
-    assert exp.files("models/latest.pt").upload(source)["filename"] == "latest.pt"
+    # The handle of a stored file is no folder to upload into: the error says how to replace it.
+    with pytest.raises(ValueError, match="'models/latest.pt' is a stored file.*to='latest.pt'"):
+        exp.files("models/latest.pt").upload(source)
+    assert exp.files("models/latest.pt").read_bytes() == b"second"
 
 
 def test_save_dispatches_on_content(exp, source):
@@ -135,8 +138,8 @@ def test_damaged_contents_are_refused(exp, tmp_path):
 def test_delete_file_and_pattern(exp):
     for name in ("a.txt", "b.txt", "c.bin"):
         exp.files("d").save_text(name, to=name)
-    removed = exp.files("d/a.txt").delete()
-    assert [r["filename"] for r in removed] == ["a.txt"]
+    removed = exp.files("d/a.txt").delete()  # one file: its record
+    assert removed["filename"] == "a.txt" and removed["deletedAt"].endswith("Z")
     assert [r["filename"] for r in exp.files("d").delete("*.txt")] == ["b.txt"]
     assert [r["filename"] for r in exp.files.list()] == ["c.bin"]
     assert len(content_files(exp)) == 1
@@ -317,3 +320,301 @@ def test_check_verifies_file_contents_and_removes_leftovers(dash_root):
     os.unlink(os.path.join(folder, kept["id"]))
     assert any("'a.bin'" in p and "missing" in p
                for p in check("alice/proj/chk", dash_root=dash_root).problems)
+
+
+# -- folder or file: decided by the call, not by a dot in the name ----------------------
+
+
+def test_a_dotted_folder_is_a_folder_when_a_file_is_put_in_it(exp, source):
+    record = exp.files("checkpoints/v1.2").upload(source)
+    assert (record["path"], record["filename"]) == ("/checkpoints/v1.2", "model.pt")
+    assert exp.files("checkpoints/v1.2/model.pt").read_bytes() == source.read_bytes()
+    assert [r["filename"] for r in exp.files("checkpoints/v1.2").list()] == ["model.pt"]
+    exp.files("runs/v0.9").save_text("x", to="notes.txt")
+    assert exp.files("runs/v0.9").exists() and exp.files("runs/v0.9/notes.txt").exists()
+    # A content save without to= stores the handle's own path, dot or not.
+    assert exp.files("configs/settings").save_json({"a": 1})["filename"] == "settings"
+    assert json.loads(exp.files("configs/settings").read_text()) == {"a": 1}
+
+
+def test_stored_paths_form_a_tree(exp):
+    exp.files("a").save_text("file", to="b.txt")
+    with pytest.raises(ValueError, match="'a/b.txt' is a stored file, not a folder"):
+        exp.files("a/b.txt").save_text("under a file", to="c.txt")
+    with pytest.raises(ValueError, match="at 'a': it is a folder of stored files"):
+        exp.files.save_text("over a folder", to="a")
+    assert [(r["path"], r["filename"]) for r in exp.files.list()] == [("/a", "b.txt")]
+    assert len(content_files(exp)) == 1  # nothing of the refused saves stays on disk
+
+
+def test_record_paths_are_slash_rooted_and_both_forms_are_taken(exp, source):
+    assert exp.files("/models/").upload(source)["path"] == "/models"
+    assert exp.files.save_text("top", to="top.txt")["path"] == "/"
+    assert exp.files("/models").list() == exp.files("models").list()
+    assert exp.files("/models/model.pt").read_bytes() == source.read_bytes()
+    assert sorted(r["path"] for r in exp.files.list()) == ["/", "/models"]
+    listed = {r["filename"]: r for r in exp.files.list()}
+    assert exp.files.list("*.pt") == [listed["model.pt"]]
+
+
+def test_files_keywords_of_the_reference(exp, source, tmp_path):
+    record = exp.files(prefix="/models", description="best", tags=["ckpt"],
+                       metadata={"epoch": 3}).upload(source)
+    assert (record["path"], record["description"], record["tags"], record["metadata"]) == (
+        "/models", "best", ["ckpt"], {"epoch": 3})
+    assert exp.files(dir="models").list() == [record]
+    assert exp.files("models", tags=["ckpt"]).save_text("x", to="b.txt")["tags"] == ["ckpt"]
+    exp.files("other").save_text("untagged", to="c.txt")
+    assert [r["filename"] for r in exp.files(tags=["ckpt"]).list()] == ["b.txt", "model.pt"]
+    # file_id= names one stored file: download (to dest_path= or to=), read, update, delete.
+    by_id = exp.files(file_id=record["id"], dest_path=str(tmp_path / "d" / "copy.pt"))
+    assert by_id.download() == str(tmp_path / "d" / "copy.pt")
+    assert by_id.download(to=str(tmp_path)) == str(tmp_path / "model.pt")
+    assert by_id.read_bytes() == source.read_bytes() and by_id.exists()
+    with pytest.raises(TypeError, match="one argument"):
+        exp.files("a", prefix="b")
+    with pytest.raises(TypeError, match="file_id"):
+        exp.files(file_id=12)
+    with pytest.raises(ValueError, match="not both"):
+        exp.files("models", file_id=record["id"])
+    with pytest.raises(TypeError, match="tags"):
+        exp.files("models", tags="ckpt")
+
+
+def test_an_unknown_file_id_is_an_error_naming_it(exp):
+    exp.files.save_text("kept", to="a.txt")
+    for call in (lambda h: h.download(), lambda h: h.read_text(), lambda h: h.delete(),
+                 lambda h: h.update(description="x"), lambda h: exp.files().duplicate("nope", to="b")):
+        with pytest.raises(FileNotFoundError, match="'nope'"):
+            call(exp.files(file_id="nope"))
+    assert not exp.files(file_id="nope").exists()
+    assert exp.files("a.txt").read_text() == "kept"
+
+
+def test_update_replaces_only_what_is_given(exp):
+    record = exp.files("m").save_text("w", to="a.txt", description="old", tags=["t"],
+                                      metadata={"k": 1})
+    updated = exp.files(file_id=record["id"]).update(description="new")
+    assert (updated["description"], updated["tags"], updated["metadata"]) == ("new", ["t"], {"k": 1})
+    updated = exp.files("m/a.txt", tags=["best"], metadata={"k": 2}).update()
+    assert (updated["tags"], updated["metadata"]) == (["best"], {"k": 2})
+    assert exp.files("m").list()[0]["description"] == "new"
+    assert exp.files("m/a.txt").read_text() == "w" and updated["checksum"] == record["checksum"]
+    with pytest.raises(ValueError, match="needs description="):
+        exp.files("m/a.txt").update()
+    with pytest.raises(TypeError, match="metadata"):
+        exp.files("m/a.txt").update(metadata=[1])
+    assert exp.files("m").list()[0]["metadata"] == {"k": 2}
+
+
+def test_a_bare_filename_finds_the_one_file_of_that_name(exp, tmp_path):
+    exp.files("models").save_text("weights", to="model.txt")
+    assert exp.files("model.txt").read_text() == "weights"
+    assert exp.files("model.txt").download(to=str(tmp_path / "m.txt")) == str(tmp_path / "m.txt")
+    exp.files("backup").save_text("older", to="model.txt")
+    with pytest.raises(ValueError, match="models/model.txt.*whole path"):
+        exp.files("model.txt").read_text()
+    assert exp.files("model.txt").exists()
+    assert exp.files("backup/model.txt").delete()["path"] == "/backup"
+    assert exp.files("model.txt").delete()["path"] == "/models"
+    assert exp.files.list() == []
+
+
+def test_glob_list_download_and_delete(exp, tmp_path):
+    for name in ("images/a.png", "images/b.png", "images/deep/c.png", "images/notes.txt", "d.png"):
+        exp.files.save_text(name, to=name)
+    assert [r["filename"] for r in exp.files.list("images/*.png")] == ["a.png", "b.png", "c.png"]
+    assert [r["filename"] for r in exp.files.list("**/deep/*.png")] == ["c.png"]
+    # The literal folder of a pattern is not repeated under to=; deeper paths are kept.
+    paths = exp.files.download("images/*.png", to=str(tmp_path / "out"))
+    assert paths == [str(tmp_path / "out" / p) for p in ("a.png", "b.png", os.path.join("deep", "c.png"))]
+    assert open(paths[2]).read() == "images/deep/c.png"
+    # A plain path gives one file; a glob a list.
+    assert exp.files.download("images/notes.txt", to=str(tmp_path)) == str(tmp_path / "notes.txt")
+    assert exp.files("images").delete("notes.txt")["filename"] == "notes.txt"
+    removed = exp.files.delete("images/*.png")
+    assert [r["filename"] for r in removed] == ["a.png", "b.png", "c.png"]
+    assert all(r["deletedAt"].endswith("Z") for r in removed)
+    with pytest.raises(FileNotFoundError, match=r"'images/\*.png'"):
+        exp.files.delete("images/*.png")
+    with pytest.raises(FileNotFoundError, match=r"'\*.zip'"):
+        exp.files.download("*.zip", to=str(tmp_path))
+    with pytest.raises(ValueError, match="root folder needs a path or a pattern"):
+        exp.files.delete()
+    assert [r["filename"] for r in exp.files.list()] == ["d.png"]
+    assert len(exp.files.delete("**")) == 1 and content_files(exp) == []
+
+
+def test_duplicate_paths_are_from_the_root_and_sources_are_checked(exp):
+    record = exp.files("ckpt").save_blob(b"weights", to="e3.pt", tags=["t"])
+    copy = exp.files("ckpt").duplicate(record, to="/models/latest.pt")  # the handle's path plays no part
+    assert (copy["path"], copy["filename"], copy["tags"]) == ("/models", "latest.pt", ["t"])
+    assert exp.files().duplicate(record["id"], to="top.pt")["path"] == "/"
+    retagged = exp.files(tags=["latest"]).duplicate(record, to="models/alias.pt")
+    assert (retagged["tags"], retagged["contentType"]) == (["latest"], record["contentType"])
+    for bad in (123, None, {"wrong": "key"}, ""):
+        with pytest.raises(ValueError, match="source must be"):
+            exp.files().duplicate(bad, to="x.pt")
+    with open(os.path.join(exp.path, "files", record["id"]), "r+b") as handle:
+        handle.write(b"X")  # the source's contents damaged on disk
+    with pytest.raises(StorageError, match="damaged"):
+        exp.files().duplicate(record, to="models/latest.pt")
+    assert exp.files("models/latest.pt").read_bytes() == b"weights"  # the old alias is kept
+    assert len(content_files(exp)) == 4
+
+
+def test_save_pkl_and_save_of_an_array(exp):
+    import pickle
+
+    import numpy as np
+    exp.files("p").save_pkl({"a": [1, 2]}, to="state.pkl")
+    assert pickle.loads(exp.files("p/state.pkl").read_bytes()) == {"a": [1, 2]}
+    with pytest.raises(TypeError, match="cannot pickle"):
+        exp.files("p").save_pkl(lambda: 1, to="f.pkl")
+    pytest.importorskip("PIL.Image")
+    assert exp.files("img").save(np.zeros((4, 4)), to="z.png")["contentType"] == "image/png"
+    assert exp.files.list("*.pkl")[0]["contentType"] == "application/octet-stream"
+
+
+def test_bindrs_file_a_save_and_list_it_across_folders(dash_root):
+    with Experiment(prefix="alice/proj/b", dash_root=dash_root, bindrs=["paper"]).run as exp:
+        assert exp.bindrs == ["paper"] and list(exp.bindrs) == ["paper"]
+        exp.files("models", bindrs=["best"]).save_text("w", to="a.pt")
+        exp.bindrs("best").save_text("x", to="plots/loss.txt")
+        exp.files("models").save_text("other", to="b.pt")
+        listed = exp.bindrs("best").list()
+        assert [(r["path"], r["filename"]) for r in listed] == [("/models", "a.pt"), ("/plots", "loss.txt")]
+        assert exp.bindrs("nobody").list() == []
+        with pytest.raises(TypeError, match="bindr"):
+            exp.bindrs(3)
+
+
+# -- save_video (extra "video": imageio + imageio-ffmpeg) -----------------------------------
+
+
+def _read_video(exp, path):
+    import imageio.v3 as iio
+    data = exp.files(path).read_bytes()
+    extension = os.path.splitext(path)[1]
+    return iio.imread(data, extension=extension), iio.immeta(data, extension=extension)
+
+
+@pytest.mark.parametrize("kind", ["gray float", "rgb float", "float32", "uint8", "bool", "stacked"])
+def test_save_video_frames_of_every_kind_round_trip(exp, kind):
+    pytest.importorskip("imageio_ffmpeg")
+    import numpy as np
+    rng = np.random.default_rng(0)
+    frames = {
+        "gray float": [np.full((32, 48), i / 9) for i in range(10)],
+        "rgb float": [np.full((32, 48, 3), i / 9) for i in range(10)],
+        "float32": [np.full((32, 48), i / 9, dtype=np.float32) for i in range(10)],
+        "uint8": [np.full((32, 48), i * 25, dtype=np.uint8) for i in range(10)],
+        "bool": [np.full((32, 48), i % 2 == 1) for i in range(10)],
+        "stacked": rng.random((10, 32, 48, 3)),
+    }[kind]
+    record = exp.files("videos").save_video(frames, to="clip.mp4", fps=25)
+    assert (record["path"], record["filename"], record["contentType"]) == ("/videos", "clip.mp4", "video/mp4")
+    back, meta = _read_video(exp, "videos/clip.mp4")
+    assert back.shape[:3] == (10, 32, 48) and meta["fps"] == 25
+    if kind != "stacked":  # flat frames survive lossy coding within a few levels
+        expected = np.asarray(frames, dtype=float)
+        expected = expected * 255 if kind != "uint8" else expected
+        assert abs(back[..., 0].mean(axis=(1, 2)) - expected.reshape(10, -1).mean(axis=1)).max() < 8
+
+
+def test_save_video_gif_and_encoder_options(exp):
+    pytest.importorskip("imageio_ffmpeg")
+    import numpy as np
+    frames = [np.eye(16) * (i % 2) for i in range(4)]
+    record = exp.files("v").save_video(frames, "blink.gif", fps=5)  # to= may be positional
+    back, meta = _read_video(exp, "v/blink.gif")
+    assert record["contentType"] == "image/gif" and back.shape[0] == 4 and meta["duration"] == 200
+    small = exp.files("v").save_video(frames * 8, to="low.mp4", quality=1)
+    large = exp.files("v").save_video(frames * 8, to="high.mp4", quality=10)
+    assert small["sizeBytes"] < large["sizeBytes"]
+
+
+def test_save_video_bad_input_names_the_argument_and_stores_nothing(exp):
+    pytest.importorskip("imageio_ffmpeg")
+    import numpy as np
+    exp.files("v").save_text("kept", to="a.txt")
+    cases = [
+        ([], ValueError, "frame_stack is empty"),
+        ("frames.mp4", TypeError, "frame_stack"),
+        (7, TypeError, "frame_stack"),
+        ([np.zeros((4, 4)), np.zeros((4, 5))], ValueError, "frame 1 has shape"),
+        ([np.full((4, 4), np.nan)], ValueError, "NaN"),
+        ([np.full((4, 4), 300)], ValueError, "outside 0-255"),
+        (np.zeros((2, 4, 4, 5)), ValueError, "H x W"),
+        ([np.array([["a"]])], TypeError, "numbers"),
+        ([None], TypeError, "frame 0"),
+    ]
+    for frames, error, words in cases:
+        with pytest.raises(error, match=words):
+            exp.files("v").save_video(frames, to="x.mp4")
+    with pytest.raises(ValueError, match="fps"):
+        exp.files("v").save_video([np.zeros((4, 4))], to="x.mp4", fps=0)
+    with pytest.raises(ValueError, match="video extension"):
+        exp.files("v").save_video([np.zeros((4, 4))], to="x")
+    with pytest.raises(ValueError, match="no format '.xyz'"):
+        exp.files("v").save_video([np.zeros((4, 4))], to="x.xyz")
+    with pytest.raises(ValueError, match="encoder refused.*nonsense"):
+        exp.files("v").save_video([np.zeros((16, 16))], to="x.mp4", nonsense=1)
+    assert [r["filename"] for r in exp.files.list()] == ["a.txt"]
+    assert len(content_files(exp)) == 1
+
+
+BLOCKED_VIDEO = """
+import sys
+sys.modules["imageio"] = None  # as if the video extra were not installed
+import numpy as np
+from ml_dash import Experiment
+with Experiment(prefix="alice/proj/novideo", dash_root=sys.argv[1]).run as exp:
+    try:
+        exp.files("v").save_video([np.zeros((4, 4))], to="a.mp4")
+    except ImportError as exc:
+        print(exc)
+    print(exp.files.list())
+"""
+
+
+def test_save_video_without_the_extra_names_it(dash_root):
+    out = subprocess.run([sys.executable, "-c", BLOCKED_VIDEO, dash_root], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.splitlines() == [
+        "files.save_video() needs the optional 'video' extra: pip install 'ml-dash[video]'", "[]"]
+
+
+def test_import_ml_dash_loads_no_video_or_image_library():
+    code = ("import sys, ml_dash; print([m for m in ('imageio', 'imageio_ffmpeg', 'PIL', 'matplotlib')"
+            " if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_records_of_earlier_versions_are_shown_rooted(exp, tmp_path):
+    from ml_dash.storage.codec import encode_value
+    from ml_dash.storage.keys import FILES_DB
+    record = exp.files("models").save_blob(b"old", to="a.pt")
+    # As versions before '/'-rooted folders stored it: folder "models", no bindrs.
+    legacy = {key: value for key, value in record.items() if key != "bindrs"}
+    legacy["path"] = "models"
+    exp._open_session().stage_record((FILES_DB, b"models/a.pt", encode_value(legacy)))
+    exp.flush()
+    assert [r["path"] for r in exp.files.list()] == ["/models"]
+    assert exp.files(file_id=record["id"]).download(to=str(tmp_path)) == str(tmp_path / "a.pt")
+    assert exp.files("models/a.pt").update(tags=["kept"])["path"] == "/models"
+
+
+def test_a_crafted_record_is_refused_by_update_and_duplicate(exp):
+    from ml_dash.storage.codec import encode_value
+    from ml_dash.storage.keys import FILES_DB
+    record = exp.files("cfg").save_text("x", to="a.txt")
+    crafted = dict(record, filename="../../escape.txt")
+    exp._open_session().stage_record((FILES_DB, b"cfg/a.txt", encode_value(crafted)))
+    exp.flush()
+    with pytest.raises(StorageError, match="'cfg/a.txt' cannot be updated.*filename"):
+        exp.files("cfg/a.txt").update(description="new")
+    with pytest.raises(StorageError, match="cannot be duplicated"):
+        exp.files().duplicate(record["id"], to="b.txt")
+    assert [r["filename"] for r in exp.files.list()] == ["../../escape.txt"]  # listed, untouched

@@ -25,7 +25,7 @@ LAYERS = {
     "leaves": ["errors", "names", "timestamps", "values", "arrays", "downsample"],
     "storage": ["storage", "storage.*"],
     "session": ["paths", "templates", "run", "session", "maintenance"],
-    "concepts": ["aggregation", "stream", "metrics", "params", "logs", "files"],
+    "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files"],
     "experiment/view": ["experiment", "view", "auto_start"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],

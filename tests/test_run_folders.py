@@ -232,7 +232,7 @@ def test_a_crafted_content_id_never_names_a_file_outside(dash_root, tmp_path):
         assert exp.files("cfg/x.txt").read_text() == "replaced"
     craft(dash_root, "cfg/y.txt", id=str(victim))
     with Experiment(prefix="team/proj", dash_root=dash_root).run as exp:
-        assert [r["filename"] for r in exp.files("cfg/y.txt").delete()] == ["train.txt"]
+        assert exp.files("cfg/y.txt").delete()["filename"] == "train.txt"
         assert not exp.files("cfg/y.txt").exists()
     assert victim.read_bytes() == b"precious"
     assert ml_dash.check("team/proj", dash_root=dash_root).ok

@@ -90,15 +90,28 @@ def file_record(reader, path):
     return reader.get_value(keys.FILES_DB, key)
 
 
-def file_records(reader, folder):
-    """``{stored path: record}`` of every file under ``folder`` (``""``: all)."""
+def file_records(reader, folder, limit=None):
+    """``{stored path: record}`` of every file under ``folder`` (``""``: all), in path
+    order; the first ``limit`` of them if given."""
     start = (folder + "/").encode("utf-8") if folder else None
     stop = (folder + "0").encode("utf-8") if folder else None  # '0' follows '/'
     if start is not None and len(start) >= MAX_KEY_SIZE:
         return {}  # no stored path is that long
     # A key that is not UTF-8 (a crafted store) is kept, not fatal: the caller refuses it.
     return {key.decode("utf-8", "surrogateescape"): record
-            for key, record in reader.select(keys.FILES_DB, start=start, stop=stop)}
+            for key, record in reader.select(keys.FILES_DB, start=start, stop=stop, limit=limit)}
+
+
+def file_tree_clash(reader, path):
+    """What storing a file at ``path`` would clash with: the first folder of ``path``
+    that is a stored file, or ``path`` itself if it is a folder of stored files;
+    None when the stored paths stay a tree.  One read transaction per folder level."""
+    parts = path.split("/")
+    for level in range(1, len(parts)):
+        above = "/".join(parts[:level])
+        if file_record(reader, above) is not None:
+            return above
+    return path if file_records(reader, path, limit=1) else None
 
 
 def file_put(key, data):
