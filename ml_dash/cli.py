@@ -239,7 +239,8 @@ def _plot(args):
         name = stream.name
     drawn = ml_dash.plot(args.prefix, name, args.key, args.output, compare=args.compare,
                          dash_root=args.dash_root, points=args.points, method=args.method,
-                         x=args.x)
+                         x=args.x, log_y=args.log_y, smooth=args.smooth, markers=args.markers,
+                         title=args.title)
     print(f"wrote {args.output} ({len(drawn)} run{'s' if len(drawn) != 1 else ''})")
     return 0
 
@@ -398,7 +399,10 @@ def build_parser():
                         help="progress bar on stderr (default: when stderr is a terminal)")
 
     plot = command("plot", _plot, "plot a key of a stream, downsampled, into an image",
-                   "Plot KEY of STREAM into an image file (the 'plot' extra: matplotlib).")
+                   "Plot KEY of STREAM into an image file (the 'plot' extra: matplotlib). With "
+                   "--compare, the run PREFIX is drawn darker, on top, and first in the legend, "
+                   "which sits beside the axes. Exit status 1 when the run has no finite value "
+                   "of KEY to draw.")
     plot.add_argument("prefix", metavar="PREFIX", help="the run")
     plot.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
     plot.add_argument("key", metavar="KEY", help="column to plot, e.g. loss")
@@ -410,7 +414,15 @@ def build_parser():
                       help="points per curve after downsampling (default 2000)")
     plot.add_argument("--method", choices=["minmax", "lttb"], default="minmax",
                       help="downsampling method (default minmax)")
-    plot.add_argument("--x", metavar="KEY", help="column for the x axis (default: point index)")
+    plot.add_argument("--x", metavar="KEY",
+                      help="column for the x axis (default: point index); _ts is drawn as local time")
+    plot.add_argument("--log-y", action="store_true", help="logarithmic y axis (values <= 0 left out)")
+    plot.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                      help="exponential moving average of weight 0 <= W < 1 over the faded raw "
+                           "curve (default 0: none; 0.9 is heavy)")
+    plot.add_argument("--markers", action=argparse.BooleanOptionalAction, default=None,
+                      help="a marker on every point (default: only on curves of 50 points or fewer)")
+    plot.add_argument("--title", metavar="TEXT", help="title (default: run, stream and key)")
 
     check = command("check", _check, "verify a run's stored points and columns",
                     "Verify counts, index continuity, every point and every column against its "
