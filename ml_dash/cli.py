@@ -176,17 +176,17 @@ def _read(args):
 def _wait_for_run(args):
     """The view of run ``args.prefix`` once it exists and has started: ``read -f``
     may be started before the training that creates the run."""
-    try:
-        return _started(_load(args))
-    except UserError:
-        pass
-    print(f"waiting for the run {args.prefix.strip('/')!r} to start", file=sys.stderr, flush=True)
+    import ml_dash
+    waiting = False
     while True:
-        time.sleep(args.interval)
-        try:
-            return _started(_load(args))
-        except UserError:
-            continue
+        try:  # load(), not _load(): its hint lists every run, on every poll
+            return _started(ml_dash.load(args.prefix, dash_root=args.dash_root))
+        except (FileNotFoundError, UserError):
+            if not waiting:
+                print(f"waiting for the run {args.prefix.strip('/')!r} to start", file=sys.stderr,
+                      flush=True)
+                waiting = True
+            time.sleep(args.interval)
 
 
 def _started(view):
