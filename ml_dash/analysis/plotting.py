@@ -74,7 +74,7 @@ def plot(prefix: str, stream: str | None, key: str, path: str, *, compare: str |
 def _check_options(points, smooth):
     if isinstance(points, bool) or not isinstance(points, numbers.Integral) or points < 2:
         raise ValueError(f"plot: points must be a whole number >= 2, got {type(points).__name__} {points!r}")
-    if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real) or not 0 <= smooth < 1:
+    if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real) or not 0 <= float(smooth) < 1:
         raise ValueError(f"plot: smooth must be a number with 0 <= smooth < 1 (0: no smoothing), "
                          f"got {type(smooth).__name__} {smooth!r}")
 
