@@ -46,12 +46,18 @@ def _load(args, prefix=None):
     try:
         return ml_dash.load(prefix, dash_root=args.dash_root)
     except FileNotFoundError:
-        known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-        close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
-        hint = f"; {close}" if close else (
-            f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
-            else "; it holds no runs")
-        raise UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}") from None
+        raise _no_run(args, prefix) from None
+
+
+def _no_run(args, prefix):
+    """The ``UserError`` for a run that is not there, naming the close matches."""
+    import ml_dash
+    known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
+    close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
+    hint = f"; {close}" if close else (
+        f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
+        else "; it holds no runs")
+    return UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}")
 
 
 def _stream(view, name):
@@ -301,16 +307,20 @@ def _compact(args):
 
 def _rm(args):
     from .maintenance import remove
-    _load(args).close()  # a clear error, with the close matches, for an unknown run
-    remove(args.prefix, dash_root=args.dash_root)
+    try:  # not opened first: a run too damaged to open must still be removable
+        remove(args.prefix, dash_root=args.dash_root)
+    except FileNotFoundError:
+        raise _no_run(args, args.prefix) from None
     print(f"removed {args.prefix.strip('/')}")
     return 0
 
 
 def _mv(args):
     from .maintenance import move
-    _load(args).close()
-    move(args.prefix, args.new_prefix, dash_root=args.dash_root)
+    try:
+        move(args.prefix, args.new_prefix, dash_root=args.dash_root)
+    except FileNotFoundError:
+        raise _no_run(args, args.prefix) from None
     print(f"moved {args.prefix.strip('/')} to {args.new_prefix.strip('/')}")
     return 0
 

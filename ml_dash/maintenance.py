@@ -105,6 +105,7 @@ def move(prefix: str, new_prefix: str, dash_root: str = ".dash") -> str:
             _rename(path, new_path, f"cannot move {old!r} to {new!r}")
         except BaseException:
             os.rmdir(new_path)
+            _remove_empty_parents(os.path.dirname(new_path), root)
             raise
         fsync_directory(os.path.dirname(new_path))
         fsync_directory(os.path.dirname(path))

@@ -100,6 +100,17 @@ def test_rm_and_mv_never_follow_a_link(dash_root, tmp_path):
     assert not os.path.exists(os.path.join(outside, "bob", "proj", "x"))
 
 
+def test_a_run_too_damaged_to_open_can_still_be_moved_and_removed(dash_root):
+    make_run(dash_root, "alice/proj/a", steps=5)
+    os.truncate(os.path.join(dash_root, "alice", "proj", "a", "data.mdb"), 100)
+    [run] = ml_dash.list_experiments(dash_root)
+    assert run["status"] == "UNREADABLE"
+    cli("mv", "alice/proj/a", "alice/broken/a", dash_root=dash_root)
+    assert [r["prefix"] for r in ml_dash.list_experiments(dash_root)] == ["alice/broken/a"]
+    cli("rm", "alice/broken/a", dash_root=dash_root)
+    assert ml_dash.list_experiments(dash_root) == [] and os.listdir(dash_root) == []
+
+
 # -- mv --------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import ExperimentError
+from ..errors import ExperimentError, MLDashError
 from . import blobs, records
 from .check import CheckReport, check_store
 from .compact import compact_store
@@ -103,11 +103,18 @@ def writers_held_off(path: str, action: str):
     """
     lock = WriterLock(path, action=action)
     try:
-        env = acquire(path)
-        try:  # a writer whose writer.lock was deleted under it still owns the store
-            refuse_if_writer_lives(env, lock, path)
-        finally:
-            release(env)
+        try:
+            env = acquire(path)
+        except MLDashError:
+            # Damaged beyond opening: no record to ask, and a writer could not
+            # open it either.  The flock alone keeps writers out: a damaged run
+            # must stay removable.
+            env = None
+        if env is not None:
+            try:  # a writer whose writer.lock was deleted under it still owns the store
+                refuse_if_writer_lives(env, lock, path)
+            finally:
+                release(env)
         with opens_held_back(path) as open_here:
             if open_here:
                 raise ExperimentError(f"{path} is open in this process: close its views, then "
