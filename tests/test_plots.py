@@ -89,7 +89,7 @@ def test_many_runs_the_main_one_first_and_the_legend_beside_the_axes(dash_root, 
     texts = svg_text(out)
     legend = texts[texts.index("alice/sweep/r07 (main)"):]
     assert legend[1:3] == ["alice/sweep/r00", "alice/sweep/r01"]
-    assert legend[-1] == "... and 6 more runs" and len(legend) == 30
+    assert legend[-1] == "... and 16 more runs" and len(legend) == 20
     assert "train / loss: alice/sweep/r07 and 34 more runs" in texts
     png = str(tmp_path / "sweep.png")
     ml_dash.plot("alice/sweep/r07", "train", "loss", png, compare="alice/sweep/*", dash_root=dash_root)

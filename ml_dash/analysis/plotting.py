@@ -26,8 +26,9 @@ from .tables import require
 MAIN_COLOUR = "#1a1a1a"
 # Curves of at most this many points get markers when ``markers`` is None.
 FEW_POINTS = 50
-# Legend entries beyond this many are summed up as "and N more".
-LEGEND_ENTRIES = 30
+# Legend entries beyond this many are summed up as "and N more": as many as
+# fit beside the axes.
+LEGEND_ENTRIES = 20
 
 
 def plot(prefix: str, stream: str | None, key: str, path: str, *, compare: str | None = None,
@@ -112,8 +113,9 @@ def _colours(matplotlib, count):
         return [matplotlib.colormaps["tab20"](i) for i in order[:count]]
     # Past 20, no set of distinct colours stays readable: shades along one map,
     # neighbours in the legend neighbours in colour.
+    # Its darkest tenth is left out: it would pass for the main run's near-black.
     shades = matplotlib.colormaps["viridis"]
-    return [shades(i / (count - 1) * 0.9) for i in range(count)]
+    return [shades(0.12 + i / (count - 1) * 0.83) for i in range(count)]
 
 
 def _draw(axes, xs, ys, *, label, colour, main, smooth, markers):
