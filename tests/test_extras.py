@@ -64,3 +64,12 @@ def test_a_missing_extra_raises_with_the_command_that_installs_it(tmp_path):
                          capture_output=True, check=True).stdout.splitlines()
     assert out == [f"this needs matplotlib, from the 'plot' extra: {install_hint('plot')}",
                    f"this needs pandas, from the 'pandas' extra: {install_hint('pandas')}"]
+
+
+def test_serve_without_the_ui_extra_says_how_to_install_it(tmp_path):
+    blocked = ("import sys; sys.modules['uvicorn'] = None\n"
+               "from ml_dash.dashboard import serve\n"
+               "serve('.dash')")
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, text=True, capture_output=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"the dashboard needs the ui extra: {install_hint('ui')} (")
