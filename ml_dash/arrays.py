@@ -12,6 +12,8 @@ import importlib
 
 import numpy as np
 
+from .extras import missing
+
 
 def index_range(values, low=None, high=None):
     """``(start, stop)``: the points whose value lies in ``[low, high)``.
@@ -36,8 +38,7 @@ def require(module, extra):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(
-            f"this needs {module.split('.')[0]}: pip install 'ml-dash[{extra}]'") from None
+        raise ImportError(missing(module, extra)) from None
 
 
 def frame(columns, index=None):

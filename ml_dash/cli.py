@@ -9,6 +9,7 @@ the close matches, and exit with status 1.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -17,6 +18,8 @@ from .names import ROOT_CLI, did_you_mean, stream_label
 
 # How the root stream may be named where a STREAM is asked for; it is shown as (root).
 ROOT_NAMES = ("", ".", "root", ROOT_CLI)
+# A PREFIX holding one of these is a glob over prefixes (check, compact).
+_WILDCARDS = re.compile(r"[*?[]")
 
 
 class UserError(Exception):
@@ -43,12 +46,18 @@ def _load(args, prefix=None):
     try:
         return ml_dash.load(prefix, dash_root=args.dash_root)
     except FileNotFoundError:
-        known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-        close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
-        hint = f"; {close}" if close else (
-            f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
-            else "; it holds no runs")
-        raise UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}") from None
+        raise _no_run(args, prefix) from None
+
+
+def _no_run(args, prefix):
+    """The ``UserError`` for a run that is not there, naming the close matches."""
+    import ml_dash
+    known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
+    close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
+    hint = f"; {close}" if close else (
+        f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
+        else "; it holds no runs")
+    return UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}")
 
 
 def _stream(view, name):
@@ -109,10 +118,7 @@ def _show(args):
             stream = view.metrics(stats["name"])
             first = stream.read(0, 1)["data"][0]["data"]
             last = stream.read(stats["count"] - 1, 1)["data"][0]["data"]
-            fields = [k for k in last if k != "_ts"] or list(last)
-            rows.append([stats["name"] or ROOT_CLI, stats["count"],
-                         ", ".join(f"{k}={output.cell(first.get(k))}" for k in fields),
-                         ", ".join(f"{k}={output.cell(last.get(k))}" for k in fields)])
+            rows.append([stats["name"] or ROOT_CLI, stats["count"], _fields(first), _fields(last)])
         print("\nstreams")
         print(output.table(rows, ["STREAM", "POINTS", "FIRST", "LAST"]))
         logs = getattr(view, "logs", None)  # logs, where this version stores them
@@ -126,8 +132,18 @@ def _show(args):
     return 0
 
 
+def _fields(point):
+    """A point as ``k=v, ...`` of its own keys (``_ts`` only when it has no other).
+
+    (Rejected: the last point's keys for both ends, which printed the first
+    point as blanks when the keys changed, e.g. after a ``log_summary()``.)
+    """
+    keys = [k for k in point if k != "_ts"] or list(point)
+    return ", ".join(f"{k}={output.cell(point[k])}" for k in keys)
+
+
 def _read(args):
-    with _load(args) as view:
+    with _wait_for_run(args) if args.follow else _load(args) as view:
         try:
             stream = _stream(view, args.stream)
         except UserError:
@@ -163,16 +179,48 @@ def _read(args):
             return 0
 
 
+def _wait_for_run(args):
+    """The view of run ``args.prefix`` once it exists and has started: ``read -f``
+    may be started before the training that creates the run."""
+    import ml_dash
+    waiting = False
+    while True:
+        try:  # load(), not _load(): its hint lists every run, on every poll
+            return _started(ml_dash.load(args.prefix, dash_root=args.dash_root))
+        except (FileNotFoundError, UserError):
+            if not waiting:
+                print(f"waiting for the run {args.prefix.strip('/')!r} to start", file=sys.stderr,
+                      flush=True)
+                waiting = True
+            time.sleep(args.interval)
+
+
+def _started(view):
+    """``view`` if its run has a status; else closed and ``UserError`` (a run being created)."""
+    if view.status is None:
+        view.close()
+        raise UserError(f"run {view.prefix!r} is being created")
+    return view
+
+
 def _print_rows(rows, as_json, keys):
-    """Print rows; the header only for the first page (``keys`` None), whose
-    columns later pages of a followed run keep."""
+    """Print rows and return the keys shown.  The header comes with the first
+    page (``keys`` None), and again, with the new keys added after the
+    others, when a page of a followed run brings keys it did not show.
+
+    (Rejected: keeping the first page's columns, which printed keys that
+    arrive later, a validation metric logged after the first epoch, as
+    nothing at all.)
+    """
     if as_json:
         for row in rows:
             print(json.dumps(row))
     elif rows:
-        first = keys is None
-        text, keys = output.points(rows, keys)
-        print(text if first else text.split("\n", 1)[1])
+        shown = keys or []
+        added = [k for k in dict.fromkeys(k for row in rows for k in row["data"]) if k not in shown]
+        text, _ = output.points(rows, shown + added)
+        print(text if keys is None or added else text.split("\n", 1)[1])
+        keys = shown + added
     sys.stdout.flush()
     return keys
 
@@ -197,7 +245,8 @@ def _plot(args):
         name = stream.name
     drawn = ml_dash.plot(args.prefix, name, args.key, args.output, compare=args.compare,
                          dash_root=args.dash_root, points=args.points, method=args.method,
-                         x=args.x)
+                         x=args.x, log_y=args.log_y, smooth=args.smooth, markers=args.markers,
+                         title=args.title)
     print(f"wrote {args.output} ({len(drawn)} run{'s' if len(drawn) != 1 else ''})")
     return 0
 
@@ -211,23 +260,68 @@ def _maintenance(name):
     return function
 
 
+def _matching_runs(args):
+    """The prefixes ``args.prefix`` names: itself, or the runs its glob matches."""
+    import ml_dash
+    if not _WILDCARDS.search(args.prefix):
+        _load(args).close()  # a clear error for an unknown run
+        return [args.prefix]
+    matched = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root, args.prefix)]
+    if not matched:
+        raise UserError(f"no runs matching {args.prefix!r} under {args.dash_root!r}")
+    return matched
+
+
 def _check(args):
     check = _maintenance("check")
-    _load(args).close()
-    report = check(args.prefix, dash_root=args.dash_root, repair=args.repair)
-    print(repr(report))
-    for problem in getattr(report, "problems", []):
-        print(f"  problem: {problem}")
-    for fixed in getattr(report, "repaired", []):
-        print(f"  repaired: {fixed}")
-    return 0 if report else 1
+    status = 0
+    for prefix in _matching_runs(args):
+        report = check(prefix, dash_root=args.dash_root, repair=args.repair)
+        print(repr(report))
+        for problem in getattr(report, "problems", []):
+            print(f"  problem: {problem}")
+        for fixed in getattr(report, "repaired", []):
+            print(f"  repaired: {fixed}")
+        status |= 0 if report else 1
+    return status
 
 
 def _compact(args):
+    from .errors import MLDashError
     compact = _maintenance("compact")
-    _load(args).close()
-    before, after = compact(args.prefix, dash_root=args.dash_root)
-    print(f"compacted {args.prefix}: {before:,} -> {after:,} bytes")
+    prefixes = _matching_runs(args)
+    status = 0
+    for prefix in prefixes:
+        try:
+            before, after = compact(prefix, dash_root=args.dash_root)
+        except MLDashError as exc:
+            if len(prefixes) == 1:
+                raise
+            # One live run among many: the others are still compacted.
+            print(f"ml-dash compact: error: {prefix}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"compacted {prefix}: {before:,} -> {after:,} bytes")
+    return status
+
+
+def _rm(args):
+    from .maintenance import remove
+    try:  # not opened first: a run too damaged to open must still be removable
+        remove(args.prefix, dash_root=args.dash_root)
+    except FileNotFoundError:
+        raise _no_run(args, args.prefix) from None
+    print(f"removed {args.prefix.strip('/')}")
+    return 0
+
+
+def _mv(args):
+    from .maintenance import move
+    try:
+        move(args.prefix, args.new_prefix, dash_root=args.dash_root)
+    except FileNotFoundError:
+        raise _no_run(args, args.prefix) from None
+    print(f"moved {args.prefix.strip('/')} to {args.new_prefix.strip('/')}")
     return 0
 
 
@@ -247,6 +341,11 @@ def _serve(args):
 # -- the parser --------------------------------------------------------------------
 
 
+def _version():
+    from . import __version__
+    return f"ml-dash {__version__} (ml_dash in {os.path.dirname(os.path.abspath(__file__))})"
+
+
 def _formatter(prog):
     # A fixed width, so that --help (and docs/cli.md made from it) does not
     # depend on the terminal.
@@ -260,6 +359,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="ml-dash", formatter_class=_formatter,
         description="Local experiment-metrics store: list, inspect, export and plot runs.")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, handler, help, description=None):
@@ -309,7 +409,10 @@ def build_parser():
                         help="progress bar on stderr (default: when stderr is a terminal)")
 
     plot = command("plot", _plot, "plot a key of a stream, downsampled, into an image",
-                   "Plot KEY of STREAM into an image file (the 'plot' extra: matplotlib).")
+                   "Plot KEY of STREAM into an image file (the 'plot' extra: matplotlib). With "
+                   "--compare, the run PREFIX is drawn darker, on top, and first in the legend, "
+                   "which sits beside the axes. Exit status 1 when the run has no finite value "
+                   "of KEY to draw.")
     plot.add_argument("prefix", metavar="PREFIX", help="the run")
     plot.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
     plot.add_argument("key", metavar="KEY", help="column to plot, e.g. loss")
@@ -321,16 +424,41 @@ def build_parser():
                       help="points per curve after downsampling (default 2000)")
     plot.add_argument("--method", choices=["minmax", "lttb"], default="minmax",
                       help="downsampling method (default minmax)")
-    plot.add_argument("--x", metavar="KEY", help="column for the x axis (default: point index)")
+    plot.add_argument("--x", metavar="KEY",
+                      help="column for the x axis (default: point index); _ts is drawn as local time")
+    plot.add_argument("--log-y", action="store_true", help="logarithmic y axis (values <= 0 left out)")
+    plot.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                      help="exponential moving average of weight 0 <= W < 1 over the faded raw "
+                           "curve (default 0: none; 0.9 is heavy)")
+    plot.add_argument("--markers", action=argparse.BooleanOptionalAction, default=None,
+                      help="a marker on every point (default: only on curves of 50 points or fewer)")
+    plot.add_argument("--title", metavar="TEXT", help="title (default: run, stream and key)")
 
     check = command("check", _check, "verify a run's stored points and columns",
                     "Verify counts, index continuity, every point and every column against its "
                     "rows. Exit status 1 when problems remain.")
-    check.add_argument("prefix", metavar="PREFIX", help="the run")
+    check.add_argument("prefix", metavar="PREFIX",
+                       help="the run, or a glob over prefixes (e.g. 'alice/**')")
     check.add_argument("--repair", action="store_true", help="rebuild wrong columns from the rows")
 
-    compact = command("compact", _compact, "rewrite a closed run's file without free pages")
-    compact.add_argument("prefix", metavar="PREFIX", help="the run")
+    compact = command("compact", _compact, "rewrite a closed run's file without free pages",
+                      "Rewrite the file of a run that has ended without its free pages. A run "
+                      "still being written is refused: wait for it to end. With a glob, every "
+                      "matching run is compacted and the exit status is 1 if one was refused.")
+    compact.add_argument("prefix", metavar="PREFIX",
+                         help="the run, or a glob over prefixes (e.g. 'alice/**')")
+
+    rm = command("rm", _rm, "delete a run that has ended",
+                 "Delete a run and everything in its folder. A run still being written is "
+                 "refused. A kill leaves either the whole run or none.")
+    rm.add_argument("prefix", metavar="PREFIX", help="the run")
+
+    mv = command("mv", _mv, "rename a run that has ended",
+                 "Give a run another prefix (one rename of its folder: a kill leaves it whole "
+                 "under one of the two). Refused: a run still being written, a NEW_PREFIX that "
+                 "exists, and one inside another run's folder.")
+    mv.add_argument("prefix", metavar="PREFIX", help="the run")
+    mv.add_argument("new_prefix", metavar="NEW_PREFIX", help="its new prefix")
 
     serve = command("serve", _serve, "open a local web dashboard of the runs",
                     "Serve a web dashboard of every run under the dash root: runs table, live charts "

@@ -4,6 +4,7 @@ Kept apart from ``cli.py`` so that the commands stay thin calls to the
 public API and all formatting choices live in one place.
 """
 
+import datetime
 import json
 import math
 import sys
@@ -60,9 +61,22 @@ def runs(listing):
         if run.get("stale"):
             status += " (stale)"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
-        rows.append([run["prefix"], status, (run.get("startedAt") or "")[:19],
-                     (run.get("endedAt") or "")[:19], run["points"], streams])
+        rows.append([run["prefix"], status, local_time(run.get("startedAt")),
+                     local_time(run.get("endedAt")), run["points"], streams])
     return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS"])
+
+
+def local_time(text):
+    """An ISO UTC time (``...Z``) as this machine's local time to the second, with its
+    UTC offset: ``2026-12-02 04:14:17+01:00``; None as empty.
+
+    (Rejected: the UTC text cut to 19 characters, which printed UTC times with
+    no zone, read as local times by anyone east or west of Greenwich.)
+    """
+    if not text:
+        return ""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.astimezone().isoformat(sep=" ", timespec="seconds")
 
 
 def points(page_rows, keys=None):

@@ -269,14 +269,17 @@ def _pager(values):
 
     The pages stay in the kernel's page cache (and a later access maps them
     again); without this, a walk over a 100M-point column would end with
-    800 MB mapped in the process.  A no-op unless ``values`` views an mmap.
+    800 MB mapped in the process.  A no-op unless ``values`` views a mapping.
     """
+    # The mapping is an ``mmap.mmap`` or the store's own (a column map, which
+    # has the same ``madvise`` and ``len``): the first base with ``madvise``.
     base = values
-    while base is not None and not isinstance(base, mmap.mmap):
+    while base is not None and not callable(getattr(base, "madvise", None)):
         base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-    if base is None or not hasattr(base, "madvise") or not values.flags.c_contiguous:
+    if base is None or not values.flags.c_contiguous:
         return lambda i, j: None
-    origin = np.frombuffer(base, dtype=np.uint8).ctypes.data
+    origin = (np.frombuffer(base, dtype=np.uint8) if isinstance(base, mmap.mmap)
+              else np.asarray(base)).ctypes.data
     offset = values.ctypes.data - origin
     item = values.itemsize
     page = mmap.PAGESIZE

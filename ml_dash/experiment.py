@@ -52,7 +52,7 @@ class Experiment:
     def __init__(self, prefix: str | None = None, *, description: str | None = None,
                  readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
                  metadata: dict | None = None, dash_root: str = ".dash", dash_url: str | None = None,
-                 sync_interval: float = 1.0, lock_timeout: float = 0.0, **settings: Any) -> None:
+                 sync_interval: float = 1.0, lock_timeout: float | None = 0.0, **settings: Any) -> None:
         if dash_url is not None:
             raise ConfigurationError(
                 f"dash_url={dash_url!r}: remote mode is not part of this engine; ml_dash stores "
@@ -77,7 +77,8 @@ class Experiment:
         bindrs = check_info(f"{owner} bindrs", tags=bindrs)[1]
         self._given = {"description": description, "tags": tags, "bindrs": bindrs,
                        "metadata": metadata}
-        self._options = {"sync_interval": float(sync_interval), "lock_timeout": float(lock_timeout)}
+        self._options = {"sync_interval": float(sync_interval),
+                         "lock_timeout": _lock_timeout(lock_timeout)}
         self._session: Session | None = None
         self._read_store: Store | None = None  # a Store opened for reading once the run has closed
         self._metrics = Metrics(self)
@@ -418,3 +419,19 @@ def _close_open_runs():
             experiment._finish(status)
         except Exception as exc:  # report, and keep closing the others
             print(f"ml_dash: could not close {experiment.prefix} at exit: {exc}", file=sys.stderr)
+
+
+def _lock_timeout(value):
+    """``lock_timeout`` as seconds to wait for another writer, or None to wait for as long
+    as it takes; ``ConfigurationError`` naming the value otherwise.
+
+    (Rejected: ``math.inf`` for "forever" alone; None is what users write, and ``float(None)``
+    was a bare ``TypeError`` that did not say which option it came from.)
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)) \
+            or not value >= 0:
+        raise ConfigurationError(f"lock_timeout must be a number of seconds >= 0, or None to wait "
+                                 f"until the other writer ends, got {type(value).__name__} {value!r}")
+    return float(value)

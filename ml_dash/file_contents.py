@@ -20,6 +20,8 @@ import os
 import pickle
 from typing import Any
 
+from .extras import missing
+
 # The pixel formats a video frame may have: H x W (gray), H x W x 1, 3 (RGB) or 4 (RGBA).
 _CHANNELS = (1, 3, 4)
 
@@ -40,9 +42,7 @@ def require(module: str, extra: str, method: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(
-            f"files.{method}() needs the optional '{extra}' extra: pip install 'ml-dash[{extra}]'"
-        ) from None
+        raise ImportError(f"files.{method}() {missing(module, extra)}") from None
 
 
 def extension(path: str) -> str:

@@ -1,8 +1,8 @@
 """``ml-dash serve``: a local web dashboard of the runs under a dash root.
 
-Needs the ``ui`` extra (``pip install 'ml-dash[ui]'``: Starlette, uvicorn,
-PyYAML and the Plotly bundle); ``import ml_dash`` never imports it.  See
-docs/dashboard.md.
+Needs the ``ui`` extra (Starlette, uvicorn, PyYAML and the Plotly bundle;
+:func:`ml_dash.extras.install_hint` says how to install it); ``import ml_dash``
+never imports it.  See docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import ipaddress
 import secrets
 import socket
 
+from ..extras import install_hint
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-EXTRA_HINT = "the dashboard needs the ui extra: pip install 'ml-dash[ui]'"
 
 
 def is_loopback(host: str) -> bool:
@@ -39,7 +40,7 @@ def serve(dash_root: str = ".dash", host: str = DEFAULT_HOST, port: int = DEFAUL
         from .app import create_app, plotly_bundle
         plotly_bundle()
     except ImportError as exc:
-        raise SystemExit(f"{EXTRA_HINT} ({exc})") from None
+        raise SystemExit(f"the dashboard needs the ui extra: {install_hint('ui')} ({exc})") from None
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
     app = create_app(dash_root, token=token, warm=True)

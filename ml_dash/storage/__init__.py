@@ -13,17 +13,24 @@ package imports ``lmdb`` and ``msgpack``.
 - :mod:`blobs`: the contents of attached files.
 - :func:`check_store`, :func:`compact_store` and :func:`overview_of` (the
   listing's summary of a run), :func:`writer_alive`, :func:`held_flocks`.
+- :func:`writers_held_off` (a run held for a move or removal) and
+  :func:`fsync_directory`.
 """
 
 from __future__ import annotations
 
+import contextlib
+
+from ..errors import ExperimentError, MLDashError
 from . import blobs, records
 from .check import CheckReport, check_store
 from .compact import compact_store
 from .envfiles import DATA_FILE
-from .lock import held_flocks, writer_alive
+from .layout import fsync_directory
+from .lock import WriterLock, held_flocks, writer_alive
+from .owner import refuse_if_writer_lives
 from .reader import StoreReader
-from .registry import Lease, acquire, release
+from .registry import Lease, acquire, opens_held_back, release
 from .writer import MAX_STREAMS, StreamSpec, Writer
 
 
@@ -40,7 +47,7 @@ class Store:
 
     @classmethod
     def open(cls, path: str, write: bool = False, sync_interval: float = 1.0,
-             lock_timeout: float = 0.0) -> Store:
+             lock_timeout: float | None = 0.0) -> Store:
         """Open the store at ``path``.
 
         Reading: ``FileNotFoundError`` when there is none.  Writing creates it
@@ -84,6 +91,39 @@ def overview_of(path: str) -> dict:
         return store.reader.overview()
 
 
+@contextlib.contextmanager
+def writers_held_off(path: str, action: str):
+    """Hold the run at ``path`` for the block: no writer is live, none can start,
+    and this process has it open nowhere; ``action`` (``"move it"``) ends the
+    ``WriterLockedError`` that refuses a live run.
+
+    For moving or removing a run folder: the writer lock is held across the
+    rename, so a writer starting meanwhile is refused (or waits) instead of
+    writing into a folder that is going away.
+    """
+    lock = WriterLock(path, action=action)
+    try:
+        try:
+            env = acquire(path)
+        except MLDashError:
+            # Damaged beyond opening: no record to ask, and a writer could not
+            # open it either.  The flock alone keeps writers out: a damaged run
+            # must stay removable.
+            env = None
+        if env is not None:
+            try:  # a writer whose writer.lock was deleted under it still owns the store
+                refuse_if_writer_lives(env, lock, path)
+            finally:
+                release(env)
+        with opens_held_back(path) as open_here:
+            if open_here:
+                raise ExperimentError(f"{path} is open in this process: close its views, then "
+                                      f"{action}")
+            yield
+    finally:
+        lock.release()
+
+
 __all__ = ["Store", "Writer", "StreamSpec", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
            "check_store", "compact_store", "CheckReport", "overview_of", "writer_alive",
-           "held_flocks"]
+           "held_flocks", "writers_held_off", "fsync_directory"]

@@ -83,7 +83,7 @@ def check_store(prefix, path, repair=False):
     """Verify the store at ``path``; see :func:`ml_dash.check`."""
     if not os.path.exists(os.path.join(path, DATA_FILE)):
         raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
-    lock = WriterLock(path) if repair else None  # repairs write: no live writer allowed
+    lock = WriterLock(path, action="repair it") if repair else None  # repairs write: no live writer allowed
     report = CheckReport(prefix, path)
     try:
         check_run_folder(path)  # every column is read, and a repair writes them

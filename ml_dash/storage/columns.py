@@ -42,6 +42,9 @@ _libc_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc_munmap = _libc.munmap
 _libc_munmap.restype = ctypes.c_int
 _libc_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_libc_madvise = _libc.madvise
+_libc_madvise.restype = ctypes.c_int
+_libc_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -81,6 +84,18 @@ class Mapping:
         # writes and turning the array writable, which would fault (SIGSEGV).
         return {"version": 3, "shape": (self.length // ITEM,), "typestr": DTYPE.str,
                 "data": (self.address, not self.writable)}
+
+    def __len__(self):
+        return self.length
+
+    def madvise(self, option, start, length):
+        """``madvise(2)`` of bytes ``[start, start + length)``, as ``mmap.mmap.madvise``:
+        downsampling hands the pages it has read back with ``MADV_DONTNEED``
+        (they stay in the page cache), so a walk over a long column does not
+        end with all of it mapped into the process."""
+        if self.address is not None and _libc_madvise(self.address + start, length, option) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
 
     def __del__(self, unmap=_libc_munmap):
         # ``unmap`` is bound at definition: module globals may already be

@@ -55,7 +55,7 @@ def compact_store(prefix, path):
     data = os.path.join(path, DATA_FILE)
     if not os.path.exists(data):
         raise FileNotFoundError(f"no experiment {prefix!r} at {path}")
-    lock = WriterLock(path)
+    lock = WriterLock(path, action="compact it")
     try:
         check_run_folder(path, columns=False)  # it rewrites data.mdb and lock.mdb alone
         env = registry.acquire(path)

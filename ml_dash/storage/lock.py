@@ -14,6 +14,7 @@ of the same run in that process would do by accident.)
 
 import errno
 import fcntl
+import math
 import os
 import socket
 import stat
@@ -31,15 +32,22 @@ _open_locks_guard = threading.Lock()
 
 
 class WriterLock:
-    def __init__(self, directory, timeout=0.0):
-        """Take the lock, waiting up to ``timeout`` seconds for a live holder."""
+    def __init__(self, directory, timeout=0.0, action=None):
+        """Take the lock, waiting up to ``timeout`` seconds for a live holder
+        (None: as long as it takes).
+
+        ``action``: what the lock is taken for (``"compact it"``), when not
+        to write: a live holder is then refused with "wait for the run to
+        end, then <action>" instead of the advice given to a second writer.
+        """
         self.path = os.path.join(directory, LOCK_FILE)
+        self._action = action
         self.identity = None  # (st_dev, st_ino) of the locked file, once held
         self._held = False
         with _open_locks_guard:
             self._fd = _open_lock_file(self.path)
             _open_locks.add(self)
-        deadline = time.monotonic() + timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,6 +79,9 @@ class WriterLock:
             return (f"{directory} is already open for writing in this process (pid={os.getpid()}): "
                     "an Experiment of the same prefix has its run started; log through that "
                     "Experiment, or end its run first")
+        if self._action:
+            return (f"{directory} is being written by a live process ({self._holder()}): "
+                    f"wait for the run to end (or stop that process), then {self._action}")
         return (f"{directory} is being written by another live process ({self._holder()}); "
                 "only one writer per experiment is allowed, open it with "
                 "ml_dash.load() to read it")
