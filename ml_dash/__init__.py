@@ -37,6 +37,7 @@ from .errors import (
 )
 from .experiment import Experiment, ml_dash_experiment
 from .maintenance import CheckReport, check, compact
+from .params import ParametersBuilder
 from .view import ExperimentView, load
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "ml_dash_experiment",
     "load",
     "ExperimentView",
+    "ParametersBuilder",
     "check",
     "compact",
     "CheckReport",

@@ -96,8 +96,12 @@ class Pending:
 def check_aggregations(aggs):
     aggs = tuple(aggs) or ("mean",)
     for agg in aggs:
-        if agg not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {agg!r}; choose from {', '.join(AGGREGATIONS)}")
+        if type(agg) is not str or agg not in AGGREGATIONS:
+            # "Unsupported aggregation": the reference package's words, which its users match.
+            kind = "" if type(agg) is str else f" ({type(agg).__name__})"
+            raise ValueError(f"Unsupported aggregation {agg!r}{kind}; choose from "
+                             f"{', '.join(AGGREGATIONS)}; nothing was logged and the buffers "
+                             "are kept")
     return aggs
 
 

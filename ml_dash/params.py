@@ -14,36 +14,48 @@ import inspect
 import threading
 from typing import Any
 
+from . import keypaths
 from .storage import records
 from .values import _NOT_UTF8, MAX_DEPTH, _short, convert_for, unencodable
 
 _PLAIN = (bool, int, float, str, type(None))
 
 
-def flatten(values, prefix="", depth=0):
-    """``{"a.b": v}`` from nested dicts and class objects, values converted.
+def flatten(values: dict) -> dict:
+    """``{"a.b": v}`` of a set()'s values: nested dicts and class objects
+    opened, each value converted for the store.
 
-    Raises ``TypeError`` naming the key for a value that cannot be stored
-    (or nested past ``MAX_DEPTH`` levels: a class that refers to itself
-    would otherwise recurse until Python's limit).
+    Raises ``TypeError`` naming the key for a key or a value that cannot be
+    stored, for nesting past ``MAX_DEPTH`` levels and for a value that
+    contains itself (a class that refers to itself, a dict inside itself).
     """
-    if depth >= MAX_DEPTH:
-        raise TypeError(
-            f"params: {_short(prefix.rstrip('.'))} is nested more than {MAX_DEPTH} levels deep "
-            "(or refers to itself), which cannot be stored; nothing of this set() was stored")
     flat = {}
-    for key, value in values.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"params: keys must be non-empty strings, got {key!r} "
-                            f"({type(key).__name__}) under {_short(prefix)}")
-        name = prefix + key
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + ".", depth + 1))
-        elif inspect.isclass(value):
-            flat.update(flatten(class_fields(value), name + ".", depth + 1))
-        else:
-            flat[name] = _storable(name, value, depth)
+    try:
+        for path, value in keypaths.leaves(values, _open, MAX_DEPTH):
+            name = ".".join(path)
+            if not all(path):
+                raise TypeError(f"params: keys must be non-empty strings, got {name!r} "
+                                "(an empty key)")
+            if isinstance(value, dict) or inspect.isclass(value):  # left closed: at MAX_DEPTH
+                raise TypeError(
+                    f"params: {_short(name)} is nested more than {MAX_DEPTH} levels deep, "
+                    "which cannot be stored")
+            flat[name] = _storable(name, value, len(path) - 1)
+    except (TypeError, ValueError) as exc:  # ValueError: leaves() met a value inside itself
+        message = str(exc)
+        if not message.startswith("params"):
+            message = f"params: {message}"
+        raise TypeError(f"{message}; nothing of this set() was stored") from None
     return flat
+
+
+def _open(value):
+    """What params open: dicts, and class objects as their public fields."""
+    if isinstance(value, dict):
+        return value
+    if inspect.isclass(value):
+        return class_fields(value)
+    return None
 
 
 def class_fields(cls):
@@ -65,10 +77,7 @@ def _storable(name, value, depth):
     tolist = getattr(value, "tolist", None)
     if callable(tolist) and getattr(value, "ndim", False):  # numpy arrays: nested lists
         value = tolist()
-    try:
-        return convert_for("params", name, value, depth)
-    except TypeError as exc:  # it names the key and the type, inside lists too
-        raise TypeError(f"{exc}; nothing of this set() was stored") from None
+    return convert_for("params", name, value, depth)  # names the key and the type
 
 
 def encode_params(flat):
@@ -86,21 +95,6 @@ def encode_params(flat):
             raise TypeError(f"params: {_short(unencodable(value, name))} {_NOT_UTF8}; "
                             "nothing of this set() was stored") from None
     return encoded
-
-
-def nest(flat):
-    """Nested dicts from a flat ``{"a.b": v}`` dict."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, last = key.split(".")
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[last] = value
-    return out
 
 
 def conflicts(stored, key):
@@ -132,7 +126,7 @@ class Params:
     def get(self, flatten: bool = True) -> dict:
         """The parameters: flat ``{"a.b": v}`` or, with ``flatten=False``, nested."""
         flat = dict(sorted(self._load().items()))
-        return flat if flatten else nest(flat)
+        return flat if flatten else keypaths.unflatten(flat)
 
     def set(self, **values: Any) -> Params:
         """Merge ``values`` into the stored params and commit them; returns ``exp.params``.
@@ -173,5 +167,16 @@ class Params:
 
     log = set
 
+    # The reference package's helpers, where its users call them
+    # (``ParametersBuilder.flatten_dict``); the functions live in keypaths.
+    flatten_dict = staticmethod(keypaths.flatten)
+    unflatten_dict = staticmethod(keypaths.unflatten)
+
     def __repr__(self) -> str:
         return f"<Params of {self._exp.prefix}>"
+
+
+#: The reference package's name of this class: ``exp.params`` is a
+#: ``ParametersBuilder`` there, and scripts check it with ``isinstance``.
+#: One class under two names, not a subclass: there is one params concept.
+ParametersBuilder = Params

@@ -67,6 +67,11 @@ class Stream:
         self.info = info if info is not None else {}
         self._spec = StreamSpec(self.store_name, self.info)  # what staged points carry
 
+    @property
+    def _name(self) -> str | None:
+        """``name`` under the reference package's attribute name, which its users read."""
+        return self.name
+
     def _reader(self):
         """The owner's committed-data reader (a live run's, or a view's)."""
         return self._exp._reader()
@@ -232,6 +237,22 @@ class Stream:
         if ends is None:
             raise StreamNotFoundError(f"{self._label()} has no committed points")
         return summarize(self.name, *ends)
+
+    def list_all(self) -> list[dict]:
+        """A :meth:`stats` summary of every stream of the experiment with committed
+        points, this one or not, the root stream (name None) first, then by name.
+
+        On any stream, as in the reference package (``metrics("train").list_all()``),
+        and on ``exp.metrics``.
+        """
+        store = self._reader()
+        out = []
+        for name in store.stream_names():
+            ends = store.ends(name)
+            if ends is not None:
+                out.append(summarize(name or None, *ends))
+        out.sort(key=lambda s: (s["name"] is not None, s["name"] or ""))
+        return out
 
     # -- analysis -----------------------------------------------------------------
 

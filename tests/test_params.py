@@ -85,10 +85,18 @@ def test_failed_set_raises_before_anything_is_written(exp):
         assert view.params.get() == {"lr": 0.1, "model.depth": 2}
 
 
-def test_non_string_keys_are_rejected(exp):
-    with pytest.raises(TypeError, match="keys must be non-empty strings"):
-        exp.params.set(model={1: 2})
-    assert exp.params.get() == {}
+def test_int_keys_become_their_digits_other_keys_are_refused(exp):
+    # As the reference package (and JSON) do: a per-class weight map is a common config.
+    exp.params.set(weights={0: 0.5, np.int64(1): 2.0})
+    assert exp.params.get() == {"weights.0": 0.5, "weights.1": 2.0}
+    for bad, kind in (({1.5: 2}, "float"), ({None: 2}, "NoneType"), ({(1, 2): 3}, "tuple"),
+                      ({True: 1}, "bool")):
+        with pytest.raises(TypeError, match=rf"must be strings \(or ints\), got .* \({kind}\) "
+                                            r"under 'model'; nothing of this set"):
+            exp.params.set(model=bad, other=1)
+    with pytest.raises(TypeError, match="keys must be non-empty strings, got 'model.'"):
+        exp.params.set(model={"": 1})
+    assert exp.params.get() == {"weights.0": 0.5, "weights.1": 2.0}
 
 
 def test_params_are_committed_at_once_and_visible_to_a_view(exp):
