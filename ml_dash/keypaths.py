@@ -30,7 +30,7 @@ def _dicts(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _segment(key: Any, parents: tuple[str, ...], sep: str) -> str:
+def _segment(key: Any, parents: list[str], sep: str) -> str:
     """``key`` as one segment of a path: a str, or an int written in decimal.
 
     An int key becomes its digits, as JSON writes it and as the reference
@@ -59,26 +59,35 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
     """
     if not isinstance(mapping, dict):
         raise TypeError(f"expected a dict to flatten, got {type(mapping).__name__}")
-    # One frame per open level: (path so far, iterator over its items, id of its source).
-    stack: list[tuple[tuple[str, ...], Iterator, int]] = [((), iter(mapping.items()), id(mapping))]
+    # One frame per open level: (iterator over its items, id of its source);
+    # keys[i] is the key that opened frame i + 1.  Paths are built only for
+    # the leaves: a tuple per level would cost depth squared on deep nesting.
+    stack: list[tuple[Iterator, int]] = [(iter(mapping.items()), id(mapping))]
+    keys: list[str] = []
     open_ids = {id(mapping)}
     while stack:
-        parents, items, source = stack[-1]
-        item = next(items, None)
-        if item is None:
+        items, source = stack[-1]
+        item = next(items, _DONE)
+        if item is _DONE:
             stack.pop()
             open_ids.discard(source)
+            if keys:
+                keys.pop()
             continue
         key, value = item
-        path = (*parents, _segment(key, parents, sep))
+        keys.append(_segment(key, keys, sep))
         children = None if max_depth is not None and len(stack) >= max_depth else expand(value)
         if children is None:
-            yield path, value
+            yield tuple(keys), value
+            keys.pop()
             continue
         if id(value) in open_ids:
-            raise ValueError(f"{sep.join(path)!r} contains itself, so it has no flat form")
+            raise ValueError(f"{sep.join(keys)!r} contains itself, so it has no flat form")
         open_ids.add(id(value))
-        stack.append((path, iter(children.items()), id(value)))
+        stack.append((iter(children.items()), id(value)))
+
+
+_DONE = object()
 
 
 def check_sep(sep: Any) -> str:

@@ -120,8 +120,12 @@ def test_std_of_one_value_is_zero_and_median_of_even_count(exp):
 
 def test_unknown_aggregation_raises_and_logs_nothing(exp):
     exp.metrics("train").buffer(loss=1.0)
-    with pytest.raises(ValueError, match="'avg'"):
+    # The reference package's words first: its users match "Unsupported aggregation".
+    with pytest.raises(ValueError, match=r"^Unsupported aggregation 'avg'; choose from mean, std"):
         exp.metrics.buffer.log_summary("mean", "avg")
+    for bad, kind in ((5, "int"), (None, "NoneType"), (["mean"], "list")):
+        with pytest.raises(ValueError, match=rf"Unsupported aggregation .* \({kind}\)"):
+            exp.metrics.buffer.log_summary(bad)
     exp.flush()
     assert len(exp.metrics("train")) == 0
     assert exp.metrics.buffer.peek("train") == {"loss": [1.0]}

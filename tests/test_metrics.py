@@ -233,6 +233,21 @@ def test_stats_and_list_all(exp):
     assert stats["columns"] == ["loss"]
     names = [s["name"] for s in exp.metrics.list_all()]
     assert names == [None, "train"]
+    # On any stream too, as in the reference package; a stream never written is not listed.
+    assert exp.metrics("eval").list_all() == exp.metrics("train").list_all() == exp.metrics.list_all()
+    assert exp.metrics.list_all()[1] == stats
+    exp.run.complete()
+    with load(exp.prefix, dash_root=exp.dash_root) as view:
+        assert [s["name"] for s in view.metrics("train").list_all()] == [None, "train"]
+
+
+def test_a_stream_answers_to_the_reference_packages_attribute_name(exp):
+    stream = exp.metrics("train").buffer(loss=0.5).buffer(loss=0.4)
+    assert stream._name == stream.name == "train"
+    assert exp.metrics._name is None
+    exp.metrics.buffer.log_summary()
+    exp.flush()
+    assert stream.read()["data"][0]["data"]["loss.mean"] == pytest.approx(0.45)
 
 
 def test_stream_names_of_any_kind(exp):
