@@ -62,12 +62,12 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
     # One frame per open level: (iterator over its items, id of its source);
     # keys[i] is the key that opened frame i + 1.  Paths are built only for
     # the leaves: a tuple per level would cost depth squared on deep nesting.
-    stack: list[tuple[Iterator, int]] = [(iter(mapping.items()), id(mapping))]
+    stack: list[tuple[Iterator[tuple[Any, Any]], int]] = [(iter(mapping.items()), id(mapping))]
     keys: list[str] = []
     open_ids = {id(mapping)}
     while stack:
         items, source = stack[-1]
-        item = next(items, _DONE)
+        item: Any = next(items, _DONE)
         if item is _DONE:
             stack.pop()
             open_ids.discard(source)
