@@ -8,8 +8,10 @@ two directions; :func:`leaves` is the walk under :func:`flatten`, for the
 callers that check or convert each leaf (``exp.params.set``).
 
 Round trip: ``unflatten(flatten(d, sep=s), sep=s) == d`` for every dict
-``d`` whose keys are strings without ``s`` and that holds no empty dict (an
-empty dict has no leaf, so it has no flat form).
+``d`` whose keys are strings with no character of ``s`` and that holds no
+empty dict (an empty dict has no leaf, so it has no flat form).  Keys merely
+without ``s`` are not enough for a longer separator: ``":"`` and ``""``
+joined by ``"::"`` give ``":::"``, which splits as ``""`` and ``":"``.
 
 Walked with an explicit stack, not recursion: a deep config flattens
 instead of hitting Python's recursion limit, and a dict that contains itself
@@ -31,7 +33,8 @@ def _dicts(value: Any) -> dict | None:
 
 
 def _segment(key: Any, parents: list[str], sep: str) -> str:
-    """``key`` as one segment of a path: a str, or an int written in decimal.
+    """``key`` as one segment of a path: a str (a subclass as a plain str), or an int
+    written in decimal.
 
     An int key becomes its digits, as JSON writes it and as the reference
     package's flattening does; other keys (floats, tuples, None...) would
@@ -39,6 +42,8 @@ def _segment(key: Any, parents: list[str], sep: str) -> str:
     """
     if type(key) is str:
         return key
+    if isinstance(key, str):  # numpy.str_, a str-valued Enum: the characters themselves
+        return str.__str__(key)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):  # numpy ints too
         return str(int(key))
     where = f" under {sep.join(parents)!r}" if parents else ""

@@ -163,6 +163,8 @@ class Params:
         """
         session = self._exp._open_session()
         flat = flatten(values)
+        if not flat:  # set(), or only empty dicts: nothing to store, no snapshot to commit
+            return self
         encoded = encode_params(flat)
         with self._lock:
             current = self._load()
