@@ -242,6 +242,7 @@ class SummaryCache:
         self._stream = stream
         self._pending = Pending()
         self._fixed = {}
+        self._summarized = 0  # stored values a summarize(clear=False) already covered
 
     def store(self, **values):
         """Accumulate values, as ``buffer()`` does."""
@@ -261,7 +262,10 @@ class SummaryCache:
         """
         self._stream._exp._open_session()
         fields = dict(self._fixed)
-        fields.update(summary_fields(self._pending.take(clear), SUMMARY_CACHE_AGGS))
+        arrays = self._pending.take(clear)
+        fields.update(summary_fields(arrays, SUMMARY_CACHE_AGGS))
+        # Kept values were summarized: closing the run must not warn that they never were.
+        self._summarized = 0 if clear else sum(map(len, arrays.values()))
         if clear:
             self._fixed = {}
         if fields:
@@ -273,5 +277,6 @@ class SummaryCache:
         return self._pending.last(keys, limit)
 
     def __len__(self):
-        return len(self._pending)
+        """Stored values that no summary has covered yet."""
+        return len(self._pending) - self._summarized
 

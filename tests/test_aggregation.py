@@ -218,6 +218,23 @@ def test_summary_cache_without_clear_keeps_accumulating(exp):
     assert counts == [1, 2] and means == [1.0, 2.0]
 
 
+def test_values_a_cumulative_summary_covered_do_not_warn_at_close(dash_root):
+    experiment = Experiment(prefix="alice/proj/cumulative", dash_root=dash_root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with experiment.run:
+            cache = experiment.metrics("train").summary_cache
+            cache.store(loss=1.0)
+            cache.store(loss=2.0)
+            cache.summarize(clear=False)
+    with pytest.warns(UserWarning, match=r"'train' \(1\)"):  # stored after the last summary
+        with experiment.run:
+            cache = experiment.metrics("train").summary_cache
+            cache.store(loss=1.0)
+            cache.summarize(clear=False)
+            cache.store(loss=3.0)
+
+
 def test_summary_cache_rejects_non_numbers(exp):
     with pytest.raises(ValueError, match="'loss'"):
         exp.metrics("train").summary_cache.store(loss=object())
