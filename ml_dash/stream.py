@@ -326,6 +326,7 @@ def summarize(name, entry, count, first, last):
     """The ``stats()`` dict of a stream from its catalog entry and end points."""
     record = entry.record
     return {
+        "metricId": str(entry.sid),  # the reference package's key: the stream's id in this run
         "name": name,
         "description": record.get("description"),
         "tags": record.get("tags") or [],

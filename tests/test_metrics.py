@@ -231,6 +231,8 @@ def test_stats_and_list_all(exp):
     assert stats["firstDataAt"].startswith("1970-01-01T00:01:40")
     assert stats["lastDataAt"].startswith("1970-01-01T00:03:20")
     assert stats["columns"] == ["loss"]
+    ids = [s["metricId"] for s in exp.metrics.list_all()]
+    assert len(set(ids)) == 2 and all(isinstance(i, str) for i in ids) and stats["metricId"] == ids[1]
     names = [s["name"] for s in exp.metrics.list_all()]
     assert names == [None, "train"]
     # On any stream too, as in the reference package; a stream never written is not listed.
