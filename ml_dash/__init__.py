@@ -29,6 +29,7 @@ from .errors import (
     ExperimentError,
     FormatVersionError,
     MLDashError,
+    MlDashError,
     RunNotStartedError,
     StorageError,
     StreamLimitError,
@@ -36,6 +37,7 @@ from .errors import (
     WriterLockedError,
 )
 from .experiment import Experiment, ml_dash_experiment
+from .logs import LogBuilder, LogLevel
 from .maintenance import CheckReport, check, compact
 from .params import ParametersBuilder
 from .view import ExperimentView, load
@@ -48,6 +50,8 @@ __all__ = [
     "load",
     "ExperimentView",
     "ParametersBuilder",
+    "LogLevel",
+    "LogBuilder",
     "check",
     "compact",
     "CheckReport",
@@ -57,6 +61,7 @@ __all__ = [
     "export",
     "plot",
     "MLDashError",
+    "MlDashError",
     "ConfigurationError",
     "StorageError",
     "FormatVersionError",
