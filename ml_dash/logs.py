@@ -67,13 +67,18 @@ def level_of(level):
     return name
 
 
+def _merged(metadata, extra):
+    """``metadata`` (a dict, or ``TypeError``) with ``extra`` over it; not converted yet."""
+    if metadata is None:
+        return extra
+    if not isinstance(metadata, dict):
+        raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
+    return {**metadata, **extra}
+
+
 def _metadata(metadata, extra):
-    merged = {}
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
-        merged.update(metadata)
-    merged.update(extra)
+    """:func:`_merged`, each value converted for the store (``TypeError`` naming the key)."""
+    merged = _merged(metadata, extra)
     return {key: convert_for("log metadata", key, value, 1) for key, value in merged.items()}
 
 
@@ -157,22 +162,27 @@ class Logs:
             session.flush()
         return self
 
-    def debug(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "debug", metadata)
+    # The level methods take ``metadata=`` as log() does, merged with the
+    # keywords: the reference package's docs write exp.logs.info("...",
+    # metadata={...}), though its code stores that dict as a field named
+    # "metadata".  Rejected: keeping its nesting, which the docs contradict.
 
-    def info(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "info", metadata)
+    def debug(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "debug", _merged(metadata, extra))
 
-    def warn(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "warn", metadata)
+    def info(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "info", _merged(metadata, extra))
+
+    def warn(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "warn", _merged(metadata, extra))
 
     warning = warn
 
-    def error(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "error", metadata)
+    def error(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "error", _merged(metadata, extra))
 
-    def fatal(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "fatal", metadata)
+    def fatal(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "fatal", _merged(metadata, extra))
 
     def builder(self, metadata: dict | None = None, extra: dict | None = None) -> LogBuilder:
         """What ``exp.log()`` without a message gives: see :class:`LogBuilder`."""
@@ -198,22 +208,22 @@ class LogBuilder:
         self._logs = logs
         self._metadata = metadata  # checked and converted already: a bad value raised at exp.log()
 
-    def _write(self, level: str, message: Any, extra: dict) -> Logs:
-        return self._logs.log(message, level, {**self._metadata, **extra})
+    def _write(self, level: str, message: Any, metadata: dict | None, extra: dict) -> Logs:
+        return self._logs.log(message, level, {**self._metadata, **_merged(metadata, extra)})
 
-    def debug(self, message: Any, **metadata: Any) -> Logs:
-        return self._write("debug", message, metadata)
+    def debug(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("debug", message, metadata, extra)
 
-    def info(self, message: Any, **metadata: Any) -> Logs:
-        return self._write("info", message, metadata)
+    def info(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("info", message, metadata, extra)
 
-    def warn(self, message: Any, **metadata: Any) -> Logs:
-        return self._write("warn", message, metadata)
+    def warn(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("warn", message, metadata, extra)
 
     warning = warn
 
-    def error(self, message: Any, **metadata: Any) -> Logs:
-        return self._write("error", message, metadata)
+    def error(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("error", message, metadata, extra)
 
-    def fatal(self, message: Any, **metadata: Any) -> Logs:
-        return self._write("fatal", message, metadata)
+    def fatal(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("fatal", message, metadata, extra)

@@ -161,3 +161,14 @@ def test_the_fluent_style_refuses_bad_input_where_it_is_given(exp, dash_root):
         fresh.log(epoch=1)
     exp.flush()
     assert exp.logs.read()["data"] == []
+
+
+def test_level_methods_take_metadata_as_log_does(exp):
+    # As the reference package's docs write it: exp.logs.info("...", metadata={...}).
+    exp.logs.info("started", metadata={"epoch": 1, "lr": 0.1}, lr=0.2)
+    exp.logs.error("failed", error_code=500)
+    with pytest.raises(TypeError, match="log metadata must be a dict, got str"):
+        exp.logs.warn("x", metadata="not a dict")
+    exp.flush()
+    assert [r["metadata"] for r in exp.logs.read()["data"]] == [
+        {"epoch": 1, "lr": 0.2}, {"error_code": 500}]
