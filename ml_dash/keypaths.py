@@ -26,6 +26,8 @@ from typing import Any
 
 Expand = Callable[[Any], "dict | None"]
 
+_MISSING = object()  # "no such item", where None is a value
+
 
 def _dicts(value: Any) -> dict | None:
     """The default ``expand``: a dict is descended into, anything else is a leaf."""
@@ -72,8 +74,8 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
     open_ids = {id(mapping)}
     while stack:
         items, source = stack[-1]
-        item: Any = next(items, _DONE)
-        if item is _DONE:
+        item: Any = next(items, _MISSING)
+        if item is _MISSING:
             stack.pop()
             open_ids.discard(source)
             if keys:
@@ -90,9 +92,6 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
             raise ValueError(f"{sep.join(keys)!r} contains itself, so it has no flat form")
         open_ids.add(id(value))
         stack.append((iter(children.items()), id(value)))
-
-
-_DONE = object()
 
 
 def check_sep(sep: Any) -> str:
@@ -153,8 +152,6 @@ def unflatten(flat: dict, sep: str = ".") -> dict:
         node[last] = value
     return out
 
-
-_MISSING = object()
 
 
 def _clash(value_key: str, child_key: str) -> ValueError:

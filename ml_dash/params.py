@@ -30,24 +30,27 @@ def flatten(values: dict) -> dict:
     stored, for nesting past ``MAX_DEPTH`` levels and for a value that
     contains itself (a class that refers to itself, a dict inside itself).
     """
-    flat = {}
     try:
-        for path, value in keypaths.leaves(values, _open, MAX_DEPTH):
-            name = ".".join(path)
-            if not all(path):
-                raise TypeError(f"params: keys must be non-empty strings, got {name!r} "
-                                "(an empty key)")
-            if isinstance(value, dict) or inspect.isclass(value):  # left closed: at MAX_DEPTH
-                raise TypeError(
-                    f"params: {_short(name)} is nested more than {MAX_DEPTH} levels deep, "
-                    "which cannot be stored")
+        walked = list(keypaths.leaves(values, _open, MAX_DEPTH))
+    except (TypeError, ValueError) as exc:  # a key neither str nor int; a value inside itself
+        raise _refused(f"params: {exc}") from None
+    flat = {}
+    for path, value in walked:
+        name = ".".join(path)
+        if not all(path):
+            raise _refused(f"params: keys must be non-empty strings, got {name!r} (an empty key)")
+        if isinstance(value, dict) or inspect.isclass(value):  # left closed: at MAX_DEPTH
+            raise _refused(f"params: {_short(name)} is nested more than {MAX_DEPTH} levels deep, "
+                           "which cannot be stored")
+        try:
             flat[name] = _storable(name, value, len(path) - 1)
-    except (TypeError, ValueError) as exc:  # ValueError: leaves() met a value inside itself
-        message = str(exc)
-        if not message.startswith("params"):
-            message = f"params: {message}"
-        raise TypeError(f"{message}; nothing of this set() was stored") from None
+        except TypeError as exc:  # it names the key and the type, inside lists too
+            raise _refused(str(exc)) from None
     return flat
+
+
+def _refused(message):
+    return TypeError(f"{message}; nothing of this set() was stored")
 
 
 def _open(value):
@@ -93,8 +96,7 @@ def encode_params(flat):
         try:
             encoded[name] = key, records.encode(value)
         except UnicodeEncodeError:
-            raise TypeError(f"params: {_short(unencodable(value, name))} {_NOT_UTF8}; "
-                            "nothing of this set() was stored") from None
+            raise _refused(f"params: {_short(unencodable(value, name))} {_NOT_UTF8}") from None
     return encoded
 
 
