@@ -34,7 +34,7 @@ def _dicts(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _segment(key: Any, parents: list[str], sep: str) -> str:
+def _segment(key: Any, parents: list[str], sep: str, empty_keys: bool = True) -> str:
     """``key`` as one segment of a path: a str (a subclass as a plain str), or an int
     written in decimal.
 
@@ -42,19 +42,21 @@ def _segment(key: Any, parents: list[str], sep: str) -> str:
     package's flattening does; other keys (floats, tuples, None...) would
     give paths that read back as something else, so they are refused.
     """
-    if type(key) is str:
+    if type(key) is str and (key or empty_keys):
         return key
+    where = f" under {sep.join(parents)!r}" if parents else ""
     if isinstance(key, str):  # numpy.str_, a str-valued Enum: the characters themselves
+        if not key and not empty_keys:
+            raise TypeError(f"keys must be non-empty strings, got ''{where}")
         return str.__str__(key)
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):  # numpy ints too
         return str(int(key))
-    where = f" under {sep.join(parents)!r}" if parents else ""
     raise TypeError(f"keys of a nested dict must be strings (or ints), got {key!r} "
                     f"({type(key).__name__}){where}")
 
 
 def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
-           sep: str = ".") -> Iterator[tuple[tuple[str, ...], Any]]:
+           sep: str = ".", empty_keys: bool = True) -> Iterator[tuple[tuple[str, ...], Any]]:
     """``(path, value)`` of each leaf of ``mapping``, depth first, in insertion order.
 
     ``path`` is the tuple of keys from the top.  ``expand(value)`` returns
@@ -63,6 +65,8 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
     ``ValueError`` naming its path (``sep`` joins it).  With ``max_depth``,
     a value that ``expand`` would open below that many levels is yielded as
     a leaf instead, for the caller to refuse in its own words.
+    ``empty_keys=False`` refuses an empty key (``TypeError``) wherever it is,
+    even above an empty dict, which yields no leaf to look at afterwards.
     """
     if not isinstance(mapping, dict):
         raise TypeError(f"expected a dict to flatten, got {type(mapping).__name__}")
@@ -82,7 +86,7 @@ def leaves(mapping: dict, expand: Expand = _dicts, max_depth: int | None = None,
                 keys.pop()
             continue
         key, value = item
-        keys.append(_segment(key, keys, sep))
+        keys.append(_segment(key, keys, sep, empty_keys))
         children = None if max_depth is not None and len(stack) >= max_depth else expand(value)
         if children is None:
             yield tuple(keys), value

@@ -31,14 +31,14 @@ def flatten(values: dict) -> dict:
     contains itself (a class that refers to itself, a dict inside itself).
     """
     try:
-        walked = list(keypaths.leaves(values, _open, MAX_DEPTH))
-    except (TypeError, ValueError) as exc:  # a key neither str nor int; a value inside itself
+        # An empty key is refused where it stands: LMDB takes no empty key,
+        # and a path with an empty part ("a..b") is a slip, not a name.
+        walked = list(keypaths.leaves(values, _open, MAX_DEPTH, empty_keys=False))
+    except (TypeError, ValueError) as exc:  # a key: empty, neither str nor int; a value in itself
         raise _refused(f"params: {exc}") from None
     flat = {}
     for path, value in walked:
         name = ".".join(path)
-        if not all(path):
-            raise _refused(f"params: keys must be non-empty strings, got {name!r} (an empty key)")
         if isinstance(value, dict) or inspect.isclass(value):  # left closed: at MAX_DEPTH
             raise _refused(f"params: {_short(name)} is nested more than {MAX_DEPTH} levels deep, "
                            "which cannot be stored")

@@ -94,8 +94,11 @@ def test_int_keys_become_their_digits_other_keys_are_refused(exp):
         with pytest.raises(TypeError, match=rf"must be strings \(or ints\), got .* \({kind}\) "
                                             r"under 'model'; nothing of this set"):
             exp.params.set(model=bad, other=1)
-    with pytest.raises(TypeError, match="keys must be non-empty strings, got 'model.'"):
-        exp.params.set(model={"": 1})
+    for bad in ({"model": {"": 1}}, {"model": {"": {}}}, {"": {}}, {"model": {"a": {"": {"b": 1}}}}):
+        with pytest.raises(TypeError, match="keys must be non-empty strings, got ''.*nothing of"):
+            exp.params.set(**bad)  # an empty dict below the empty key too: no leaf, still refused
+    with pytest.raises(TypeError, match="got '' under 'model.a'"):
+        exp.params.set(model={"a": {"": 1}})
     assert exp.params.get() == {"weights.0": 0.5, "weights.1": 2.0}
 
 
