@@ -88,9 +88,19 @@ class Pending:
         return sum(map(len, self.lists.values()))
 
     def last(self, keys, limit):
-        """The last ``limit`` buffered values of each key (all keys if none given)."""
-        return {key: values[-limit:].tolist() if limit else []
+        """The last ``limit`` buffered values of each key (all keys if none given).
+
+        ``limit`` 0 or None gives all of them, as in the reference package.
+        """
+        return {key: (values[-limit:] if limit else values).tolist()
                 for key, values in self.lists.items() if values and (not keys or key in keys)}
+
+
+def check_limit(limit):
+    """``ValueError`` unless ``limit`` is a whole number >= 0 or None, at the peek() call."""
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"peek: limit must be a whole number >= 0 or None (all values), "
+                         f"got {limit!r} ({type(limit).__name__})")
 
 
 def check_aggregations(aggs):
@@ -203,9 +213,12 @@ class BufferSet:
 
         ``prefix`` names a stream: its keys as they are.  Without it, every
         stream's keys as ``"<stream>/<key>"`` (the root's as ``"<key>"``).
+        ``limit`` 0 or None: every value.
         """
+        check_limit(limit)
         if prefix is not None:
-            pending = _pending_of(self._metrics(prefix))
+            # Looked up, not made: peeking at a stream never used creates no stream.
+            pending = _pending_of(self._metrics._streams.get(prefix))
             return pending.last(keys, limit) if pending else {}
         out = {}
         for stream in self._streams():
@@ -273,7 +286,8 @@ class SummaryCache:
         return self._stream
 
     def peek(self, *keys, limit=5):
-        """The last ``limit`` stored values per key."""
+        """The last ``limit`` stored values per key (0 or None: all of them)."""
+        check_limit(limit)
         return self._pending.last(keys, limit)
 
     def __len__(self):

@@ -159,6 +159,17 @@ def test_peek_shows_last_values_without_changing_anything(exp):
     everything = exp.metrics.buffer.peek(limit=2)
     assert everything == {"lr": [6.0, 7.0], "train/loss": [6.0, 7.0], "train/acc": [0.6, 0.7]}
     assert exp.metrics.buffer.peek("eval") == {}
+    assert "eval" not in exp.metrics._streams  # peeking made no stream
+    # limit 0 or None: every value, as in the reference package.
+    assert exp.metrics.buffer.peek("train", "loss", limit=0) == {"loss": [float(i) for i in range(8)]}
+    assert len(exp.metrics.buffer.peek(limit=None)["train/acc"]) == 8
+    assert exp.metrics("train").summary_cache.peek(limit=0) == {}
+    for bad in (-1, 2.5, "3"):
+        for peek in (lambda: exp.metrics.buffer.peek("train", limit=bad),
+                     lambda: exp.metrics.buffer.peek("eval", limit=bad),
+                     lambda: exp.metrics("train").summary_cache.peek(limit=bad)):
+            with pytest.raises(ValueError, match=r"limit must be a whole number.*got"):
+                peek()
     exp.metrics.buffer.log_summary("count").flush()
     assert exp.metrics("train").read()["data"][0]["data"]["loss.count"] == 8
 
