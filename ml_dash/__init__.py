@@ -29,6 +29,7 @@ from .errors import (
     ExperimentError,
     FormatVersionError,
     MLDashError,
+    MlDashError,
     RunNotStartedError,
     StorageError,
     StreamLimitError,
@@ -37,7 +38,9 @@ from .errors import (
     WriterLockedError,
 )
 from .experiment import Experiment, ml_dash_experiment
+from .logs import LogBuilder, LogLevel
 from .maintenance import CheckReport, check, compact
+from .params import ParametersBuilder
 from .run import RUN
 from .view import ExperimentView, load
 
@@ -49,6 +52,9 @@ __all__ = [
     "RUN",
     "load",
     "ExperimentView",
+    "ParametersBuilder",
+    "LogLevel",
+    "LogBuilder",
     "check",
     "compact",
     "CheckReport",
@@ -58,6 +64,7 @@ __all__ = [
     "export",
     "plot",
     "MLDashError",
+    "MlDashError",
     "ConfigurationError",
     "TemplateFieldError",
     "StorageError",

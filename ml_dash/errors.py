@@ -9,6 +9,7 @@ ml_dash builds on one base or none).
 
 __all__ = [
     "MLDashError",
+    "MlDashError",
     "ConfigurationError",
     "TemplateFieldError",
     "StorageError",
@@ -26,6 +27,10 @@ __all__ = [
 
 class MLDashError(Exception):
     """Root of every error ml_dash raises on purpose."""
+
+
+#: The reference package's spelling of the root, so its users' ``except`` clauses work.
+MlDashError = MLDashError
 
 
 class ConfigurationError(MLDashError, ValueError):

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Bindrs, Files
-from .logs import Logs
+from .logs import NO_MESSAGE, LogBuilder, Logs
 from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
@@ -200,9 +200,22 @@ class Experiment:
     files = property(lambda self: self._started(self._files),
                      doc="The root folder of the run's files; ``files('models')`` for others.")
 
-    def log(self, message: Any, level: str = "info", metadata: dict | None = None,
-            **extra: Any) -> Logs:
-        """Print and store a log line (see ``exp.logs``); returns ``exp.logs``."""
+    def log(self, message: Any = NO_MESSAGE, level: str | None = None,
+            metadata: dict | None = None, **extra: Any) -> Logs | LogBuilder:
+        """Print and store a log line (see ``exp.logs``; ``level`` default ``"info"``);
+        returns ``exp.logs``.
+
+        Without a message, the reference package's deprecated fluent style:
+        ``exp.log(epoch=1).info("done")`` (a :class:`~ml_dash.logs.LogBuilder`).
+        Only a message left out means that: ``exp.log(None)`` logs "None",
+        where the reference package logs nothing (a variable that happens to
+        be None would lose its line).
+        """
+        if message is NO_MESSAGE:
+            if level is not None:
+                raise TypeError("exp.log() without a message takes no level: the method called "
+                                "next names it, as in exp.log(epoch=1).info('done')")
+            return self._logs.builder(metadata, extra)
         return self._logs.log(message, level, metadata, **extra)
 
     def flush(self) -> Experiment:

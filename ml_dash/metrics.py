@@ -14,7 +14,7 @@ from typing import Any
 from .aggregation import BufferSet
 from .errors import StreamLimitError
 from .storage import MAX_STREAMS
-from .stream import Stream, summarize
+from .stream import Stream
 from .timestamps import resolve_ts
 from .values import check_fields, check_info, check_keys
 
@@ -138,17 +138,6 @@ class Metrics(Stream):
     def names(self) -> list[str | None]:
         """Names of the streams with committed points (None for the root)."""
         return [name or None for name in self._reader().stream_names()]
-
-    def list_all(self) -> list[dict]:
-        """A ``stats()`` summary of every stream of the experiment, by name."""
-        store = self._reader()
-        out = []
-        for name in store.stream_names():
-            ends = store.ends(name)
-            if ends is not None:
-                out.append(summarize(name or None, *ends))
-        out.sort(key=lambda s: (s["name"] is not None, s["name"] or ""))
-        return out
 
     def __repr__(self) -> str:
         return f"<Metrics of {self._exp.prefix}>"
