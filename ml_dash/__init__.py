@@ -26,6 +26,7 @@ from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
     CorruptStoreError,
+    EntryNotFoundError,
     ExperimentError,
     FormatVersionError,
     MLDashError,
@@ -65,4 +66,5 @@ __all__ = [
     "WriterLockedError",
     "StreamNotFoundError",
     "ColumnNotFoundError",
+    "EntryNotFoundError",
 ]

@@ -53,6 +53,12 @@ class Session:
         # while another one flushes, and no point is lost or taken twice.
         # Stream.log appends to it directly: it is the hot path.
         self.staged: Any = collections.deque()  # a _ParentsQueue in a forked child
+        # Track entries, staged apart: the writer orders and merges them by _ts.
+        self.staged_entries: Any = collections.deque()
+        self._floors = TrackFloors(self.writer)
+        # ML_DASH_BUFFER_ENABLED=false (the reference's switch): every log()
+        # and append() commits at once, so a read right after it sees it.
+        self.write_through = buffering_disabled()
         self._records: list = []
         self._flush_lock = threading.Lock()
         self.max_backlog = MAX_BACKLOG
@@ -119,7 +125,19 @@ class Session:
 
     @property
     def pending(self):
-        return len(self.staged) + len(self._records)
+        return len(self.staged) + len(self.staged_entries) + len(self._records)
+
+    def stage_entry(self, spec, data, ts):
+        """Stage a track entry; ``ValueError`` if it is older than what the track has committed.
+
+        Checked and staged under one lock that :meth:`flush` takes to pop,
+        so no commit slips between the check and the staging.
+        """
+        if self.forked:
+            raise _forked_error(self)
+        if len(self.staged) + len(self.staged_entries) >= self.max_backlog:
+            self.flush()  # before staging, as in Stream.log
+        self._floors.stage(self.staged_entries, spec, data, ts)
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
@@ -128,6 +146,7 @@ class Session:
         with self._flush_lock:
             staged = self.staged
             points: list = []
+            entries: list = []
             records = []
             snapshots = self.writer.snapshots
             try:
@@ -135,19 +154,23 @@ class Session:
                 # extend() pops the points in one C call into a list that the
                 # handler below still holds, so none is lost on the way.
                 points.extend(starmap(staged.popleft, repeat((), len(staged))))
+                if self.staged_entries:
+                    self._floors.take(self.staged_entries, entries)
                 records = self._records
                 self._records = []
-                if not points and not records:
+                if not points and not records and not entries:
                     return
                 self._flushes += 1
-                self.writer.commit(points, records)
+                self.writer.commit(points, records, entries)
             except BaseException as exc:
                 # Committed, only not fsynced yet, or interrupted (Ctrl-C, SIGTERM) once
                 # committed: staged again, it would be stored twice.
                 if self.writer.snapshots == snapshots:
                     # points that can never be stored are dropped alone; the rest stay staged
-                    rejected = _rejected(exc, points)
+                    rejected = _rejected(exc, points + entries)
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
+                    self.staged_entries.extendleft(
+                        reversed([p for p in entries if id(p) not in rejected]))
                     self._records[:0] = records
                 raise
 
@@ -171,6 +194,62 @@ def _rejected(exc, points):
     if isinstance(exc, UnstorablePointError):
         return {id(p) for p in points if p[1] is exc.data}
     return set()
+
+
+class TrackFloors:
+    """The oldest ``_ts`` each track of a session may still take.
+
+    A track's ``_ts`` column must stay strictly increasing: an entry may be
+    older than other staged ones (the writer orders them), or have the
+    ``_ts`` of the last committed entry (merged into it), but not be older
+    than that.  The floor of a track is the last ``_ts`` committed, or taken
+    by a flush for its commit; :meth:`stage` checks and stages under the
+    same lock that :meth:`take` pops under, so a timed commit between the
+    check and the staging cannot make an entry older than its floor.  A
+    commit that fails leaves the floors raised: stricter, never wrong.
+    """
+
+    def __init__(self, writer):
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._floors: dict = {}  # TrackName -> floor (None: nothing committed)
+        self._newest: dict = {}  # TrackName -> newest _ts staged
+
+    def stage(self, queue, spec, data, ts):
+        name = spec.name
+        with self._lock:
+            try:
+                floor = self._floors[name]
+            except KeyError:  # a track's first entry in this session: what the store holds
+                floor = self._floors[name] = self._writer.last_ts(name)
+            if floor is not None and ts < floor:
+                raise ValueError(
+                    f"track {name.topic!r}: _ts={ts!r} is older than its last committed entry, "
+                    f"at _ts={floor!r}; entries of a track are ordered by _ts, and only those "
+                    "not flushed yet can still be put before others")
+            queue.append((spec, data, ts))
+            newest = self._newest.get(name)
+            if newest is None or ts > newest:
+                self._newest[name] = ts
+
+    def take(self, queue, into):
+        """Pop every staged entry of ``queue`` into ``into``, raising the floors past them."""
+        with self._lock:
+            into.extend(starmap(queue.popleft, repeat((), len(queue))))
+            floors = self._floors
+            for name, ts in self._newest.items():
+                floor = floors.get(name)
+                if floor is None or ts > floor:
+                    floors[name] = ts
+            self._newest.clear()
+
+
+BUFFER_VARIABLE = "ML_DASH_BUFFER_ENABLED"
+
+
+def buffering_disabled():
+    """Whether ``ML_DASH_BUFFER_ENABLED`` says false (``0``, ``false``, ``no``, ``off``)."""
+    return os.environ.get(BUFFER_VARIABLE, "").strip().lower() in ("0", "false", "no", "off")
 
 
 def flush_interval():
@@ -222,6 +301,7 @@ def _after_fork_in_child():
     for session in list(_sessions):
         session.forked = True
         session.staged = _ParentsQueue(session)
+        session.staged_entries = _ParentsQueue(session)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -25,7 +25,7 @@ LAYERS = {
     "leaves": ["errors", "names", "timestamps", "values", "arrays", "downsample"],
     "storage": ["storage", "storage.*"],
     "session": ["paths", "session", "maintenance"],
-    "concepts": ["aggregation", "stream", "metrics", "params", "logs", "files"],
+    "concepts": ["aggregation", "stream", "metrics", "params", "logs", "files", "tracks"],
     "experiment/view": ["experiment", "view"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
