@@ -53,7 +53,8 @@ class CheckReport:
     ``ok`` is True when nothing is wrong any more (after ``repair=True``,
     when every problem found was repaired).  ``problems`` lists what is
     still wrong, ``repaired`` what was fixed; ``streams`` maps each stream
-    name (None for the root) to its committed points; ``points`` and
+    name (None for the root) to its committed points, ``tracks`` each
+    track's topic to its entries; ``points`` (entries included) and
     ``columns`` count what was verified.
     """
 
@@ -61,6 +62,7 @@ class CheckReport:
         self.prefix = prefix
         self.path = path
         self.streams = {}
+        self.tracks = {}
         self.points = 0
         self.columns = 0
         self.problems = []
@@ -151,7 +153,10 @@ class _Checker:
             return
         for entry in catalog.by_id.values():
             count = counts.get(entry.sid, 0)
-            self.report.streams[entry.name or None] = count
+            if entry.is_track:
+                self.report.tracks[entry.name.topic] = count
+            else:
+                self.report.streams[entry.name or None] = count
             try:
                 self._check_stream(entry, count)
             except (MLDashError, *DAMAGE_ERRORS) as exc:
