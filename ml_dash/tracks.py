@@ -30,7 +30,8 @@ from .arrays import require
 from .errors import ColumnNotFoundError, EntryNotFoundError
 from .names import TrackName, did_you_mean
 from .storage import StreamSpec
-from .timestamps import _last_ts, now, resolve_ts
+from .stream import check_range
+from .timestamps import _last_ts, iso, now, resolve_ts
 from .values import MAX_DEPTH, check_info, convert_for
 
 FORMATS = ("json", "jsonl", "parquet", "mocap")
@@ -239,6 +240,17 @@ class Track:
     def _stored_info(self) -> dict:
         ends = self._reader().ends(self._name)
         return {} if ends is None else ends[0].record
+
+    def read_page(self, start_index: int = 0, limit: int = 1000) -> dict:
+        """Committed entries by index, paged as ``Stream.read()`` pages points:
+        ``{"data": [{"index", "data": {...fields, "_ts"}, "createdAt"}], "startIndex",
+        "endIndex", "total", "hasMore"}``."""
+        check_range(start_index, limit)
+        rows, has_more = self._reader().page(self._name, start_index, limit)
+        data = [{"index": index, "data": {**fields, "_ts": ts}, "createdAt": iso(created)}
+                for index, created, ts, fields in rows]
+        return {"data": data, "startIndex": start_index, "endIndex": start_index + len(data) - 1,
+                "total": len(data), "hasMore": has_more}
 
     def list_entries(self) -> list[dict]:
         """Every committed entry, as ``read()["entries"]``."""

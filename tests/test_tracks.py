@@ -343,3 +343,70 @@ while time.time() < deadline:
             exp.tracks("b").append(v=i, _ts=float(i))
             exp.flush()
     assert reader.wait(timeout=60) == 0
+
+
+# -- crash safety of an amend -----------------------------------------------------------
+
+AMEND_THEN_DIE = """
+import sys, time, ml_dash
+from ml_dash.storage import faults
+exp = ml_dash.Experiment(prefix="a/b/c", dash_root=sys.argv[1], sync_interval=0.01)
+exp.run.start()
+exp.tracks("t").append(a=1.0, _ts=1.0).append(a=2.0, _ts=2.0)
+exp.flush()
+time.sleep(0.3)  # the background sync records a watermark past both entries
+faults.configure(sys.argv[2] + ":kill")
+exp.tracks("t").append(b=3.0, a=5.0, _ts=2.0)  # amends the committed entry at 2.0
+exp.flush()
+"""
+
+
+@pytest.mark.parametrize("point, merged", [("before_columns", False), ("before_commit", False),
+                                           ("after_commit", True)])
+def test_a_kill_during_an_amend_leaves_the_old_or_the_merged_entry(dash_root, point, merged):
+    done = subprocess.run([sys.executable, "-c", AMEND_THEN_DIE, dash_root, point])
+    assert done.returncode == -9
+    want = {"timestamp": 2.0, "a": 5.0, "b": 3.0} if merged else {"timestamp": 2.0, "a": 2.0}
+    assert load("a/b/c", dash_root=dash_root).tracks("t").list_entries()[1] == want
+    Experiment(prefix="a/b/c", dash_root=dash_root).run.start().run.complete()  # reopen: recovery
+    track = load("a/b/c", dash_root=dash_root).tracks("t")
+    assert track.list_entries()[1] == want
+    for key in track.keys():  # every column slot agrees with the rows
+        rows = [entry.get("timestamp" if key == "_ts" else key, np.nan) for entry in track.list_entries()]
+        np.testing.assert_array_equal(track.column(key), np.array(rows, dtype=float))
+    assert ml_dash.check("a/b/c", dash_root=dash_root, repair=True).repaired == []
+
+
+def test_a_failed_amend_puts_the_columns_back_and_stays_staged(exp):
+    from ml_dash.storage import faults
+    track = exp.tracks("t")
+    track.append(a=1.0, _ts=1.0)
+    exp.flush()
+    track.append(a=9.0, _ts=1.0)
+    faults.configure("before_commit:enospc")
+    try:
+        with pytest.raises(ml_dash.StorageError):
+            exp.flush()
+    finally:
+        faults.configure(None)
+    assert list(track.column("a")) == [1.0] and track.list_entries()[0]["a"] == 1.0
+    exp.flush()
+    assert list(track.column("a")) == [9.0] and track.list_entries()[0]["a"] == 9.0
+
+
+def test_the_command_line_shows_and_reads_tracks(dash_root, capsys):
+    from ml_dash.cli import main
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(loss=1.0)
+        for i in range(5):
+            exp.tracks("robot/pose").append(x=float(i), q=[i, 1], _ts=100.0 + i)
+    assert main(["show", "a/b/c", "--dash-root", dash_root]) == 0
+    shown = capsys.readouterr().out
+    assert "tracks" in shown and "robot/pose" in shown and "TRACK" in shown
+    assert main(["read", "a/b/c", "--track", "robot/pose", "--tail", "2", "--json",
+                 "--dash-root", dash_root]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["index"] for row in rows] == [3, 4] and rows[1]["data"]["x"] == 4.0
+    assert main(["read", "a/b/c", "--track", "robot/pos", "--dash-root", dash_root]) == 1
+    assert "did you mean robot/pose" in capsys.readouterr().err
+    assert main(["read", "a/b/c", "--dash-root", dash_root]) == 1
