@@ -141,8 +141,15 @@ class Track:
                 raise TypeError(f"{self._label()}: append() takes a dict of fields or keywords, "
                                 f"got {type(_data).__name__}")
             fields = {**_data, **fields}
-        data: dict = {}
-        flatten(self._label(), fields, "", data, 0)
+        data = fields  # a fresh dict of plain values, the common case, is staged as it is
+        for value in fields.values():
+            if type(value) not in _SCALARS:
+                data = {}
+                flatten(self._label(), fields, "", data, 0)
+                break
+        else:
+            if "timestamp" in fields or "" in fields:
+                flatten(self._label(), fields, "", {}, 0)  # raises, naming the field
         ts = self._tracks._auto_ts() if _ts is None else resolve_ts(_ts)
         session.stage_entry(self._spec, data, ts)
         if session.write_through:

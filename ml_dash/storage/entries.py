@@ -27,6 +27,8 @@ and writing the amended slots after the commit, which needs the same
 recovery and shows readers the old values after the new row.)
 """
 
+from typing import Any
+
 from ..errors import UnstorablePointError
 from ..names import stream_label
 from . import keys
@@ -43,30 +45,37 @@ def stage_entries(writer, txn, entries, created, rows):
     ``Writer._stage_points`` does); returns ``(amends, lasts)``: the rows
     that rewrite a committed entry, ``(state, key, value, ts, old data)``,
     and the ``(state, last _ts)`` to record once the snapshot is committed.
-    Column slots are written for both.
+    Column slots are written for both.  A flush per step usually brings
+    one entry per track: that case skips sorting and merging.
     """
     groups: dict = {}
     for point in entries:
         group = groups.get(point[0].name)
         if group is None:
-            group = groups[point[0].name] = []
-        group.append(point)
+            groups[point[0].name] = [point]
+        else:
+            group.append(point)
     encoder = writer._encoder
     pack, checksum, pack_sum = encoder.pack, encoder.checksum, encoder.pack_sum
+    streams = writer._streams
     amends: list = []
     lasts = []
     try:
         for group in groups.values():
             spec = group[0][0]
-            state = writer._streams.get(spec.name) or writer._new_stream(spec, created)
-            group.sort(key=_ts_of)
+            state = streams.get(spec.name) or writer._new_stream(spec, created)
+            if len(group) == 1:
+                merged: Any = ((group[0][2], group[0][1], group[0][1]),)
+            else:
+                group.sort(key=_ts_of)
+                merged = _merged(group)
             last = state.last_ts
-            for ts, data, first in _merged(group):
-                if last is not None and ts < last:
-                    raise UnstorablePointError(
-                        f"{stream_label(spec.name)}: an entry at _ts={ts!r} is older than its last "
-                        f"entry, at _ts={last!r}; the entry was dropped", first)
-                if ts == last:
+            for ts, data, first in merged:
+                if last is not None and ts <= last:
+                    if ts < last:
+                        raise UnstorablePointError(
+                            f"{stream_label(spec.name)}: an entry at _ts={ts!r} is older than "
+                            f"its last entry, at _ts={last!r}; the entry was dropped", first)
                     index = state.count - 1
                     key = keys.pack_index(index)
                     old = writer._decode(txn.get(key, db=state.db))[2]
@@ -83,13 +92,27 @@ def stage_entries(writer, txn, entries, created, rows):
                     state.count = index + 1
                 else:
                     amends.append((state, key, value, ts, old))
-                writer._slots.write(state, index, ts, data)
+                _write_slots(writer, state, index, ts, data)
                 last = ts
             lasts.append((state, last))
     except BaseException:
         restore(writer, amends)
         raise
     return amends, lasts
+
+
+def _write_slots(writer, state, index, ts, data):
+    """The column slots of one entry; the writer's fast path when its fields fill the layout."""
+    layout = state.layout
+    if layout is not None and index < state.capacity and len(data) == len(layout):
+        try:
+            for key, number in data.items():
+                layout[key][index] = number
+            state.ts_values[index] = ts
+            return
+        except (KeyError, TypeError, OverflowError, ValueError):
+            pass  # a new key, a string or a nested value: the full path
+    writer._slots.write(state, index, ts, data)
 
 
 def _merged(group):
