@@ -127,17 +127,20 @@ class Session:
     def pending(self):
         return len(self.staged) + len(self.staged_entries) + len(self._records)
 
-    def stage_entry(self, spec, data, ts):
-        """Stage a track entry; ``ValueError`` if it is older than what the track has committed.
+    def stage_entry(self, spec, data, ts, auto):
+        """Stage a track entry at ``ts``, or at ``auto()`` when ``ts`` is None.
 
-        Checked and staged under one lock that :meth:`flush` takes to pop,
-        so no commit slips between the check and the staging.
+        ``ValueError`` if it is older than what the track has committed.
+        Checked (and an automatic time taken) under one lock that
+        :meth:`flush` takes to pop, so no commit slips between the check and
+        the staging: of two threads appending automatic times to one track,
+        the later time is never flushed before the earlier one is staged.
         """
         if self.forked:
             raise _forked_error(self)
         if len(self.staged) + len(self.staged_entries) >= self.max_backlog:
             self.flush()  # before staging, as in Stream.log
-        self._floors.stage(self.staged_entries, spec, data, ts)
+        self._floors.stage(self.staged_entries, spec, data, ts, auto)
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
@@ -215,9 +218,11 @@ class TrackFloors:
         self._floors: dict = {}  # TrackName -> floor (None: nothing committed)
         self._newest: dict = {}  # TrackName -> newest _ts staged
 
-    def stage(self, queue, spec, data, ts):
+    def stage(self, queue, spec, data, ts, auto):
         name = spec.name
         with self._lock:
+            if ts is None:
+                ts = auto()
             try:
                 floor = self._floors[name]
             except KeyError:  # a track's first entry in this session: what the store holds

@@ -80,7 +80,8 @@ class Tracks:
         return sorted(name.topic for name in self._exp._reader().track_names())
 
     def _auto_ts(self) -> float:
-        """Now, but strictly after the last automatic ``_ts`` of this experiment."""
+        """Now, but strictly after the last automatic ``_ts`` of this experiment
+        (taken by the session as it stages the entry: see ``Session.stage_entry``)."""
         with self._auto_lock:
             ts = now()
             if ts <= self._last_auto:
@@ -150,8 +151,8 @@ class Track:
         else:
             if "timestamp" in fields or "" in fields:
                 flatten(self._label(), fields, "", {}, 0)  # raises, naming the field
-        ts = self._tracks._auto_ts() if _ts is None else resolve_ts(_ts)
-        session.stage_entry(self._spec, data, ts)
+        session.stage_entry(self._spec, data, None if _ts is None else resolve_ts(_ts),
+                            self._tracks._auto_ts)
         if session.write_through:
             session.flush()
         return self
@@ -324,19 +325,21 @@ class TrackSlice:
         """The entry with the largest ``_ts <= timestamp``; for a list of times, a list of them."""
         start, stop = self._resolve()
         many = isinstance(timestamp, (list, tuple, np.ndarray))
-        times = [_time(t) for t in (timestamp if many else [timestamp])]
+        times = [_time(t) for t in timestamp] if many else [_time(timestamp)]
         if not times:
             return []
         if start == stop:
             raise EntryNotFoundError(f"No entries in track slice of track {self._track.topic!r} "
                                      f"(start={self._start_timestamp}, end={self._end_timestamp})")
-        found = np.searchsorted(self._ts, times, side="right") - 1
-        if found.min() < 0:
-            early = times[int(np.argmin(found))]
+        # One time (the common call) is searched as a scalar: a list costs an array more.
+        found = [int(self._ts.searchsorted(times[0], "right")) - 1] if not many else \
+            (self._ts.searchsorted(times, "right") - 1).tolist()
+        if min(found) < 0:
+            early = times[found.index(min(found))]
             raise EntryNotFoundError(
                 f"No entry found with timestamp <= {early} in track {self._track.topic!r}: "
                 f"the slice's first entry is at {float(self._ts[0])}")
-        rows = self._track._reader().rows_at(self._track._name, [start + int(i) for i in found])
+        rows = self._track._reader().rows_at(self._track._name, [start + i for i in found])
         entries = [{"timestamp": ts, **data} for _, _, ts, data in rows]
         return entries if many else entries[0]
 
@@ -349,6 +352,8 @@ class TrackSlice:
 
 def _time(value: Any) -> float:
     """A query time as a float; ``TypeError``/``ValueError`` for anything but a real number."""
+    if type(value) is float and value == value:  # the common case first: a float, not NaN
+        return value
     if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
         raise TypeError(f"findByTime: a time must be a number, got {type(value).__name__} {value!r}")
     if math.isnan(value):

@@ -410,3 +410,38 @@ def test_the_command_line_shows_and_reads_tracks(dash_root, capsys):
     assert main(["read", "a/b/c", "--track", "robot/pos", "--dash-root", dash_root]) == 1
     assert "did you mean robot/pose" in capsys.readouterr().err
     assert main(["read", "a/b/c", "--dash-root", dash_root]) == 1
+
+
+def test_threads_appending_while_another_flushes_lose_nothing(exp):
+    """Automatic times from several threads, a flush loop beside them: every entry
+    is stored once, in _ts order, and no append is refused as too old."""
+    errors = []
+    stop = threading.Event()
+
+    def append(worker):
+        try:
+            for i in range(2000):
+                exp.tracks("shared").append(worker=worker, i=i)
+                exp.tracks(f"own/{worker}").append(i=i, _ts=float(i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def flush():
+        while not stop.is_set():
+            exp.flush()
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    workers = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    stop.set()
+    flusher.join()
+    exp.flush()
+    assert errors == []
+    shared = exp.tracks("shared")
+    assert len(shared) == 8000 and np.all(np.diff(shared.timestamps()) > 0)
+    assert sorted((e["worker"], e["i"]) for e in shared.list_entries()) == [
+        (w, i) for w in range(4) for i in range(2000)]
+    assert all(len(exp.tracks(f"own/{w}")) == 2000 for w in range(4))
