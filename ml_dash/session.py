@@ -149,7 +149,7 @@ class Session:
         with self._flush_lock:
             staged = self.staged
             points: list = []
-            entries: list = []
+            entries: Any = ()
             records = []
             snapshots = self.writer.snapshots
             try:
@@ -158,6 +158,7 @@ class Session:
                 # handler below still holds, so none is lost on the way.
                 points.extend(starmap(staged.popleft, repeat((), len(staged))))
                 if self.staged_entries:
+                    entries = []
                     self._floors.take(self.staged_entries, entries)
                 records = self._records
                 self._records = []
@@ -170,7 +171,7 @@ class Session:
                 # committed: staged again, it would be stored twice.
                 if self.writer.snapshots == snapshots:
                     # points that can never be stored are dropped alone; the rest stay staged
-                    rejected = _rejected(exc, points + entries)
+                    rejected = _rejected(exc, [*points, *entries])
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
                     self.staged_entries.extendleft(
                         reversed([p for p in entries if id(p) not in rejected]))

@@ -33,6 +33,7 @@ Opening and recovery are in ``opening.py``, the column slots in
 import os
 import threading
 import time
+from typing import Any
 
 import lmdb
 
@@ -196,8 +197,8 @@ class Writer:
         :attr:`snapshots` counted, so that the caller does not store it twice.
         """
         rows = None
-        amends: list = []
-        lasts: list = []
+        amends: Any = ()  # a snapshot without track entries allocates nothing for them
+        lasts: Any = ()
         while True:
             txn = self.env.lmdb.begin(None, None, True)  # write=True, positional: see _put_all
             txn_id = txn.id()
@@ -261,8 +262,9 @@ class Writer:
             check_ownership(txn, self.env.db(keys.META_DB, txn), self._owner, self.directory)
 
     def _committed(self, lasts=()):
-        for state, ts in lasts:  # each track's last _ts, now committed
-            state.last_ts = ts
+        if lasts:
+            for state, ts in lasts:  # each track's last _ts, now committed
+                state.last_ts = ts
         if self._pending_catalog:
             self._pending_catalog.clear()
         self.env.committed()
@@ -308,8 +310,9 @@ class Writer:
                 cursor = txn.cursor(state.db or self._create_db(state, txn, created_dbs))
                 if cursor.putmulti(batch, append=True)[1] != len(batch):
                     self._refuse_index(state, batch[0][0])
-        for state, key, value, _, _ in amends:  # a committed entry, rewritten in place
-            txn.put(key, value, db=state.db)
+        if amends:
+            for state, key, value, _, _ in amends:  # a committed entry, rewritten in place
+                txn.put(key, value, db=state.db)
         for db_name, key, value in records:
             db = self.env.db(db_name, txn, create=True)
             if value is None:
