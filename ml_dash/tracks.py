@@ -144,7 +144,7 @@ class Track:
             fields = {**_data, **fields}
         data = fields  # a fresh dict of plain values, the common case, is staged as it is
         for value in fields.values():
-            if type(value) not in _SCALARS:
+            if type(value) not in _SCALARS or _data is not None:  # a dict's keys are checked too
                 data = {}
                 flatten(self._label(), fields, "", data, 0)
                 break

@@ -445,3 +445,26 @@ def test_threads_appending_while_another_flushes_lose_nothing(exp):
     assert sorted((e["worker"], e["i"]) for e in shared.list_entries()) == [
         (w, i) for w in range(4) for i in range(2000)]
     assert all(len(exp.tracks(f"own/{w}")) == 2000 for w in range(4))
+
+
+def test_an_entry_the_encoder_refuses_is_dropped_alone(exp):
+    track = exp.tracks("t")
+    track.append(a=1, _ts=1.0)
+    track.append(name="bad \udc80 text", _ts=1.0)  # a lone surrogate: not UTF-8
+    track.append(a=2, _ts=2.0)
+    exp.metrics("m").log(v=1)
+    with pytest.raises(ml_dash.MLDashError, match="track 't'.*_ts=1.0"):
+        exp.flush()
+    exp.flush()  # the rest was kept staged
+    assert track.list_entries() == [{"timestamp": 1.0, "a": 1}, {"timestamp": 2.0, "a": 2}]
+    assert len(exp.metrics("m")) == 1
+
+
+def test_a_positional_dict_of_fields(exp):
+    exp.tracks("t").append({"x": 1.0, "cam": {"k": 2}}, y=3, _ts=1.0)
+    with pytest.raises(TypeError, match="field names must be non-empty strings"):
+        exp.tracks("t").append({1: 2.0}, _ts=2.0)
+    with pytest.raises(TypeError, match="takes a dict"):
+        exp.tracks("t").append([1, 2])
+    exp.flush()
+    assert exp.tracks("t").list_entries() == [{"timestamp": 1.0, "x": 1.0, "cam.k": 2, "y": 3}]

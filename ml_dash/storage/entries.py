@@ -84,7 +84,10 @@ def stage_entries(writer, txn, entries, created, rows):
                     index = state.count
                     key = keys.pack_index(index)
                     old = None
-                value = pack((created, ts, data))
+                try:
+                    value = pack((created, ts, data))
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise _unstorable(spec, group, ts, pack, exc) from exc
                 if checksum is not None:
                     value += pack_sum(checksum(value))
                 if old is None:
@@ -113,6 +116,25 @@ def _write_slots(writer, state, index, ts, data):
         except (KeyError, TypeError, OverflowError, ValueError):
             pass  # a new key, a string or a nested value: the full path
     writer._slots.write(state, index, ts, data)
+
+
+def _unstorable(spec, group, ts, pack, exc):
+    """The error for an entry the encoder refuses (a str holding a lone surrogate): it names
+    the first of its appends that cannot be encoded alone, which the session then drops."""
+    culprit = next((point[1] for point in group if point[2] == ts and not _encodes(pack, point[1])),
+                   None)
+    if culprit is None:
+        culprit = next(point[1] for point in group if point[2] == ts)
+    return UnstorablePointError(f"{stream_label(spec.name)}: cannot store the entry at _ts={ts!r} "
+                                f"({exc}); that append was dropped", culprit)
+
+
+def _encodes(pack, data):
+    try:
+        pack(data)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def _merged(group):
