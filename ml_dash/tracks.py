@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import require
-from .errors import ColumnNotFoundError, EntryNotFoundError
+from .errors import ColumnNotFoundError, EntryNotFoundError, StreamLimitError
 from .names import TrackName, did_you_mean
 from .storage import StreamSpec
 from .stream import check_range
@@ -38,6 +38,8 @@ FORMATS = ("json", "jsonl", "parquet", "mocap")
 PAGE = 4096  # entries decoded per read transaction
 AUTO_STEP = 1e-6  # seconds between two automatic _ts that would otherwise be equal
 _SCALARS = frozenset((float, int, str, bool, type(None)))
+_NO_TIMES = np.empty(0)
+_NO_TIMES.flags.writeable = False
 
 
 class Tracks:
@@ -95,7 +97,7 @@ class Tracks:
         for topic in list(self._tracks):
             try:
                 self._metrics._admit((TrackName(topic),))
-            except Exception:
+            except StreamLimitError:
                 del self._tracks[topic]
 
     def __repr__(self) -> str:
@@ -171,7 +173,7 @@ class Track:
     def timestamps(self) -> np.ndarray:
         """The committed ``_ts`` of every entry: a read-only view of the memory map, increasing."""
         values = self._reader().column(self._name, "_ts", 0, None)
-        return np.empty(0) if values is None else values
+        return _NO_TIMES if values is None else values
 
     def keys(self) -> list[str]:
         """Names of the numeric columns (and ``_ts``)."""
@@ -231,14 +233,16 @@ class Track:
         return self._mocap(entries)
 
     def _mocap(self, entries: list) -> dict:
-        metadata = self.info.get("metadata") or self._stored_info().get("metadata") or {}
+        # What the track was created with (a view's track object was given nothing).
+        info = {**self._stored_info(), **{k: v for k, v in self.info.items() if v}}
+        metadata = info.get("metadata") or {}
         first = entries[0]["timestamp"] if entries else 0
         last = entries[-1]["timestamp"] if entries else 0
         channels = sorted({key for entry in entries for key in entry if key != "timestamp"})
         return {
             "version": "1.0",
-            "metadata": {"topic": self.topic, "description": self.info.get("description"),
-                         "tags": self.info.get("tags") or [], "fps": metadata.get("fps", 30),
+            "metadata": {"topic": self.topic, "description": info.get("description"),
+                         "tags": info.get("tags") or [], "fps": metadata.get("fps", 30),
                          "duration": last - first, "frameCount": len(entries),
                          "startTime": first, "endTime": last},
             "channels": channels,
@@ -301,9 +305,9 @@ class TrackSlice:
         self._track = track
         self._start_timestamp = start_timestamp
         self._end_timestamp = end_timestamp
-        _bounds(np.empty(0), start_timestamp, end_timestamp)  # checks the bounds at the call
+        _bounds(_NO_TIMES, start_timestamp, end_timestamp)  # checks the bounds at the call
         self._range: tuple[int, int] | None = None
-        self._ts = np.empty(0)
+        self._ts = _NO_TIMES
 
     def _resolve(self) -> tuple[int, int]:
         if self._range is None:
@@ -342,8 +346,6 @@ class TrackSlice:
         rows = self._track._reader().rows_at(self._track._name, [start + i for i in found])
         entries = [{"timestamp": ts, **data} for _, _, ts, data in rows]
         return entries if many else entries[0]
-
-    find_by_time = findByTime
 
     def __repr__(self) -> str:
         return (f"TrackSlice(topic={self._track.topic!r}, start={self._start_timestamp}, "

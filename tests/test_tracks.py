@@ -468,3 +468,12 @@ def test_a_positional_dict_of_fields(exp):
         exp.tracks("t").append([1, 2])
     exp.flush()
     assert exp.tracks("t").list_entries() == [{"timestamp": 1.0, "x": 1.0, "cam.k": 2, "y": 3}]
+
+
+def test_a_views_mocap_uses_the_stored_description(dash_root):
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        exp.tracks("pose", description="end effector", tags=["arm"], metadata={"fps": 50}).append(
+            x=1.0, _ts=0.0)
+    mocap = load("a/b/c", dash_root=dash_root).tracks("pose").read(format="mocap")
+    assert mocap["metadata"]["fps"] == 50 and mocap["metadata"]["description"] == "end effector"
+    assert mocap["metadata"]["tags"] == ["arm"]
