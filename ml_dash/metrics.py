@@ -133,7 +133,7 @@ class Metrics(Stream):
         if len(staged) >= session.max_backlog:
             session.flush()  # before staging, as in Stream.log
         staged.extend(points)
-        if _flush or session.write_through:
+        if _flush:
             session.flush()
         return self
 

@@ -33,6 +33,9 @@ from .storage import Store
 # Chosen so that a loop that flushes every step never reaches it.
 MAX_BACKLOG = 100_000  # staged points
 FLUSH_INTERVAL_VARIABLE = "ML_DASH_FLUSH_INTERVAL"
+# The switch scripts written for the public ml-dash package use to turn its client-side
+# write buffer off: then every log() is committed by the call itself.
+BUFFER_VARIABLE = "ML_DASH_BUFFER_ENABLED"
 DEFAULT_FLUSH_INTERVAL = 5.0  # seconds a staged point waits at most for a commit
 TIMER_TICKS = 4  # wake-ups per interval: a point waits 3/4 to 4/4 of it
 
@@ -40,6 +43,7 @@ TIMER_TICKS = 4  # wake-ups per interval: a point waits 3/4 to 4/4 of it
 class Session:
     def __init__(self, path, sync_interval, lock_timeout):
         self.flush_interval = flush_interval()
+        write_through = not buffer_enabled()  # both checked before the store and its lock are taken
         self.path = path
         self.pid = os.getpid()
         self.forked = False  # set in a child process: see _after_fork_in_child
@@ -52,13 +56,14 @@ class Session:
         # A deque, because append and popleft are atomic: threads may log
         # while another one flushes, and no point is lost or taken twice.
         # Stream.log appends to it directly: it is the hot path.
-        self.staged: Any = collections.deque()  # a _ParentsQueue in a forked child
-        # Track entries, staged apart: the writer orders and merges them by _ts.
+        # A _WriteThroughQueue when ML_DASH_BUFFER_ENABLED=false, a _ParentsQueue in a forked child.
+        self.staged: Any = _WriteThroughQueue(self) if write_through else collections.deque()
+        # Track entries, staged apart: the writer orders and merges them by _ts.  Never a
+        # write-through queue: an entry is staged under the lock a flush takes (TrackFloors),
+        # so Track.append commits after staging when write_through is set.
         self.staged_entries: Any = collections.deque()
         self._floors = TrackFloors(self.writer)
-        # ML_DASH_BUFFER_ENABLED=false (the reference's switch): every log()
-        # and append() commits at once, so a read right after it sees it.
-        self.write_through = buffering_disabled()
+        self.write_through = write_through
         self._records: list = []
         self._flush_lock = threading.Lock()
         self.max_backlog = MAX_BACKLOG
@@ -250,14 +255,6 @@ class TrackFloors:
             self._newest.clear()
 
 
-BUFFER_VARIABLE = "ML_DASH_BUFFER_ENABLED"
-
-
-def buffering_disabled():
-    """Whether ``ML_DASH_BUFFER_ENABLED`` says false (``0``, ``false``, ``no``, ``off``)."""
-    return os.environ.get(BUFFER_VARIABLE, "").strip().lower() in ("0", "false", "no", "off")
-
-
 def flush_interval():
     """Seconds from ``ML_DASH_FLUSH_INTERVAL`` (default 5), checked before a run opens."""
     text = os.environ.get(FLUSH_INTERVAL_VARIABLE)
@@ -272,6 +269,49 @@ def flush_interval():
             f"{FLUSH_INTERVAL_VARIABLE}={text!r}: expected a number of seconds > 0 (how long "
             "a staged point waits at most before it is committed)")
     return seconds
+
+
+def buffer_enabled():
+    """False when ``ML_DASH_BUFFER_ENABLED`` says so (``false``, ``0``, ``no``, ``off``):
+    then every point is committed as it is logged.  Checked when a run opens."""
+    text = os.environ.get(BUFFER_VARIABLE)
+    if text is None:
+        return True
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on", ""):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"{BUFFER_VARIABLE}={text!r}: expected true or false (false commits every "
+                             "log() as it is called)")
+
+
+class _WriteThroughQueue(collections.deque):
+    """The staging queue of a session that commits every point as it is staged.
+
+    What ``ML_DASH_BUFFER_ENABLED=false`` asks for: a ``log()`` is then its own
+    snapshot, read back at once (as with ``log(_flush=True)``), at the cost of one
+    commit per call.  A subclass of the queue rather than a test in ``log()``, so
+    that the buffered path, the default, pays nothing for it.  ``Session.flush``
+    pops with ``popleft``, which is the deque's own.
+    """
+
+    def __init__(self, session):
+        super().__init__()
+        self._session = weakref.ref(session)  # no cycle: a forgotten session is collected
+
+    def append(self, item):
+        super().append(item)
+        self._commit()
+
+    def extend(self, items):
+        super().extend(items)
+        self._commit()
+
+    def _commit(self):
+        session = self._session()
+        if session is not None:
+            session.flush()
 
 
 class _ParentsQueue:

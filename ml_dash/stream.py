@@ -107,7 +107,7 @@ class Stream:
             # after staging raised with the point staged: a retry stored it twice.)
             session.flush()
         staged.append((self._spec, fields, _ts))
-        if _flush or session.write_through:
+        if _flush:
             session.flush()
         return self
 

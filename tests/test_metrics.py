@@ -328,3 +328,33 @@ def test_backlog_threshold_commits_automatically(dash_root, monkeypatch):
         for i in range(120):
             exp.metrics("x").log(i=i)
         assert len(exp.metrics("x")) == 100
+
+
+def test_buffer_disabled_commits_every_log_as_it_is_called(dash_root, monkeypatch):
+    """ML_DASH_BUFFER_ENABLED=false (the switch of scripts written for the public ml-dash
+    package): each log() is its own snapshot, seen at once by the run and by a view."""
+    monkeypatch.setenv("ML_DASH_BUFFER_ENABLED", "false")
+    with Experiment(prefix="a/b/write-through", dash_root=dash_root).run as exp:
+        for step in range(5):
+            exp.metrics("train").log(loss=step / 10, step=step)
+        exp.metrics.log(epoch=1, eval=dict(loss=0.5))
+        assert len(exp.metrics("train")) == 5
+        assert exp.metrics("train").read(start_index=3, limit=10)["data"][0]["data"]["step"] == 3
+        with load("a/b/write-through", dash_root=dash_root) as view:
+            assert len(view.metrics("train")) == 5 and len(view.metrics("eval")) == 1
+            assert len(view.metrics) == 1
+        commits = exp.metrics("train").commit_times()
+        assert len(set(commits.tolist())) >= 1 and len(commits) == 5
+
+
+def test_buffer_enabled_by_default_and_bad_switch_refused_at_start(dash_root, monkeypatch):
+    with Experiment(prefix="a/b/buffered", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(loss=1.0)
+        assert len(exp.metrics("train")) == 0  # staged, not committed
+    monkeypatch.setenv("ML_DASH_BUFFER_ENABLED", "maybe")
+    with pytest.raises(ml_dash.ConfigurationError, match="ML_DASH_BUFFER_ENABLED='maybe'"):
+        Experiment(prefix="a/b/bad-switch", dash_root=dash_root).run.start()
+    monkeypatch.setenv("ML_DASH_BUFFER_ENABLED", "true")
+    with Experiment(prefix="a/b/bad-switch", dash_root=dash_root).run as exp:
+        exp.metrics("train").log(loss=1.0)
+        assert len(exp.metrics("train")) == 0
