@@ -126,9 +126,9 @@ class Track:
     def append(self, _data: dict | None = None, /, _ts: float | None = None, **fields: Any) -> Track:
         """Stage one entry; returns the track, so calls can be chained.
 
-        ``_ts``: absent, now (strictly after the last automatic one of the
-        experiment); a number, that time; ``-1``, the last ``_ts`` used in
-        this thread by any track or stream.  An entry with the ``_ts`` of
+        ``_ts`` (or ``timestamp``): absent, now (strictly after the last
+        automatic one of the experiment); a number, that time; ``-1``, the
+        last ``_ts`` used in this thread by any track or stream.  An entry with the ``_ts`` of
         one staged or of the last committed entry is merged into it (later
         fields win); one older than the last committed entry raises
         ``ValueError``.  Nested dicts are flattened to ``a.b`` fields; numpy
@@ -144,6 +144,13 @@ class Track:
                 raise TypeError(f"{self._label()}: append() takes a dict of fields or keywords, "
                                 f"got {type(_data).__name__}")
             fields = {**_data, **fields}
+        if "timestamp" in fields:
+            # The reference's documented spelling of the time (read() shows the time under
+            # that name): the same as _ts.  (Rejected: a field of that name, which read()
+            # would show in place of the entry's time.)
+            if _ts is not None:
+                raise TypeError(f"{self._label()}: give the time as _ts= or as timestamp=, not both")
+            _ts = fields.pop("timestamp")
         data = fields  # a fresh dict of plain values, the common case, is staged as it is
         for value in fields.values():
             if type(value) not in _SCALARS or _data is not None:  # a dict's keys are checked too
@@ -151,7 +158,7 @@ class Track:
                 flatten(self._label(), fields, "", data, 0)
                 break
         else:
-            if "timestamp" in fields or "" in fields:
+            if "" in fields:
                 flatten(self._label(), fields, "", {}, 0)  # raises, naming the field
         session.stage_entry(self._spec, data, None if _ts is None else resolve_ts(_ts),
                             self._tracks._auto_ts)
@@ -396,9 +403,6 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             if callable(tolist) and getattr(value, "ndim", 0) >= 1:
                 value = tolist()
             out[name] = convert_for(label, name, value, depth)
-    if not prefix and "timestamp" in out:
-        raise TypeError(f"{label}: a field named 'timestamp' would hide the entry's time, which "
-                        "read() returns under that name; pass the time as _ts=")
 
 
 def _parquet(entries: list) -> bytes:

@@ -111,8 +111,10 @@ def test_bad_values_raise_at_the_call_and_stage_nothing(exp, fields, key):
 def test_bad_times_and_names(exp):
     with pytest.raises(TypeError, match="_ts must be a number"):
         exp.tracks("t").append(v=1, _ts="now")
-    with pytest.raises(TypeError, match="'timestamp' would hide"):
-        exp.tracks("t").append(timestamp=3.0)
+    with pytest.raises(TypeError, match="not both"):
+        exp.tracks("t").append(timestamp=3.0, _ts=3.0)
+    with pytest.raises(TypeError, match="_ts must be a number"):
+        exp.tracks("t").append(timestamp="3")
     with pytest.raises(ValueError, match="non-empty"):
         exp.tracks("")
     with pytest.raises(ValueError, match="format must be one of"):
@@ -477,3 +479,11 @@ def test_a_views_mocap_uses_the_stored_description(dash_root):
     mocap = load("a/b/c", dash_root=dash_root).tracks("pose").read(format="mocap")
     assert mocap["metadata"]["fps"] == 50 and mocap["metadata"]["description"] == "end effector"
     assert mocap["metadata"]["tags"] == ["arm"]
+
+
+def test_timestamp_is_the_references_spelling_of_ts(exp):
+    exp.tracks("sensor/temp").append(timestamp=5.0, data={"value": 25.0})
+    exp.tracks("sensor/temp").append({"timestamp": 5.0, "unit": "C"})
+    exp.flush()
+    assert exp.tracks("sensor/temp").list_entries() == [
+        {"timestamp": 5.0, "data.value": 25.0, "unit": "C"}]
