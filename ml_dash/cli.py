@@ -302,8 +302,8 @@ def build_parser():
 
     ls = command("ls", _ls, "list runs with status, times and stream counts",
                  "List runs with their status (stale: RUNNING but its writer is gone), start and "
-                 "end times and points per stream. Reads no history: fast on any number of "
-                 "points.")
+                 "end times, points per stream and entries per track. Reads no history: fast on "
+                 "any number of points.")
     ls.add_argument("pattern", nargs="?", metavar="PATTERN",
                     help="glob over prefixes: * within a segment, ** across them "
                          "(e.g. 'alice/proj/*', '**/lr-*')")

@@ -60,9 +60,10 @@ def runs(listing):
         if run.get("stale"):
             status += " (stale)"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
+        tracks = ", ".join(f"{t['topic']}:{t['count']:,}" for t in run.get("tracks", ()))
         rows.append([run["prefix"], status, (run.get("startedAt") or "")[:19],
-                     (run.get("endedAt") or "")[:19], run["points"], streams])
-    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS"])
+                     (run.get("endedAt") or "")[:19], run["points"], streams, tracks])
+    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS", "TRACKS"])
 
 
 def points(page_rows, keys=None):

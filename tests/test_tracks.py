@@ -402,6 +402,9 @@ def test_the_command_line_shows_and_reads_tracks(dash_root, capsys):
         exp.metrics("train").log(loss=1.0)
         for i in range(5):
             exp.tracks("robot/pose").append(x=float(i), q=[i, 1], _ts=100.0 + i)
+    assert main(["ls", "--dash-root", dash_root]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split()[-1] == "TRACKS" and listed[1].endswith("robot/pose:5")
     assert main(["show", "a/b/c", "--dash-root", dash_root]) == 0
     shown = capsys.readouterr().out
     assert "tracks" in shown and "robot/pose" in shown and "TRACK" in shown
