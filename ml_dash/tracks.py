@@ -144,13 +144,15 @@ class Track:
                 raise TypeError(f"{self._label()}: append() takes a dict of fields or keywords, "
                                 f"got {type(_data).__name__}")
             fields = {**_data, **fields}
-        if "timestamp" in fields:
-            # The reference's documented spelling of the time (read() shows the time under
-            # that name): the same as _ts.  (Rejected: a field of that name, which read()
-            # would show in place of the entry's time.)
-            if _ts is not None:
-                raise TypeError(f"{self._label()}: give the time as _ts= or as timestamp=, not both")
-            _ts = fields.pop("timestamp")
+        for spelling in ("timestamp", "_ts"):  # "_ts" can only come in the positional dict
+            if spelling in fields:
+                # "timestamp" is the reference's documented spelling of the time (read() shows
+                # the time under that name).  (Rejected: a field of that name, which read()
+                # would show in place of the entry's time.)
+                if _ts is not None:
+                    raise TypeError(f"{self._label()}: give the time once, as _ts= or as "
+                                    "timestamp=")
+                _ts = fields.pop(spelling)
         data = fields  # a fresh dict of plain values, the common case, is staged as it is
         for value in fields.values():
             if type(value) not in _SCALARS or _data is not None:  # a dict's keys are checked too

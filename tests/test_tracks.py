@@ -111,8 +111,10 @@ def test_bad_values_raise_at_the_call_and_stage_nothing(exp, fields, key):
 def test_bad_times_and_names(exp):
     with pytest.raises(TypeError, match="_ts must be a number"):
         exp.tracks("t").append(v=1, _ts="now")
-    with pytest.raises(TypeError, match="not both"):
+    with pytest.raises(TypeError, match="give the time once"):
         exp.tracks("t").append(timestamp=3.0, _ts=3.0)
+    with pytest.raises(TypeError, match="give the time once"):
+        exp.tracks("t").append({"_ts": 3.0}, timestamp=3.0)
     with pytest.raises(TypeError, match="_ts must be a number"):
         exp.tracks("t").append(timestamp="3")
     with pytest.raises(ValueError, match="non-empty"):
@@ -487,6 +489,8 @@ def test_a_views_mocap_uses_the_stored_description(dash_root):
 def test_timestamp_is_the_references_spelling_of_ts(exp):
     exp.tracks("sensor/temp").append(timestamp=5.0, data={"value": 25.0})
     exp.tracks("sensor/temp").append({"timestamp": 5.0, "unit": "C"})
+    exp.tracks("sensor/temp").append({"_ts": 5.0, "k": 1})  # not a field: it would be the _ts column
     exp.flush()
     assert exp.tracks("sensor/temp").list_entries() == [
-        {"timestamp": 5.0, "data.value": 25.0, "unit": "C"}]
+        {"timestamp": 5.0, "data.value": 25.0, "unit": "C", "k": 1}]
+    assert list(exp.tracks("sensor/temp").column("_ts")) == [5.0]
