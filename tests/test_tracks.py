@@ -316,6 +316,8 @@ def test_buffering_disabled_commits_every_append(dash_root, monkeypatch):
         exp.tracks("t").append(v=1, _ts=1.0)
         exp.metrics("m").log(v=1)
         assert len(exp.tracks("t")) == 1 and len(exp.metrics("m")) == 1
+        exp.tracks("t").append(w=2, _ts=1.0)  # merged into the committed entry all the same
+        assert exp.tracks("t").list_entries() == [{"timestamp": 1.0, "v": 1, "w": 2}]
 
 
 def test_a_reader_in_another_process_sees_whole_snapshots(dash_root):
