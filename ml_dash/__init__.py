@@ -26,6 +26,7 @@ from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
     CorruptStoreError,
+    EntryNotFoundError,
     ExperimentError,
     FormatVersionError,
     MLDashError,
@@ -76,4 +77,5 @@ __all__ = [
     "WriterLockedError",
     "StreamNotFoundError",
     "ColumnNotFoundError",
+    "EntryNotFoundError",
 ]

@@ -117,3 +117,7 @@ class StreamNotFoundError(_NotFoundError):
 
 class ColumnNotFoundError(_NotFoundError):
     """The stream has no column under that key."""
+
+
+class EntryNotFoundError(_NotFoundError):
+    """A track (or a slice of it) has no entry at or before the time asked for."""

@@ -28,6 +28,7 @@ from .paths import parse_prefix, refuse_nesting
 from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
+from .tracks import Tracks
 from .values import check_info
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
@@ -85,6 +86,7 @@ class Experiment:
         self._params = Params(self)
         self._logs = Logs(self)
         self._files = Files(self)
+        self._tracks = Tracks(self, self._metrics)
 
     # -- identity ------------------------------------------------------------------
 
@@ -199,6 +201,8 @@ class Experiment:
                     doc="The run's text logs: ``info()``, ``error()``... and ``read()``.")
     files = property(lambda self: self._started(self._files),
                      doc="The root folder of the run's files; ``files('models')`` for others.")
+    tracks = property(lambda self: self._started(self._tracks),
+                      doc="The run's tracks: ``tracks('robot/pose').append(...)``, ``tracks.flush()``.")
 
     def log(self, message: Any = NO_MESSAGE, level: str | None = None,
             metadata: dict | None = None, **extra: Any) -> Logs | LogBuilder:
@@ -255,6 +259,7 @@ class Experiment:
             _open_experiments.add(self)
             _sigterm.run_started()
         self._metrics._session_opened()
+        self._tracks._session_opened()
 
     def _finish(self, status):
         session = self._session

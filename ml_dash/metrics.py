@@ -13,6 +13,7 @@ from typing import Any
 
 from .aggregation import BufferSet
 from .errors import StreamLimitError
+from .names import stream_label
 from .storage import MAX_STREAMS
 from .stream import Stream
 from .timestamps import resolve_ts
@@ -82,10 +83,11 @@ class Metrics(Stream):
             new = [name for name in dict.fromkeys(names) if name not in admitted]
             if len(admitted) + len(new) > MAX_STREAMS:
                 raise StreamLimitError(
-                    f"cannot create stream {new[max(0, MAX_STREAMS - len(admitted))]!r} in "
+                    f"cannot create {stream_label(new[max(0, MAX_STREAMS - len(admitted))])} in "
                     f"{self._exp.prefix}: an experiment holds at most {MAX_STREAMS} named streams "
-                    f"besides the root stream, and {len(admitted)} exist or are staged; nothing "
-                    "of this call was staged (log such values as keys of fewer streams)")
+                    f"and tracks together besides the root stream, and {len(admitted)} exist or "
+                    "are staged; nothing of this call was staged (log such values as keys of "
+                    "fewer streams)")
             admitted.update(new)
 
     def _session_opened(self):

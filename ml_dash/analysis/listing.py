@@ -26,8 +26,8 @@ def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> li
     ``"**/lr-*"``); None lists every run.  Each dict holds ``prefix``,
     ``path``, ``status``, ``stale`` (a ``RUNNING`` run whose writer is gone),
     ``createdAt``, ``startedAt``, ``endedAt``, ``description``, ``tags``,
-    ``streams`` (``[{"name", "count"}]``, the root stream named None) and
-    ``points``.  A run that cannot be read is listed with status
+    ``streams`` (``[{"name", "count"}]``, the root stream named None),
+    ``points`` and ``tracks`` (``[{"topic", "count"}]``).  A run that cannot be read is listed with status
     ``UNREADABLE`` and an ``error``.  Sorted by prefix.
     """
     root = os.path.realpath(dash_root)
@@ -78,9 +78,10 @@ def run_folders(root: str, pattern: str | None = None):
 def _summary(prefix, directory, held):
     run = {"prefix": prefix, "path": directory}
     try:
-        record, counts = overview_of(directory)
+        record, counts, tracks = overview_of(directory)
     except (FileNotFoundError, MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
+        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0,
+                    tracks=[])
     writer = record.get("writer") or {}
     status = record.get("status")
     streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
@@ -95,6 +96,7 @@ def _summary(prefix, directory, held):
         tags=record.get("tags") or [],
         streams=streams,
         points=sum(counts.values()),
+        tracks=[{"topic": topic, "count": count} for topic, count in sorted(tracks.items())],
     )
     return run
 
