@@ -76,11 +76,13 @@ class Stream:
 
     # -- writing ------------------------------------------------------------------
 
-    def log(self, _ts: float | None = None, _flush: bool = False, **fields: Any) -> Stream:
+    def log(self, _ts: float | dict | None = None, _flush: bool = False, **fields: Any) -> Stream:
         """Stage one point; returns the stream so calls can be chained.
 
         ``_ts``: the point's time (default now; ``-1`` reuses the last one
-        used in this thread).  ``_flush=True`` also commits at once.
+        used in this thread).  ``_flush=True`` also commits at once.  A dict
+        in its place is the point's fields, as other trackers take them:
+        ``log({"loss": 0.3})`` is ``log(loss=0.3)`` (see :meth:`_log_dict`).
         """
         # The hot path of a training loop: kept inline and flat on purpose
         # (bench/core.py measures it against a plain list append).
@@ -97,6 +99,8 @@ class Stream:
             check_fields(self.name, fields)
         if _ts is None:
             _ts = _last_ts.value = now()
+        elif type(_ts) is dict:  # tested only when a time was given: the default path pays nothing
+            return self._log_dict(_ts, _flush, fields)
         else:
             _ts = resolve_ts(_ts)
         staged = session.staged
@@ -110,6 +114,28 @@ class Stream:
         if _flush:
             session.flush()
         return self
+
+    def _log_dict(self, given, _flush, fields):
+        """``log({"loss": 0.3}, step=1)``: the dict's items are fields, merged with the keywords.
+
+        A ``"_ts"`` item is the point's time.  Keys must be strings, and a
+        key given both ways is refused (which value was meant is a guess);
+        on the root stream dict values are routed to streams as keywords
+        are.  (Rejected: a separate ``log_dict()``: scripts written for
+        wandb or trackio call ``log(dict)`` and should run as they are.)
+        """
+        for key in given:
+            if not isinstance(key, str):
+                raise TypeError(f"{self._label()}: field names must be strings, got "
+                                f"{type(key).__name__} {key!r} in the dict given to log()")
+            if key in fields:
+                raise TypeError(f"{self._label()}: field {key!r} given both in the dict and as a "
+                                "keyword of log(); give it once")
+            if key == "_flush":
+                raise TypeError(f"{self._label()}: '_flush' is log()'s own flag, not a field; "
+                                "pass it as log({...}, _flush=True)")
+        merged = {**given, **fields}
+        return self.log(merged.pop("_ts", None), _flush, **merged)
 
     def _route(self, _ts, _flush, fields):
         raise TypeError(f"{self._label()}: dict values are routed to streams only by the root stream")
