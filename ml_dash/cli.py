@@ -51,13 +51,8 @@ def _load(args, prefix=None):
 
 def _no_run(args, prefix):
     """The ``UserError`` for a run that is not there, naming the close matches."""
-    import ml_dash
-    known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-    close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
-    hint = f"; {close}" if close else (
-        f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
-        else "; it holds no runs")
-    return UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}")
+    from .paths import no_run_message
+    return UserError(no_run_message(prefix, args.dash_root))
 
 
 def _stream(view, name):
@@ -354,8 +349,8 @@ def _formatter(prog):
 
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dash-root", default=".dash", metavar="DIR",
-                        help="where runs are stored (default .dash)")
+    common.add_argument("--dash-root", default=None, metavar="DIR",
+                        help="where runs are stored (default $ML_DASH_ROOT, else .dash)")
     parser = argparse.ArgumentParser(
         prog="ml-dash", formatter_class=_formatter,
         description="Local experiment-metrics store: list, inspect, export and plot runs.")
@@ -481,6 +476,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import MLDashError
+    from .paths import resolve_root
+    if hasattr(args, "dash_root"):
+        args.dash_root = resolve_root(args.dash_root)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `ml-dash read ... | head`

@@ -24,7 +24,7 @@ from .logs import Logs
 from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
-from .paths import parse_prefix, refuse_nesting
+from .paths import parse_prefix, refuse_nesting, resolve_root
 from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
@@ -51,7 +51,7 @@ class Experiment:
 
     def __init__(self, prefix: str | None = None, *, description: str | None = None,
                  readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
-                 metadata: dict | None = None, dash_root: str = ".dash", dash_url: str | None = None,
+                 metadata: dict | None = None, dash_root: str | None = None, dash_url: str | None = None,
                  sync_interval: float = 1.0, lock_timeout: float | None = 0.0, **settings: Any) -> None:
         if dash_url is not None:
             raise ConfigurationError(
@@ -66,7 +66,7 @@ class Experiment:
         if sync_interval is None or not 0 <= float(sync_interval) <= threading.TIMEOUT_MAX:
             raise ConfigurationError(f"sync_interval must be >= 0 seconds (at most "
                                      f"{threading.TIMEOUT_MAX:.0f}), got {sync_interval!r}")
-        self.dash_root = dash_root
+        self.dash_root = resolve_root(dash_root)  # $ML_DASH_ROOT, else .dash, when not given
         self._record: dict = {}
         if prefix is not None:
             settings["prefix"] = prefix

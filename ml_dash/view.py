@@ -26,21 +26,24 @@ from .files import Files
 from .logs import Logs
 from .metrics import Metrics
 from .params import Params
-from .paths import parse_prefix
+from .paths import no_run_message, parse_prefix, resolve_root
 from .storage import Store, writer_alive
 from .timestamps import iso
 
 
-def load(prefix: str, dash_root: str = ".dash") -> ExperimentView:
+def load(prefix: str, dash_root: str | None = None) -> ExperimentView:
     """A read-only :class:`ExperimentView` of the experiment ``prefix``.
 
-    Raises ``FileNotFoundError`` naming the prefix when there is no such run.
+    ``dash_root`` defaults to ``$ML_DASH_ROOT``, else ``.dash``.  Raises
+    ``FileNotFoundError`` naming the prefix, the absolute folder searched
+    and the close matches when there is no such run.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = parse_prefix(prefix, dash_root)
     try:
         store = Store.open(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no experiment {prefix!r} under {dash_root!r}") from None
+        raise FileNotFoundError(no_run_message(prefix, dash_root)) from None
     return ExperimentView("/".join(segments), path, store)
 
 

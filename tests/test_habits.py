@@ -71,3 +71,54 @@ def test_params_refuse_a_positional_that_is_no_config_and_store_nothing(exp):
     with pytest.raises(TypeError, match="'lr' is given both"):
         exp.params.set(Model(), lr=2)
     assert exp.params.get() == {}
+
+
+def _python(code, cwd, env_root):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, ML_DASH_ROOT=env_root)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_ml_dash_root_is_the_default_everywhere(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = str(tmp_path / "project" / ".dash")
+    notebook = tmp_path / "project" / "notebooks"
+    notebook.mkdir(parents=True)
+    done = _python(
+        "import ml_dash\n"
+        "with ml_dash.Experiment(prefix='alice/proj/lr-0.1').run as exp:\n"
+        "    exp.metrics.log(loss=1.0)\n"
+        "print(len(ml_dash.load('alice/proj/lr-0.1').metrics))\n"
+        "print([r['prefix'] for r in ml_dash.list_experiments()])\n"
+        "try:\n"
+        "    ml_dash.load('alice/proj/lr-01')\n"
+        "except FileNotFoundError as exc:\n"
+        "    print(exc)\n", cwd=notebook, env_root=root)
+    assert done.returncode == 0, done.stderr
+    count, listed, missing = done.stdout.splitlines()
+    assert count == "1" and listed == "['alice/proj/lr-0.1']"
+    assert os.path.exists(os.path.join(root, "alice", "proj", "lr-0.1"))
+    assert not (notebook / ".dash").exists()
+    assert repr(root) in missing and "did you mean alice/proj/lr-0.1?" in missing
+    cli = subprocess.run([sys.executable, "-m", "ml_dash", "ls"], cwd=notebook,
+                         env=dict(os.environ, ML_DASH_ROOT=root), capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode == 0 and "alice/proj/lr-0.1" in cli.stdout, cli.stderr
+    given = _python("import ml_dash; print(ml_dash.list_experiments('elsewhere'))", cwd=notebook,
+                    env_root=root)
+    assert given.stdout.strip() == "[]"  # a dash_root given wins over the variable
+
+
+def test_not_found_says_the_absolute_folder_searched(tmp_path, monkeypatch):
+    import ml_dash
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ML_DASH_ROOT", raising=False)
+    with pytest.raises(FileNotFoundError) as caught:
+        ml_dash.load("alice/proj/none")
+    assert repr(str(tmp_path / ".dash")) in str(caught.value)
+    assert "does not exist" in str(caught.value) and "ML_DASH_ROOT" in str(caught.value)

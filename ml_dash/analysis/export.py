@@ -25,7 +25,7 @@ FORMATS = ("csv", "jsonl", "parquet")
 CHUNK = 50_000  # points per step
 
 
-def export(prefix: str, path: str, format: str | None = None, *, dash_root: str = ".dash",
+def export(prefix: str, path: str, format: str | None = None, *, dash_root: str | None = None,
            streams: list | None = None, progress: Callable | None = None) -> int:
     """Write the run ``prefix`` to ``path``; returns the number of points written.
 

@@ -8,17 +8,14 @@ history, so its cost does not depend on how long the runs are.
 from __future__ import annotations
 
 import os
-import re
 
 from ..errors import MLDashError
 from ..names import glob_matcher
-from ..storage import DATA_FILE, held_flocks, overview_of, writer_alive
+from ..paths import resolve_root, run_folders
+from ..storage import held_flocks, overview_of, writer_alive
 from ..timestamps import iso
 
-_WILDCARDS = re.compile(r"[*?\[]")
-
-
-def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> list[dict]:
+def list_experiments(dash_root: str | None = None, pattern: str | None = None) -> list[dict]:
     """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
 
     ``pattern`` is a glob over prefixes: ``*`` and ``?`` stay within one
@@ -28,9 +25,10 @@ def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> li
     ``createdAt``, ``startedAt``, ``endedAt``, ``description``, ``tags``,
     ``streams`` (``[{"name", "count"}]``, the root stream named None) and
     ``points``.  A run that cannot be read is listed with status
-    ``UNREADABLE`` and an ``error``.  Sorted by prefix.
+    ``UNREADABLE`` and an ``error``.  Sorted by prefix.  ``dash_root``
+    defaults to ``$ML_DASH_ROOT``, else ``.dash``.
     """
-    root = os.path.realpath(dash_root)
+    root = os.path.realpath(resolve_root(dash_root))
     matches = glob_matcher(pattern) if pattern else None
     held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
@@ -39,40 +37,6 @@ def list_experiments(dash_root: str = ".dash", pattern: str | None = None) -> li
             out.append(_summary(prefix, directory, held))
     out.sort(key=lambda run: run["prefix"])
     return out
-
-
-def run_folders(root: str, pattern: str | None = None):
-    """``(prefix, directory)`` of every store under ``root`` that ``pattern`` can match.
-
-    Starts at the pattern's literal leading folders and, for a pattern
-    without ``**``, goes no deeper than its number of segments.
-    """
-    base, depth = [], None
-    if pattern:
-        segments = pattern.strip("/").split("/")
-        for segment in segments:
-            if _WILDCARDS.search(segment) or segment in ("", ".", ".."):
-                break
-            base.append(segment)
-        if "**" not in pattern:
-            depth = len(segments)
-    start = os.path.join(root, *base)
-    stack = [(start, base)]
-    while stack:
-        directory, segments = stack.pop()
-        if os.path.exists(os.path.join(directory, DATA_FILE)):
-            if len(segments) >= 2:
-                yield "/".join(segments), directory
-            continue  # a run's own folders (columns/, files/) hold no runs
-        if depth is not None and len(segments) >= depth:
-            continue
-        try:
-            entries = list(os.scandir(directory))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, segments + [entry.name]))
 
 
 def _summary(prefix, directory, held):

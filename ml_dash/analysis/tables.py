@@ -20,7 +20,7 @@ from ..view import load
 from . import listing
 
 
-def runs_table(pattern: str | None = None, *, dash_root: str = ".dash", streams: list | None = None,
+def runs_table(pattern: str | None = None, *, dash_root: str | None = None, streams: list | None = None,
                keys: list | None = None, to: str = "pandas") -> Any:
     """One long table of many runs: ``run, stream, index, _ts, keys...``.
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.listing import run_folders
+from ..paths import run_folders
 from ..errors import ColumnNotFoundError, MLDashError
 from ..names import glob_matcher
 from ..view import ExperimentView, load
