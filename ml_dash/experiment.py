@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import launches
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Bindrs, Files
 from .logs import Logs
@@ -226,9 +227,9 @@ class Experiment:
         try:
             stored = records.stored_experiment(session.reader)
             now = time.time()
-            record = dict(stored)
+            record = launches.started(stored, now)  # the history, and the first start kept
             record.update({k: v for k, v in self._given.items() if v is not None})
-            record.update(prefix=self.prefix, status=RUNNING, startedAt=now, endedAt=None,
+            record.update(prefix=self.prefix, status=RUNNING, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
             record.setdefault("createdAt", now)
             session.stage_record(records.experiment_put(record))
@@ -243,12 +244,12 @@ class Experiment:
             _sigterm.run_started()
         self._metrics._session_opened()
 
-    def _finish(self, status):
+    def _finish(self, status, error=None):
         session = self._session
         if session is None:
             return
         self._metrics.buffer.warn_unsummarized(self.prefix)
-        record = dict(self._record, status=status, endedAt=time.time())
+        record = launches.ended(self._record, status, time.time(), error)
         session.stage_record(records.experiment_put(record))
         session.close()  # flushes; on failure the run stays open for a retry
         self._record = record
@@ -288,9 +289,16 @@ class Run(RUN):
         """Commit everything and close the run as ``COMPLETED``."""
         self._exp._finish(COMPLETED)
 
-    def fail(self) -> None:
-        """Commit everything and close the run as ``FAILED``."""
-        self._exp._finish(FAILED)
+    def fail(self, error: BaseException | None = None) -> None:
+        """Commit everything and close the run as ``FAILED``.
+
+        ``error``: the exception that failed it, recorded (type, message,
+        traceback; ``show`` prints them); default the one being handled, if
+        called in an ``except`` block.  ``with exp.run`` passes its own.
+        """
+        if error is None:
+            error = sys.exc_info()[1]
+        self._exp._finish(FAILED, error)
 
     def cancel(self) -> None:
         """Commit everything and close the run as ``CANCELLED``."""
@@ -305,7 +313,7 @@ class Run(RUN):
         elif issubclass(exc_type, KeyboardInterrupt):
             self.cancel()
         else:
-            self.fail()
+            self.fail(exc)
         return False
 
     def __call__(self, function: Callable) -> Callable:
@@ -416,7 +424,7 @@ def _close_open_runs():
                        if e._session is not None and e._session.pid == os.getpid()]
     for experiment in experiments:
         try:
-            experiment._finish(status)
+            experiment._finish(status, last if status == FAILED else None)
         except Exception as exc:  # report, and keep closing the others
             print(f"ml_dash: could not close {experiment.prefix} at exit: {exc}", file=sys.stderr)
 

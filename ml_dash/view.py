@@ -94,12 +94,32 @@ class ExperimentView:
     tags = property(lambda self: self._record().get("tags") or [])
     metadata = property(lambda self: self._record().get("metadata"))
 
+    notes = property(lambda self: self._record().get("notes"))
+
+    @property
+    def error(self) -> dict | None:
+        """``{"type", "message", "traceback"}`` of the exception that failed the last
+        launch, None when it did not fail by one."""
+        return self._record().get("error")
+
+    @property
+    def launches(self) -> list[dict]:
+        """The launches of the run, oldest first: ``startedAt``, ``endedAt`` (ISO),
+        ``status``, ``pid``, ``host``, ``command`` (and ``error`` for a failed one).
+
+        Bounded: the first launch and the latest ones (see ``launches.MAX_LAUNCHES``);
+        ``info["launchCount"]`` counts them all.  A run written before launches
+        were recorded has none.
+        """
+        return _iso_launches(self._record())
+
     @property
     def info(self) -> dict:
         """The whole experiment record, with times as ISO strings and ``stale``."""
         record = self._record()
         for key in ("createdAt", "startedAt", "endedAt"):
             record[key] = iso(record.get(key))
+        record["launches"] = _iso_launches(record)
         record["stale"] = _is_stale(record, self.path)
         return record
 
@@ -124,6 +144,14 @@ class ExperimentView:
 
     def __repr__(self):
         return f"<ExperimentView {self.prefix} {self.status}>"
+
+
+def _iso_launches(record):
+    launches = [dict(entry) for entry in record.get("launches") or []]
+    for entry in launches:
+        for key in ("startedAt", "endedAt"):
+            entry[key] = iso(entry.get(key))
+    return launches
 
 
 def _is_stale(record, path):

@@ -15,6 +15,7 @@ from ..paths import resolve_root, run_folders
 from ..storage import held_flocks, overview_of, writer_alive
 from ..timestamps import iso
 
+
 def list_experiments(dash_root: str | None = None, pattern: str | None = None) -> list[dict]:
     """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
 
@@ -22,7 +23,8 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None) -
     segment, ``**`` spans any number of them (``"alice/proj/*"``,
     ``"**/lr-*"``); None lists every run.  Each dict holds ``prefix``,
     ``path``, ``status``, ``stale`` (a ``RUNNING`` run whose writer is gone),
-    ``createdAt``, ``startedAt``, ``endedAt``, ``description``, ``tags``,
+    ``createdAt``, ``startedAt`` (of the first launch), ``endedAt`` (of the
+    last), ``description``, ``tags``, ``launches`` (how many times it was started),
     ``streams`` (``[{"name", "count"}]``, the root stream named None) and
     ``points``.  A run that cannot be read is listed with status
     ``UNREADABLE`` and an ``error``.  Sorted by prefix.  ``dash_root``
@@ -44,7 +46,8 @@ def _summary(prefix, directory, held):
     try:
         record, counts = overview_of(directory)
     except (FileNotFoundError, MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), streams=[], points=0)
+        return dict(run, status="UNREADABLE", stale=False, error=str(exc), launches=0, streams=[],
+                    points=0)
     writer = record.get("writer") or {}
     status = record.get("status")
     streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
@@ -57,6 +60,7 @@ def _summary(prefix, directory, held):
         endedAt=iso(record.get("endedAt")),
         description=record.get("description"),
         tags=record.get("tags") or [],
+        launches=int(record.get("launchCount") or 0),
         streams=streams,
         points=sum(counts.values()),
     )
