@@ -157,6 +157,11 @@ class Experiment:
             raise _forked_error(session)
         return session
 
+    @staticmethod
+    def _streams_are_final():
+        """False: a stream may be logged to later, by this run or a restart of it."""
+        return False
+
     def _reader(self):
         """Committed data: the live session's reader, or a reader after close."""
         if self._session is not None:

@@ -191,6 +191,8 @@ class Stream:
         """
         check_range(start_index, limit)
         rows, has_more = self._reader().page(self.store_name, start_index, limit)
+        if not rows:
+            self._refuse_if_absent()
         data = []
         for index, created, ts, fields in rows:
             fields["_ts"] = ts
@@ -205,11 +207,41 @@ class Stream:
 
     def __len__(self) -> int:
         """Number of committed points."""
-        return self._reader().count(self.store_name)
+        count = self._reader().count(self.store_name)
+        if not count:
+            self._refuse_if_absent()
+        return count
 
     def keys(self) -> list[str]:
         """Names of the stream's columns (its numeric fields, and ``_ts``)."""
-        return self._reader().column_keys(self.store_name)
+        keys = self._reader().column_keys(self.store_name)
+        if not keys:
+            self._refuse_if_absent()
+        return keys
+
+    def _refuse_if_absent(self):
+        """``StreamNotFoundError`` with the close matches for a named stream that a
+        view reads and that does not exist in a run that has ended.
+
+        Called only when a read found nothing, so reads of streams that exist
+        pay nothing for it.  A live run's streams may still appear (a watcher
+        started before the training logs them), so they read as empty, as
+        they do for the experiment that writes them; taking the handle,
+        ``view.metrics("x")``, never raises.
+        """
+        if self.name is None or not self._exp._streams_are_final():
+            return
+        names = self._reader().stream_names()
+        if self.store_name not in names:
+            raise StreamNotFoundError(self._absent_message(names))
+
+    def _absent_message(self, names):
+        streams = sorted(name for name in names if name)
+        hint = did_you_mean(self.name or "", streams, "stream ")
+        hint = f"; {hint}" if hint else (f"; its streams are {streams}" if streams else
+                                         "; it has no named streams")
+        return (f"{self._label()} has no committed points: {self._exp.prefix} has no such stream "
+                f"and has ended{hint}")
 
     def column(self, key: str, start: int = 0, stop: int | None = None, *,
                downsample: int | None = None, method: str = "minmax") -> np.ndarray:
@@ -235,6 +267,8 @@ class Stream:
         """``{key: column}`` for ``keys``, or for every column when none are given."""
         check_range(start, 0 if stop is None else stop, ("start", "stop"))
         found, missing = self._reader().columns(self.store_name, list(keys) or None, start, stop)
+        if not found:
+            self._refuse_if_absent()
         if missing:
             raise ColumnNotFoundError(self._missing_message(missing[0]))
         return found
@@ -256,6 +290,7 @@ class Stream:
         """A summary of the stream: counts, times, columns and its description."""
         ends = self._reader().ends(self.store_name)
         if ends is None:
+            self._refuse_if_absent()
             raise StreamNotFoundError(f"{self._label()} has no committed points")
         return summarize(self.name, *ends)
 
@@ -303,7 +338,10 @@ class Stream:
         Read from the rows (one scan; the fields are not decoded): points
         with equal commit times were flushed together.
         """
-        return self._reader().commit_times(self.store_name, start, stop)
+        times = self._reader().commit_times(self.store_name, start, stop)
+        if not len(times):
+            self._refuse_if_absent()
+        return times
 
     def to_pandas(self, *keys: str, start: int = 0, stop: int | None = None):
         """A ``pandas.DataFrame`` of the stream's columns (all, or ``keys``),

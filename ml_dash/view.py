@@ -66,6 +66,11 @@ class _ReadOnly:
     def _reader(self):
         return self._store.reader
 
+    def _streams_are_final(self):
+        """True once the run has ended (or its writer is gone): no stream can appear."""
+        record = self._store.reader.experiment()
+        return record.get("status") != "RUNNING" or _is_stale(record, self.path)
+
     def _open_session(self):
         raise ExperimentError(
             f"experiment {self.prefix!r} was opened read-only with load(); write to it "
