@@ -235,9 +235,16 @@ def _wait_for_run(args):
     """The view of run ``args.prefix`` once it exists and has started: ``read -f``
     may be started before the training that creates the run."""
     import ml_dash
+
+    from .paths import parse_prefix
+    from .storage import DATA_FILE
+    data_file = os.path.join(parse_prefix(args.prefix, args.dash_root)[1], DATA_FILE)
     waiting = False
     while True:
-        try:  # load(), not _load(): its hint lists every run, on every poll
+        try:
+            # Looked for first: the message of load() lists every run, and this polls.
+            if not os.path.exists(data_file):
+                raise FileNotFoundError(data_file)
             return _started(ml_dash.load(args.prefix, dash_root=args.dash_root))
         except (FileNotFoundError, UserError):
             if not waiting:
