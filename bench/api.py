@@ -7,6 +7,11 @@
   keyword dict to a list (the floor of any Python call that keeps its values);
 - ``buffer.log_summary()`` over 10,000 buffered values per key against the
   same statistics computed with the ``statistics`` module;
+- ``params.set()`` of many keys (flat, and nested pairs) into a fresh run,
+  and of one key into a run holding them, against writing the same flat
+  dict as one JSON file with an fsync (what the reference package does; a
+  set commits as a flush does: it survives a killed process at once, and
+  is fsynced within ``sync_interval``);
 - saving a file (``files.upload``: copy, sha256, fsync, rename, LMDB record)
   and downloading it (copy with sha256 check) against ``shutil.copyfile``,
   with and without an fsync, of the same file, and against hashing it alone
@@ -18,6 +23,7 @@ so read the ratios.
 
 import argparse
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -111,6 +117,39 @@ def summary_figures(directory, values_per_key, repeats):
     return figures
 
 
+def json_floor(path, flat):
+    """The flat params as one JSON file, fsynced: milliseconds."""
+    start = time.perf_counter()
+    with open(path, "w") as handle:
+        json.dump(flat, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return (time.perf_counter() - start) * 1e3
+
+
+def params_figures(root, keys, repeats):
+    flat = {f"p{i}": i * 0.001 for i in range(keys)}
+    nested = {"model": {f"layer{i}": {"w": i, "b": -i} for i in range(keys // 2)}}
+    runs = iter(range(10 ** 6))
+
+    def timed_set(values, before=None):
+        def run():
+            with ml_dash.Experiment(prefix=f"bench/api/params{next(runs)}", dash_root=root).run as exp:
+                if before is not None:
+                    exp.params.set(**before)
+                start = time.perf_counter()
+                exp.params.set(**values)
+                return (time.perf_counter() - start) * 1e3
+        return run
+
+    return interleaved(repeats, [
+        (f"json.dump + fsync of {keys} keys", lambda: json_floor(os.path.join(root, "p.json"), flat)),
+        (f"ml_dash params.set, {keys} keys", timed_set(flat)),
+        (f"ml_dash params.set, {keys // 2} nested pairs", timed_set(nested)),
+        (f"ml_dash params.set, 1 key into {keys}", timed_set({"lr": 0.1}, before=flat)),
+    ])
+
+
 def write_file(path, size):
     chunk = os.urandom(1 << 20)
     with open(path, "wb") as handle:
@@ -197,6 +236,10 @@ def main():
             report(f"log_summary over {values_per_key} values x 2 keys, {label}, milliseconds",
                    "ms", {k: v for k, v in summary.items() if k.endswith(label)},
                    baseline=f"statistics module, {label}")
+        keys = 1_000 if args.quick else 10_000
+        report(f"params, milliseconds per set ({keys} keys)", "ms",
+               params_figures(fresh(root, "params"), keys, repeats),
+               baseline=f"json.dump + fsync of {keys} keys")
         report(f"a {megabytes} MB file, MB/s (higher is better)", "MB/s",
                file_figures(root, megabytes, repeats), baseline="shutil.copyfile")
     finally:

@@ -70,7 +70,7 @@ EXCLUDED_FILES = {
 
 # A test whose source names one of these reads the reference's on-disk layout.
 LAYOUT = (r'experiment\.json|parameters\.json|logs\.jsonl|data\.jsonl|metadata\.json'
-          r'|/ *"(metrics|tracks|files|logs)"')
+          r'|/ *"(metrics|tracks|files|logs)"|/(metrics|tracks|files|logs)"')
 
 # Loaded by pytest in the child (``-p``): deselects what does not count and records
 # every selected test's outcome, one JSON line each.

@@ -4,7 +4,9 @@
     python bench/core.py --quick    # smoke run
 
 Workload per step: ``metrics("train").log(loss, accuracy)``,
-``metrics("eval").log(loss, accuracy)``, ``metrics.log(epoch=...).flush()``.
+``metrics("eval").log(loss, accuracy)``, ``metrics.log(epoch=...).flush()``;
+and, beside each other, one ``metrics("pose").log`` or one
+``tracks("pose").append`` of the same four fields, flushed every step.
 Every figure is the median of the repeats, quoted beside the floor it is
 compared with; the machine is shared and noisy, so read ratios, not
 absolute times.
@@ -73,6 +75,21 @@ def ml_dash_steps(directory, steps, flush_every=1, sync_interval=1.0):
             root.log(epoch=step // 1000)
             if (step + 1) % flush_every == 0:
                 root.flush()
+        elapsed = time.perf_counter() - start
+    return elapsed / steps * 1e6
+
+
+def pose_steps(directory, steps, track):
+    """One call per step with the same fields, then a flush: ``metrics("pose").log`` or
+    ``tracks("pose").append`` (times by default: the track's are made strictly increasing)."""
+    exp = ml_dash.Experiment(prefix="bench/core/pose", dash_root=directory)
+    with exp.run:
+        write = exp.tracks("pose").append if track else exp.metrics("pose").log
+        flush = exp.flush
+        start = time.perf_counter()
+        for step in range(steps):
+            write(step=step, x=step * 0.1, y=1.0 / (step + 1), z=-0.5)
+            flush()
         elapsed = time.perf_counter() - start
     return elapsed / steps * 1e6
 
@@ -223,6 +240,13 @@ def main():
             ("ml_dash, flush every 100 steps",
              lambda: ml_dash_steps(fresh(root, "md100"), steps, flush_every=100)),
         ]), baseline=floor)
+        metric_pose = "ml_dash metrics log + flush per step"
+        report("track against stream, microseconds per step (1 entry of 4 fields, flushed)", "us",
+               interleaved(repeats, [
+                   (metric_pose, lambda: pose_steps(fresh(root, "mpose"), steps, track=False)),
+                   ("ml_dash track append + flush per step",
+                    lambda: pose_steps(fresh(root, "tpose"), steps, track=True)),
+               ]), baseline=metric_pose)
         small = max(500, steps // 20)
         report(f"write with fsync per flush, microseconds per step ({small} steps)", "us", interleaved(
             max(1, repeats // 2), [

@@ -27,9 +27,11 @@ from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
     CorruptStoreError,
+    EntryNotFoundError,
     ExperimentError,
     FormatVersionError,
     MLDashError,
+    MlDashError,
     RunNotStartedError,
     StorageError,
     StreamLimitError,
@@ -38,7 +40,9 @@ from .errors import (
     WriterLockedError,
 )
 from .experiment import Experiment, ml_dash_experiment
+from .logs import LogBuilder, LogLevel
 from .maintenance import CheckReport, check, compact
+from .params import ParametersBuilder
 from .run import RUN
 from .view import ExperimentView, load
 
@@ -51,6 +55,9 @@ __all__ = [
     "load",
     "ExperimentView",
     "annotate",
+    "ParametersBuilder",
+    "LogLevel",
+    "LogBuilder",
     "check",
     "compact",
     "CheckReport",
@@ -60,6 +67,7 @@ __all__ = [
     "export",
     "plot",
     "MLDashError",
+    "MlDashError",
     "ConfigurationError",
     "TemplateFieldError",
     "StorageError",
@@ -71,4 +79,5 @@ __all__ = [
     "WriterLockedError",
     "StreamNotFoundError",
     "ColumnNotFoundError",
+    "EntryNotFoundError",
 ]

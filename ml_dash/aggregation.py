@@ -88,16 +88,30 @@ class Pending:
         return sum(map(len, self.lists.values()))
 
     def last(self, keys, limit):
-        """The last ``limit`` buffered values of each key (all keys if none given)."""
-        return {key: values[-limit:].tolist() if limit else []
+        """The last ``limit`` buffered values of each key (all keys if none given).
+
+        ``limit`` 0 or None gives all of them, as in the reference package.
+        """
+        return {key: (values[-limit:] if limit else values).tolist()
                 for key, values in self.lists.items() if values and (not keys or key in keys)}
+
+
+def check_limit(limit):
+    """``ValueError`` unless ``limit`` is a whole number >= 0 or None, at the peek() call."""
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"peek: limit must be a whole number >= 0 or None (all values), "
+                         f"got {limit!r} ({type(limit).__name__})")
 
 
 def check_aggregations(aggs):
     aggs = tuple(aggs) or ("mean",)
     for agg in aggs:
-        if agg not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {agg!r}; choose from {', '.join(AGGREGATIONS)}")
+        if type(agg) is not str or agg not in AGGREGATIONS:
+            # "Unsupported aggregation": the reference package's words, which its users match.
+            kind = "" if type(agg) is str else f" ({type(agg).__name__})"
+            raise ValueError(f"Unsupported aggregation {agg!r}{kind}; choose from "
+                             f"{', '.join(AGGREGATIONS)}; nothing was logged and the buffers "
+                             "are kept")
     return aggs
 
 
@@ -199,9 +213,12 @@ class BufferSet:
 
         ``prefix`` names a stream: its keys as they are.  Without it, every
         stream's keys as ``"<stream>/<key>"`` (the root's as ``"<key>"``).
+        ``limit`` 0 or None: every value.
         """
+        check_limit(limit)
         if prefix is not None:
-            pending = _pending_of(self._metrics(prefix))
+            # Looked up, not made: peeking at a stream never used creates no stream.
+            pending = _pending_of(self._metrics._streams.get(prefix))
             return pending.last(keys, limit) if pending else {}
         out = {}
         for stream in self._streams():
@@ -238,6 +255,7 @@ class SummaryCache:
         self._stream = stream
         self._pending = Pending()
         self._fixed = {}
+        self._summarized = 0  # stored values a summarize(clear=False) already covered
 
     def store(self, **values):
         """Accumulate values, as ``buffer()`` does."""
@@ -257,7 +275,10 @@ class SummaryCache:
         """
         self._stream._exp._open_session()
         fields = dict(self._fixed)
-        fields.update(summary_fields(self._pending.take(clear), SUMMARY_CACHE_AGGS))
+        arrays = self._pending.take(clear)
+        fields.update(summary_fields(arrays, SUMMARY_CACHE_AGGS))
+        # Kept values were summarized: closing the run must not warn that they never were.
+        self._summarized = 0 if clear else sum(map(len, arrays.values()))
         if clear:
             self._fixed = {}
         if fields:
@@ -265,9 +286,11 @@ class SummaryCache:
         return self._stream
 
     def peek(self, *keys, limit=5):
-        """The last ``limit`` stored values per key."""
+        """The last ``limit`` stored values per key (0 or None: all of them)."""
+        check_limit(limit)
         return self._pending.last(keys, limit)
 
     def __len__(self):
-        return len(self._pending)
+        """Stored values that no summary has covered yet."""
+        return len(self._pending) - self._summarized
 

@@ -15,6 +15,7 @@ import time
 
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
+from .timestamps import iso
 
 # How the root stream may be named where a STREAM is asked for; it is shown as (root).
 ROOT_NAMES = ("", ".", "root", ROOT_CLI)
@@ -125,6 +126,16 @@ def _show(args):
             rows.append([stats["name"] or ROOT_CLI, stats["count"], _fields(first), _fields(last)])
         print("\nstreams")
         print(output.table(rows, ["STREAM", "POINTS", "FIRST", "LAST"]))
+        topics = view.tracks.names()
+        if topics:
+            rows = []
+            for topic in topics:
+                stats = view.tracks(topic).stats()
+                rows.append([topic, stats["count"], output.cell(iso(stats["firstTimestamp"])),
+                             output.cell(iso(stats["lastTimestamp"])),
+                             ", ".join(stats["columns"])])
+            print("\ntracks")
+            print(output.table(rows, ["TRACK", "ENTRIES", "FIRST _ts", "LAST _ts", "NUMERIC FIELDS"]))
         logs = getattr(view, "logs", None)  # logs, where this version stores them
         if logs is not None:
             recent = logs.read(start_index=0, limit=100_000)["data"][-args.logs:]
@@ -194,8 +205,29 @@ def _fields(point):
     return ", ".join(f"{k}={output.cell(point[k])}" for k in keys)
 
 
+def _track(view, topic):
+    """The track of ``topic``, or a ``UserError`` naming the run's tracks."""
+    topics = view.tracks.names()
+    if topic not in topics:
+        close = did_you_mean(topic, topics, quote=str, join=", ")
+        hint = f"; {close}" if close else ""
+        raise UserError(f"run {view.prefix!r} has no track {topic!r}{hint} (its tracks: "
+                        f"{', '.join(topics) or 'none'})")
+    return view.tracks(topic)
+
+
 def _read(args):
+    if (args.stream is None) == (args.track is None):
+        raise UserError("name a STREAM or a --track TOPIC (one of them)")
+    if args.track is not None and args.follow:
+        raise UserError("--follow reads streams; a track is read as it is committed")
     with _wait_for_run(args) if args.follow else _load(args) as view:
+        if args.track is not None:
+            track = _track(view, args.track)
+            count = len(track)
+            start = max(count - args.tail, 0) if args.tail is not None else args.start
+            _print_rows(track.read_page(start_index=start, limit=args.limit)["data"], args.json, None)
+            return 0
         try:
             stream = _stream(view, args.stream)
         except UserError:
@@ -429,14 +461,14 @@ def build_parser():
 
     ls = command("ls", _ls, "list runs with status, times and stream counts",
                  "List runs with their status (stale: RUNNING but its writer is gone), start and "
-                 "end times and points per stream. Reads no history: fast on any number of "
-                 "points.")
+                 "end times, points per stream and entries per track. Reads no history: fast on "
+                 "any number of points.")
     ls.add_argument("pattern", nargs="?", metavar="PATTERN",
                     help="glob over prefixes: * within a segment, ** across them "
                          "(e.g. 'alice/proj/*', '**/lr-*')")
     ls.add_argument("--json", action="store_true", help="print the listing as JSON")
 
-    show = command("show", _show, "show a run: params, streams with first and last values, logs")
+    show = command("show", _show, "show a run: params, streams with first and last values, tracks, logs")
     show.add_argument("prefix", metavar="PREFIX", help="the run, e.g. alice/proj/exp")
     show.add_argument("--logs", type=int, default=10, metavar="N",
                       help="recent log lines to show (default 10)")
@@ -459,10 +491,13 @@ def build_parser():
     describe.add_argument("text", metavar="TEXT", help="the new text")
     describe.add_argument("--notes", action="store_true", help="set the notes, not the description")
 
-    read = command("read", _read, "print points of a stream, or follow a live run",
-                   "Print a page of points of a stream. The root stream is '.' (or '', 'root', '(root)').")
+    read = command("read", _read, "print points of a stream or entries of a track, or follow a live run",
+                   "Print a page of points of a stream, or of entries of a track (--track). The root "
+                   "stream is '.' (or '', 'root', '(root)').")
     read.add_argument("prefix", metavar="PREFIX", help="the run")
-    read.add_argument("stream", metavar="STREAM", help="stream name ('.' for the root stream)")
+    read.add_argument("stream", metavar="STREAM", nargs="?",
+                      help="stream name ('.' for the root stream)")
+    read.add_argument("--track", metavar="TOPIC", help="read this track's entries instead of a stream")
     read.add_argument("--start", type=_count, default=0, metavar="N", help="first point index")
     read.add_argument("--limit", type=_count, default=20, metavar="N",
                       help="points per page (default 20)")

@@ -63,9 +63,10 @@ def runs(listing):
         if run.get("launches", 0) > 1:
             status += f" x{run['launches']}"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
+        tracks = ", ".join(f"{t['topic']}:{t['count']:,}" for t in run.get("tracks", ()))
         rows.append([run["prefix"], status, local_time(run.get("startedAt")),
-                     local_time(run.get("endedAt")), run["points"], streams])
-    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS"])
+                     local_time(run.get("endedAt")), run["points"], streams, tracks])
+    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS", "TRACKS"])
 
 
 def launches(entries):

@@ -9,6 +9,7 @@ ml_dash builds on one base or none).
 
 __all__ = [
     "MLDashError",
+    "MlDashError",
     "ConfigurationError",
     "TemplateFieldError",
     "StorageError",
@@ -26,6 +27,10 @@ __all__ = [
 
 class MLDashError(Exception):
     """Root of every error ml_dash raises on purpose."""
+
+
+#: The reference package's spelling of the root, so its users' ``except`` clauses work.
+MlDashError = MLDashError
 
 
 class ConfigurationError(MLDashError, ValueError):
@@ -112,3 +117,7 @@ class StreamNotFoundError(_NotFoundError):
 
 class ColumnNotFoundError(_NotFoundError):
     """The stream has no column under that key."""
+
+
+class EntryNotFoundError(_NotFoundError):
+    """A track (or a slice of it) has no entry at or before the time asked for."""

@@ -21,7 +21,7 @@ from typing import Any
 from . import launches
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Bindrs, Files
-from .logs import Logs
+from .logs import NO_MESSAGE, LogBuilder, Logs
 from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
@@ -29,6 +29,7 @@ from .paths import parse_prefix, refuse_nesting, resolve_root
 from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
+from .tracks import Tracks
 from .values import check_info
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
@@ -86,6 +87,7 @@ class Experiment:
         self._params = Params(self)
         self._logs = Logs(self)
         self._files = Files(self)
+        self._tracks = Tracks(self, self._metrics)
 
     # -- identity ------------------------------------------------------------------
 
@@ -205,10 +207,25 @@ class Experiment:
                     doc="The run's text logs: ``info()``, ``error()``... and ``read()``.")
     files = property(lambda self: self._started(self._files),
                      doc="The root folder of the run's files; ``files('models')`` for others.")
+    tracks = property(lambda self: self._started(self._tracks),
+                      doc="The run's tracks: ``tracks('robot/pose').append(...)``, ``tracks.flush()``.")
 
-    def log(self, message: Any, level: str = "info", metadata: dict | None = None,
-            **extra: Any) -> Logs:
-        """Print and store a log line (see ``exp.logs``); returns ``exp.logs``."""
+    def log(self, message: Any = NO_MESSAGE, level: str | None = None,
+            metadata: dict | None = None, **extra: Any) -> Logs | LogBuilder:
+        """Print and store a log line (see ``exp.logs``; ``level`` default ``"info"``);
+        returns ``exp.logs``.
+
+        Without a message, the reference package's deprecated fluent style:
+        ``exp.log(epoch=1).info("done")`` (a :class:`~ml_dash.logs.LogBuilder`).
+        Only a message left out means that: ``exp.log(None)`` logs "None",
+        where the reference package logs nothing (a variable that happens to
+        be None would lose its line).
+        """
+        if message is NO_MESSAGE:
+            if level is not None:
+                raise TypeError("exp.log() without a message takes no level: the method called "
+                                "next names it, as in exp.log(epoch=1).info('done')")
+            return self._logs.builder(metadata, extra)
         return self._logs.log(message, level, metadata, **extra)
 
     def flush(self) -> Experiment:
@@ -248,6 +265,7 @@ class Experiment:
             _open_experiments.add(self)
             _sigterm.run_started()
         self._metrics._session_opened()
+        self._tracks._session_opened()
 
     def _finish(self, status, error=None):
         session = self._session

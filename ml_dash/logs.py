@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
+from enum import Enum
 from typing import Any
 
 from .storage import records
@@ -21,27 +23,62 @@ from .stream import check_range
 from .timestamps import iso
 from .values import _NOT_UTF8, convert_for, unencodable
 
-LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+class _NoMessage:
+    """The default message of ``exp.log()``: left out, which None is not (None logs "None")."""
+
+    def __repr__(self) -> str:
+        return "<no message>"
+
+
+NO_MESSAGE: Any = _NoMessage()
+
+
+class LogLevel(str, Enum):
+    """The levels by name, as the reference package exports them.
+
+    A ``str`` enum, so ``level=LogLevel.WARN`` and ``level=LogLevel.WARN.value``
+    both work (the reference package takes only the second).
+    """
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+    FATAL = "fatal"
+
+    @classmethod
+    def validate(cls, level: str) -> str:
+        """The stored (lowercase) name of ``level``, or ``ValueError``."""
+        return level_of(level)
+
+
+LEVELS = tuple(level.value for level in LogLevel)
 _ALIASES = {"warning": "warn"}
 _TO_STDERR = frozenset(("error", "fatal"))
 
 
 def level_of(level):
     """The stored (lowercase) name of ``level``, or ``ValueError``."""
-    name = level.lower() if isinstance(level, str) else level
+    name = str.lower(level) if isinstance(level, str) else level  # a LogLevel: its value
     name = _ALIASES.get(name, name)
     if name not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)} (or 'warning')")
     return name
 
 
+def _merged(metadata, extra):
+    """``metadata`` (a dict, or ``TypeError``) with ``extra`` over it; not converted yet."""
+    if metadata is None:
+        return extra
+    if not isinstance(metadata, dict):
+        raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
+    return {**metadata, **extra}
+
+
 def _metadata(metadata, extra):
-    merged = {}
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise TypeError(f"log metadata must be a dict, got {type(metadata).__name__}")
-        merged.update(metadata)
-    merged.update(extra)
+    """:func:`_merged`, each value converted for the store (``TypeError`` naming the key)."""
+    merged = _merged(metadata, extra)
     return {key: convert_for("log metadata", key, value, 1) for key, value in merged.items()}
 
 
@@ -99,15 +136,16 @@ class Logs:
             "hasMore": has_more,
         }
 
-    def log(self, message: Any, level: str = "info", metadata: dict | None = None,
+    def log(self, message: Any, level: str | None = "info", metadata: dict | None = None,
             _flush: bool = False, **extra: Any) -> Logs:
         """Print and stage one record; ``_flush=True`` also commits at once.
 
         ``metadata`` and ``extra`` are merged (``extra`` wins) and stored as
-        the record's metadata.
+        the record's metadata.  ``level=None`` is ``"info"``, as in the
+        reference package.
         """
         session = self._exp._open_session()
-        level = level_of(level)
+        level = level_of("info" if level is None else level)
         metadata = _metadata(metadata, extra)
         message = str(message)
         out = sys.stderr if level in _TO_STDERR else sys.stdout
@@ -124,22 +162,68 @@ class Logs:
             session.flush()
         return self
 
-    def debug(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "debug", metadata)
+    # The level methods take ``metadata=`` as log() does, merged with the
+    # keywords: the reference package's docs write exp.logs.info("...",
+    # metadata={...}), though its code stores that dict as a field named
+    # "metadata".  Rejected: keeping its nesting, which the docs contradict.
 
-    def info(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "info", metadata)
+    def debug(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "debug", _merged(metadata, extra))
 
-    def warn(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "warn", metadata)
+    def info(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "info", _merged(metadata, extra))
+
+    def warn(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "warn", _merged(metadata, extra))
 
     warning = warn
 
-    def error(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "error", metadata)
+    def error(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "error", _merged(metadata, extra))
 
-    def fatal(self, message: Any, **metadata: Any) -> Logs:
-        return self.log(message, "fatal", metadata)
+    def fatal(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self.log(message, "fatal", _merged(metadata, extra))
+
+    def builder(self, metadata: dict | None = None, extra: dict | None = None) -> LogBuilder:
+        """What ``exp.log()`` without a message gives: see :class:`LogBuilder`."""
+        self._exp._open_session()  # raises: the run is not started, or read-only
+        return LogBuilder(self, _metadata(metadata, extra or {}))
 
     def __repr__(self) -> str:
         return f"<Logs of {self._exp.prefix}>"
+
+
+class LogBuilder:
+    """``exp.log(epoch=1).info("done")``: metadata first, then the level and the message.
+
+    The reference package's older fluent style, deprecated there and here
+    (a ``DeprecationWarning`` when made); ``exp.logs.info("done", epoch=1)``
+    stores the same record.  Not a second ``Logs``: records are numbered by
+    the one ``exp.logs``, so this only hands its calls on.
+    """
+
+    def __init__(self, logs: Logs, metadata: dict) -> None:
+        warnings.warn("exp.log() without a message is deprecated; use "
+                      "exp.logs.info(message, **metadata) instead", DeprecationWarning, stacklevel=4)
+        self._logs = logs
+        self._metadata = metadata  # checked and converted already: a bad value raised at exp.log()
+
+    def _write(self, level: str, message: Any, metadata: dict | None, extra: dict) -> Logs:
+        return self._logs.log(message, level, {**self._metadata, **_merged(metadata, extra)})
+
+    def debug(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("debug", message, metadata, extra)
+
+    def info(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("info", message, metadata, extra)
+
+    def warn(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("warn", message, metadata, extra)
+
+    warning = warn
+
+    def error(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("error", message, metadata, extra)
+
+    def fatal(self, message: Any, metadata: dict | None = None, **extra: Any) -> Logs:
+        return self._write("fatal", message, metadata, extra)

@@ -13,8 +13,9 @@ from typing import Any
 
 from .aggregation import BufferSet
 from .errors import StreamLimitError
+from .names import stream_label
 from .storage import MAX_STREAMS
-from .stream import Stream, summarize
+from .stream import Stream
 from .timestamps import resolve_ts
 from .values import check_fields, check_info, check_keys
 
@@ -82,10 +83,11 @@ class Metrics(Stream):
             new = [name for name in dict.fromkeys(names) if name not in admitted]
             if len(admitted) + len(new) > MAX_STREAMS:
                 raise StreamLimitError(
-                    f"cannot create stream {new[max(0, MAX_STREAMS - len(admitted))]!r} in "
+                    f"cannot create {stream_label(new[max(0, MAX_STREAMS - len(admitted))])} in "
                     f"{self._exp.prefix}: an experiment holds at most {MAX_STREAMS} named streams "
-                    f"besides the root stream, and {len(admitted)} exist or are staged; nothing "
-                    "of this call was staged (log such values as keys of fewer streams)")
+                    f"and tracks together besides the root stream, and {len(admitted)} exist or "
+                    "are staged; nothing of this call was staged (log such values as keys of "
+                    "fewer streams)")
             admitted.update(new)
 
     def _session_opened(self):
@@ -108,6 +110,8 @@ class Metrics(Stream):
         ``_ts``.  Only one level is routed; deeper dicts stay nested values.
         Everything is checked before anything is staged.
         """
+        if type(_ts) is dict:  # log({"loss": 0.1}, train=dict(...)): the dict's items join the keywords
+            return self._log_dict(_ts, _flush, fields)
         session = self._exp._open_session()
         ts = resolve_ts(_ts)
         scalars = {key: value for key, value in fields.items() if type(value) is not dict}
@@ -138,17 +142,6 @@ class Metrics(Stream):
     def names(self) -> list[str | None]:
         """Names of the streams with committed points (None for the root)."""
         return [name or None for name in self._reader().stream_names()]
-
-    def list_all(self) -> list[dict]:
-        """A ``stats()`` summary of every stream of the experiment, by name."""
-        store = self._reader()
-        out = []
-        for name in store.stream_names():
-            ends = store.ends(name)
-            if ends is not None:
-                out.append(summarize(name or None, *ends))
-        out.sort(key=lambda s: (s["name"] is not None, s["name"] or ""))
-        return out
 
     def __repr__(self) -> str:
         return f"<Metrics of {self._exp.prefix}>"

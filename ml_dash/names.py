@@ -22,13 +22,30 @@ number of them, ``[abc]``/``[!abc]`` are classes; case-sensitive.
 import difflib
 import functools
 import re
+from typing import NamedTuple
 
 ROOT_CLI = "(root)"  # the root stream as the command line shows it
 ROOT_EXPORT = ""  # the root stream in the stream column of exports and tables
 
 
+class TrackName(NamedTuple):
+    """The name of a track inside the store: its topic, kept apart from stream names.
+
+    Streams and tracks share the store's catalog, the writer's and readers'
+    tables of sub-databases and the limit on their number, all keyed by
+    name; a track's key is this tuple, which never equals a stream's ``str``
+    name, so a track ``"train"`` and a stream ``"train"`` are two things.
+    (Rejected: a reserved prefix such as ``"track:"`` on the topic: stream
+    names are arbitrary strings, so some stream name would collide with it.)
+    """
+
+    topic: str
+
+
 def stream_label(name):
-    """``stream 'train'``, or ``the root stream`` for None or ``""``."""
+    """``stream 'train'``, ``track 'robot/pose'``, or ``the root stream`` for None or ``""``."""
+    if type(name) is TrackName:
+        return f"track {name.topic!r}"
     return f"stream {name!r}" if name else "the root stream"
 
 

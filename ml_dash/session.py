@@ -58,6 +58,12 @@ class Session:
         # Stream.log appends to it directly: it is the hot path.
         # A _WriteThroughQueue when ML_DASH_BUFFER_ENABLED=false, a _ParentsQueue in a forked child.
         self.staged: Any = _WriteThroughQueue(self) if write_through else collections.deque()
+        # Track entries, staged apart: the writer orders and merges them by _ts.  Never a
+        # write-through queue: an entry is staged under the lock a flush takes (TrackFloors),
+        # so Track.append commits after staging when write_through is set.
+        self.staged_entries: Any = collections.deque()
+        self._floors = TrackFloors(self.writer)
+        self.write_through = write_through
         self._records: list = []
         self._flush_lock = threading.Lock()
         self.max_backlog = MAX_BACKLOG
@@ -124,7 +130,22 @@ class Session:
 
     @property
     def pending(self):
-        return len(self.staged) + len(self._records)
+        return len(self.staged) + len(self.staged_entries) + len(self._records)
+
+    def stage_entry(self, spec, data, ts, auto):
+        """Stage a track entry at ``ts``, or at ``auto()`` when ``ts`` is None.
+
+        ``ValueError`` if it is older than what the track has committed.
+        Checked (and an automatic time taken) under one lock that
+        :meth:`flush` takes to pop, so no commit slips between the check and
+        the staging: of two threads appending automatic times to one track,
+        the later time is never flushed before the earlier one is staged.
+        """
+        if self.forked:
+            raise _forked_error(self)
+        if len(self.staged) + len(self.staged_entries) >= self.max_backlog:
+            self.flush()  # before staging, as in Stream.log
+        self._floors.stage(self.staged_entries, spec, data, ts, auto)
 
     def flush(self):
         """Commit everything staged as one snapshot; on failure keep it staged."""
@@ -133,6 +154,7 @@ class Session:
         with self._flush_lock:
             staged = self.staged
             points: list = []
+            entries: Any = ()
             records = []
             snapshots = self.writer.snapshots
             try:
@@ -140,19 +162,24 @@ class Session:
                 # extend() pops the points in one C call into a list that the
                 # handler below still holds, so none is lost on the way.
                 points.extend(starmap(staged.popleft, repeat((), len(staged))))
+                if self.staged_entries:
+                    entries = []
+                    self._floors.take(self.staged_entries, entries)
                 records = self._records
                 self._records = []
-                if not points and not records:
+                if not points and not records and not entries:
                     return
                 self._flushes += 1
-                self.writer.commit(points, records)
+                self.writer.commit(points, records, entries)
             except BaseException as exc:
                 # Committed, only not fsynced yet, or interrupted (Ctrl-C, SIGTERM) once
                 # committed: staged again, it would be stored twice.
                 if self.writer.snapshots == snapshots:
                     # points that can never be stored are dropped alone; the rest stay staged
-                    rejected = _rejected(exc, points)
+                    rejected = _rejected(exc, [*points, *entries])
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
+                    self.staged_entries.extendleft(
+                        reversed([p for p in entries if id(p) not in rejected]))
                     self._records[:0] = records
                 raise
 
@@ -176,6 +203,56 @@ def _rejected(exc, points):
     if isinstance(exc, UnstorablePointError):
         return {id(p) for p in points if p[1] is exc.data}
     return set()
+
+
+class TrackFloors:
+    """The oldest ``_ts`` each track of a session may still take.
+
+    A track's ``_ts`` column must stay strictly increasing: an entry may be
+    older than other staged ones (the writer orders them), or have the
+    ``_ts`` of the last committed entry (merged into it), but not be older
+    than that.  The floor of a track is the last ``_ts`` committed, or taken
+    by a flush for its commit; :meth:`stage` checks and stages under the
+    same lock that :meth:`take` pops under, so a timed commit between the
+    check and the staging cannot make an entry older than its floor.  A
+    commit that fails leaves the floors raised: stricter, never wrong.
+    """
+
+    def __init__(self, writer):
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._floors: dict = {}  # TrackName -> floor (None: nothing committed)
+        self._newest: dict = {}  # TrackName -> newest _ts staged
+
+    def stage(self, queue, spec, data, ts, auto):
+        name = spec.name
+        with self._lock:
+            if ts is None:
+                ts = auto()
+            try:
+                floor = self._floors[name]
+            except KeyError:  # a track's first entry in this session: what the store holds
+                floor = self._floors[name] = self._writer.last_ts(name)
+            if floor is not None and ts < floor:
+                raise ValueError(
+                    f"track {name.topic!r}: _ts={ts!r} is older than its last committed entry, "
+                    f"at _ts={floor!r}; entries of a track are ordered by _ts, and only those "
+                    "not flushed yet can still be put before others")
+            queue.append((spec, data, ts))
+            newest = self._newest.get(name)
+            if newest is None or ts > newest:
+                self._newest[name] = ts
+
+    def take(self, queue, into):
+        """Pop every staged entry of ``queue`` into ``into``, raising the floors past them."""
+        with self._lock:
+            into.extend(starmap(queue.popleft, repeat((), len(queue))))
+            floors = self._floors
+            for name, ts in self._newest.items():
+                floor = floors.get(name)
+                if floor is None or ts > floor:
+                    floors[name] = ts
+            self._newest.clear()
 
 
 def flush_interval():
@@ -270,6 +347,7 @@ def _after_fork_in_child():
     for session in list(_sessions):
         session.forked = True
         session.staged = _ParentsQueue(session)
+        session.staged_entries = _ParentsQueue(session)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -67,6 +67,11 @@ class Stream:
         self.info = info if info is not None else {}
         self._spec = StreamSpec(self.store_name, self.info)  # what staged points carry
 
+    @property
+    def _name(self) -> str | None:
+        """``name`` under the reference package's attribute name, which its users read."""
+        return self.name
+
     def _reader(self):
         """The owner's committed-data reader (a live run's, or a view's)."""
         return self._exp._reader()
@@ -294,6 +299,22 @@ class Stream:
             raise StreamNotFoundError(f"{self._label()} has no committed points")
         return summarize(self.name, *ends)
 
+    def list_all(self) -> list[dict]:
+        """A :meth:`stats` summary of every stream of the experiment with committed
+        points, this one or not, the root stream (name None) first, then by name.
+
+        On any stream, as in the reference package (``metrics("train").list_all()``),
+        and on ``exp.metrics``.
+        """
+        store = self._reader()
+        out = []
+        for name in store.stream_names():
+            ends = store.ends(name)
+            if ends is not None:
+                out.append(summarize(name or None, *ends))
+        out.sort(key=lambda s: (s["name"] is not None, s["name"] or ""))
+        return out
+
     # -- analysis -----------------------------------------------------------------
 
     def downsample(self, key: str, n: int = 2000, method: str = "minmax", x: str | None = None,
@@ -369,6 +390,7 @@ def summarize(name, entry, count, first, last):
     """The ``stats()`` dict of a stream from its catalog entry and end points."""
     record = entry.record
     return {
+        "metricId": str(entry.sid),  # the reference package's key: the stream's id in this run
         "name": name,
         "description": record.get("description"),
         "tags": record.get("tags") or [],

@@ -4,8 +4,8 @@ A view never takes the writer lock and never holds a read transaction
 between calls, so it neither blocks nor slows a live writer; it sees only
 flushed snapshots.
 
-A view is the same :class:`~ml_dash.metrics.Metrics`, ``Params``, ``Logs``
-and ``Files`` objects as a live experiment's, owned by a view that has no
+A view is the same :class:`~ml_dash.metrics.Metrics`, ``Params``, ``Logs``,
+``Files`` and ``Tracks`` objects as a live experiment's, owned by a view that has no
 session: their write methods raise ``ExperimentError`` (opened read-only).
 
 A view holds a :class:`~ml_dash.storage.Store` opened for reading: a
@@ -29,6 +29,7 @@ from .params import Params
 from .paths import no_run_message, parse_prefix, resolve_root
 from .storage import Store, writer_alive
 from .timestamps import iso
+from .tracks import Tracks
 
 
 def load(prefix: str, dash_root: str | None = None) -> ExperimentView:
@@ -90,6 +91,7 @@ class ExperimentView:
         self.params = Params(owner)
         self.logs = Logs(owner)
         self.files = Files(owner)
+        self.tracks = Tracks(owner, self.metrics)
 
     def _record(self):
         return self._store.reader.experiment()

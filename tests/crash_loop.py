@@ -17,6 +17,14 @@ so after every kill the whole store can be compared with what it must hold:
   column rebuild, logging or commit) or by itself at a named fault point
   (``ML_DASH_FAULT``, see ``ml_dash/storage/faults.py``) on a random pass.
 
+Track ``t`` gets one entry per point of ``a`` in the same snapshots, each
+merged from two appends when its index is a multiple of 3 (the second with
+``_ts=-1``), and every entry gets a ``late`` field one append after it:
+staged with the next entry, or, for the last entry of a snapshot, by the next
+snapshot (an amend of the committed entry, in place).  So every entry but the
+last has ``late``, and the last has it or not, its columns agreeing with its
+row either way.
+
 After each kill: every stream is a contiguous prefix equal to the oracle (the
 rows new since the last kill are read; all rows are re-read every
 ``--full-every`` kills with ``ml_dash.check``), every column equals the
@@ -69,6 +77,39 @@ def ts_of(stream, index):
     return 1.7e9 + index + {"a": 0.25, "b": 0.5, None: 0.75}[stream]
 
 
+def track_ts(index):
+    return 1.7e9 + index + 0.125
+
+
+def track_entry(index):
+    """Entry ``index`` of track ``t`` once its ``late`` append has come."""
+    entry = {"j": index, "w": index * 0.5, "late": -index}
+    if index % 3 == 0:
+        entry["m"] = index * 2
+    return entry
+
+
+def log_snapshot(exp, index):
+    """Stage the points and entries of the flush that starts at ``index``, and flush."""
+    a, b, root, track = exp.metrics("a"), exp.metrics("b"), exp.metrics, exp.tracks("t")
+    offset = b_offset()
+    if index:
+        track.append(late=-(index - 1), _ts=track_ts(index - 1))  # amends the committed entry
+    for k in range(flush_size(index)):
+        j = index + k
+        a.log(_ts=ts_of("a", j), **point("a", j))
+        root.log(_ts=ts_of(None, j), **point(None, j))
+        if index >= offset:
+            b.log(_ts=ts_of("b", j - offset), **point("b", j - offset))
+        track.append(j=j, w=j * 0.5, _ts=track_ts(j))
+        if j % 3 == 0:
+            track.append(m=j * 2, _ts=-1)  # the _ts of the append just before: merged
+        if k:
+            track.append(late=-(j - 1), _ts=track_ts(j - 1))  # merged into a staged entry
+    root.flush()
+    return index + flush_size(index)
+
+
 def b_offset():
     """Index of ``a`` at which ``b`` starts: the first flush starting at or past B_STARTS."""
     index = 0
@@ -103,19 +144,10 @@ def writer_main(dash_root):
     exp = ml_dash.Experiment(prefix=PREFIX, dash_root=dash_root,
                              sync_interval=float(os.environ.get("CRASH_SYNC", "0.05")))
     exp.run.start()
-    a, b, root = exp.metrics("a"), exp.metrics("b"), exp.metrics
-    index = len(a)
-    offset = b_offset()
+    index = len(exp.metrics("a"))
     print("started", flush=True)
     while True:
-        for k in range(flush_size(index)):
-            j = index + k
-            a.log(_ts=ts_of("a", j), **point("a", j))
-            root.log(_ts=ts_of(None, j), **point(None, j))
-            if index >= offset:
-                b.log(_ts=ts_of("b", j - offset), **point("b", j - offset))
-        root.flush()
-        index += flush_size(index)
+        index = log_snapshot(exp, index)
 
 
 # -- the checks (in the parent) ---------------------------------------------------------------
@@ -124,7 +156,7 @@ class Damage(AssertionError):
     pass
 
 
-def verify(dash_root, previous, full):
+def verify(dash_root, previous, full, settled=False):
     """Check the store; returns the new counts.  Raises :class:`Damage`."""
     import ml_dash
     view = ml_dash.load(PREFIX, dash_root=dash_root)
@@ -135,7 +167,10 @@ def verify(dash_root, previous, full):
             raise Damage(f"a snapshot was split: counts {counts}")
         if counts["b"] != max(0, counts["a"] - offset):
             raise Damage(f"stream b does not match a: counts {counts}, b starts at a={offset}")
+        counts[TRACK] = verify_track(view.tracks("t"), counts["a"], previous, full, settled)
         for name, count in counts.items():
+            if name == TRACK:
+                continue
             if count < previous.get(name, 0):
                 raise Damage(f"stream {name!r} lost points: {previous[name]} -> {count}")
             stream = view.metrics(name)
@@ -174,6 +209,48 @@ def verify(dash_root, previous, full):
         return counts
     finally:
         view.close()
+
+
+TRACK = "track t"  # its key among the counts
+
+
+def verify_track(track, count_of_a, previous, full, settled):
+    """Check track ``t`` against the oracle; returns its count."""
+    count = len(track)
+    if count != count_of_a:
+        raise Damage(f"a snapshot was split: track t has {count} entries, stream a {count_of_a}")
+    if count < previous.get(TRACK, 0):
+        raise Damage(f"track t lost entries: {previous[TRACK]} -> {count}")
+    start = 0 if full else max(0, previous.get(TRACK, 0) - 3)
+    while start < count:
+        page = track.read_page(start_index=start, limit=5000)["data"]
+        for row in page:
+            index = row["index"]
+            want = dict(track_entry(index), _ts=track_ts(index))
+            if index == count - 1 and "late" not in row["data"]:
+                del want["late"]  # its amend may be in a snapshot the kill cut off
+            if index != start or row["data"] != want:
+                raise Damage(f"track t entry {index} (expected {start}): {row['data']} != {want}")
+            start += 1
+    if count:
+        i = np.arange(count, dtype=np.float64)
+        expected = {"_ts": 1.7e9 + i + 0.125, "j": i, "w": i * 0.5, "late": -i,
+                    "m": np.where(i % 3 == 0, i * 2, np.nan)}
+        amended = "late" in track.read_page(count - 1, 1)["data"][0]["data"]
+        for key, want in expected.items():
+            if key not in track.keys():
+                if count > 1 or key != "late":
+                    raise Damage(f"track t lacks column {key!r}")
+                continue
+            have = track.column(key)
+            # The last entry's slots: those of its row, or, until the next writer opens
+            # the store, those of an amend that a kill cut off before its commit.
+            last_ok = (have[-1] == want[-1] or (key == "late" and np.isnan(have[-1]) and not amended)
+                       or (key == "late" and not settled and not amended))
+            if not np.array_equal(have[:-1], want[:-1], equal_nan=True) or not last_ok:
+                bad = np.flatnonzero(~np.isclose(have, want, rtol=0, atol=0, equal_nan=True))
+                raise Damage(f"track t column {key!r} differs from the rows at {bad[:5]}")
+    return count
 
 
 def _first_with_key(stream, key, count):
@@ -260,7 +337,7 @@ def finish(dash_root, counts):
     done = subprocess.run([sys.executable, "-c", _FINISH, dash_root], capture_output=True, text=True)
     if done.returncode != 0:
         raise Damage(f"a writer after the kills failed: {done.stderr}")
-    final = verify(dash_root, counts, full=True)
+    final = verify(dash_root, counts, full=True, settled=True)
     if final["a"] <= counts.get("a", 0):
         raise Damage("the final writer could not continue the run")
     return final
@@ -269,19 +346,12 @@ def finish(dash_root, counts):
 _FINISH = f"""
 import sys, ml_dash
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
-from crash_loop import PREFIX, point, ts_of, flush_size, b_offset
+from crash_loop import PREFIX, log_snapshot
 exp = ml_dash.Experiment(prefix=PREFIX, dash_root=sys.argv[1])
 with exp.run:
     index = len(exp.metrics("a"))
     for _ in range(20):
-        for k in range(flush_size(index)):
-            j = index + k
-            exp.metrics("a").log(_ts=ts_of("a", j), **point("a", j))
-            exp.metrics.log(_ts=ts_of(None, j), **point(None, j))
-            if index >= b_offset():
-                exp.metrics("b").log(_ts=ts_of("b", j - b_offset()), **point("b", j - b_offset()))
-        exp.metrics.flush()
-        index += flush_size(index)
+        index = log_snapshot(exp, index)
 assert ml_dash.load(PREFIX, dash_root=sys.argv[1]).status == "COMPLETED"
 """
 

@@ -120,8 +120,12 @@ def test_std_of_one_value_is_zero_and_median_of_even_count(exp):
 
 def test_unknown_aggregation_raises_and_logs_nothing(exp):
     exp.metrics("train").buffer(loss=1.0)
-    with pytest.raises(ValueError, match="'avg'"):
+    # The reference package's words first: its users match "Unsupported aggregation".
+    with pytest.raises(ValueError, match=r"^Unsupported aggregation 'avg'; choose from mean, std"):
         exp.metrics.buffer.log_summary("mean", "avg")
+    for bad, kind in ((5, "int"), (None, "NoneType"), (["mean"], "list")):
+        with pytest.raises(ValueError, match=rf"Unsupported aggregation .* \({kind}\)"):
+            exp.metrics.buffer.log_summary(bad)
     exp.flush()
     assert len(exp.metrics("train")) == 0
     assert exp.metrics.buffer.peek("train") == {"loss": [1.0]}
@@ -155,6 +159,17 @@ def test_peek_shows_last_values_without_changing_anything(exp):
     everything = exp.metrics.buffer.peek(limit=2)
     assert everything == {"lr": [6.0, 7.0], "train/loss": [6.0, 7.0], "train/acc": [0.6, 0.7]}
     assert exp.metrics.buffer.peek("eval") == {}
+    assert "eval" not in exp.metrics._streams  # peeking made no stream
+    # limit 0 or None: every value, as in the reference package.
+    assert exp.metrics.buffer.peek("train", "loss", limit=0) == {"loss": [float(i) for i in range(8)]}
+    assert len(exp.metrics.buffer.peek(limit=None)["train/acc"]) == 8
+    assert exp.metrics("train").summary_cache.peek(limit=0) == {}
+    for bad in (-1, 2.5, "3"):
+        for peek in (lambda: exp.metrics.buffer.peek("train", limit=bad),
+                     lambda: exp.metrics.buffer.peek("eval", limit=bad),
+                     lambda: exp.metrics("train").summary_cache.peek(limit=bad)):
+            with pytest.raises(ValueError, match=r"limit must be a whole number.*got"):
+                peek()
     exp.metrics.buffer.log_summary("count").flush()
     assert exp.metrics("train").read()["data"][0]["data"]["loss.count"] == 8
 
@@ -212,6 +227,23 @@ def test_summary_cache_without_clear_keeps_accumulating(exp):
     counts = [p["data"]["loss.count"] for p in exp.metrics("train").read()["data"]]
     means = [p["data"]["loss.mean"] for p in exp.metrics("train").read()["data"]]
     assert counts == [1, 2] and means == [1.0, 2.0]
+
+
+def test_values_a_cumulative_summary_covered_do_not_warn_at_close(dash_root):
+    experiment = Experiment(prefix="alice/proj/cumulative", dash_root=dash_root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with experiment.run:
+            cache = experiment.metrics("train").summary_cache
+            cache.store(loss=1.0)
+            cache.store(loss=2.0)
+            cache.summarize(clear=False)
+    with pytest.warns(UserWarning, match=r"'train' \(1\)"):  # stored after the last summary
+        with experiment.run:
+            cache = experiment.metrics("train").summary_cache
+            cache.store(loss=1.0)
+            cache.summarize(clear=False)
+            cache.store(loss=3.0)
 
 
 def test_summary_cache_rejects_non_numbers(exp):

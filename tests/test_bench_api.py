@@ -12,7 +12,9 @@ def test_api_benchmark_runs_in_quick_mode():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     for line in ("ml_dash buffer()", "median of per-round ratios", "ml_dash log_summary, mean",
-                 "ml_dash log_summary, all 13", "ml_dash files.upload", "ml_dash files.download"):
+                 "ml_dash log_summary, all 13", "ml_dash params.set, 1000 keys",
+                 "ml_dash params.set, 1 key into 1000", "ml_dash files.upload",
+                 "ml_dash files.download"):
         assert line in done.stdout
 
 

@@ -44,3 +44,16 @@ def test_ab_compares_two_trees_in_interleaved_rounds():
     rows = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
     for workload in ("step + flush", "step, flush every 100", "log() alone"):
         assert workload in rows and rows[workload].rstrip().endswith(tuple("0123456789")), done.stdout
+
+
+def test_tracks_bench_builds_once_and_reports_every_workload(tmp_path):
+    command = [sys.executable, str(BENCH / "tracks.py"), "--entries", "3000", "--repeats", "3",
+               "--dir", str(tmp_path / "work"), "--write", str(tmp_path / "tracks.md")]
+    first = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    assert first.stdout.startswith("built 3,000 entries")
+    again = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    assert "built" not in again.stdout  # the store is reused
+    page = (tmp_path / "tracks.md").read_text()
+    for workload in ("findByTime(t)", "findByTime([100 times])", "at the start", "at the middle",
+                     "at the end"):
+        assert workload in page

@@ -190,6 +190,8 @@ def expect_params(tree, prefix="", depth=0):
         return REFUSED
     flat = {}
     for key, value in tree.items():
+        if type(key) is int and depth:  # a nested int key is stored as its digits
+            key = str(key)
         if not isinstance(key, str) or not key:
             return REFUSED
         name = prefix + key

@@ -122,3 +122,10 @@ def test_not_found_says_the_absolute_folder_searched(tmp_path, monkeypatch):
         ml_dash.load("alice/proj/none")
     assert repr(str(tmp_path / ".dash")) in str(caught.value)
     assert "does not exist" in str(caught.value) and "ML_DASH_ROOT" in str(caught.value)
+
+
+def test_log_dict_with_routed_keywords(exp):
+    exp.metrics.log({"epoch": 2}, train={"loss": 0.5})
+    exp.flush()
+    assert exp.metrics("train").read()["data"][0]["data"]["epoch"] == 2
+    assert exp.metrics.read()["data"][0]["data"]["epoch"] == 2

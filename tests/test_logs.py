@@ -116,3 +116,59 @@ def test_logs_before_start_raise(dash_root):
         exp.log("x")
     with pytest.raises(RuntimeError, match="not started"):
         exp.logs.info("x")
+
+
+def test_levels_by_the_reference_packages_names(exp):
+    from ml_dash import LogLevel
+
+    exp.log("enum", level=LogLevel.WARN)
+    exp.log("value", level=LogLevel.ERROR.value)
+    exp.log("none", level=None)  # the reference's default: info
+    exp.flush()
+    assert [(r["level"], r["message"]) for r in exp.logs.read()["data"]] == [
+        ("warn", "enum"), ("error", "value"), ("info", "none")]
+    assert [level.value for level in LogLevel] == ["debug", "info", "warn", "error", "fatal"]
+    assert LogLevel.validate("WARNING") == "warn" and LogLevel.validate(LogLevel.FATAL) == "fatal"
+    with pytest.raises(ValueError, match="'verbose'"):
+        LogLevel.validate("verbose")
+
+
+def test_log_without_a_message_is_the_deprecated_fluent_style(exp, capsys):
+    from ml_dash import LogBuilder
+
+    with pytest.warns(DeprecationWarning, match=r"exp.logs.info\(message"):
+        builder = exp.log(metadata={"run": 1}, epoch=2)
+    assert isinstance(builder, LogBuilder)
+    builder.info("epoch done", loss=0.5)
+    builder.error("also", epoch=3)  # the call's own metadata wins
+    exp.log(None)  # a message that is None is a message: "None", not a builder
+    assert capsys.readouterr().out.splitlines() == [
+        "[INFO] epoch done run=1 epoch=2 loss=0.5", "[INFO] None"]
+    exp.flush()
+    assert [(r["index"], r["level"], r["message"], r["metadata"]) for r in exp.logs.read()["data"]] == [
+        (0, "info", "epoch done", {"run": 1, "epoch": 2, "loss": 0.5}),
+        (1, "error", "also", {"run": 1, "epoch": 3}),
+        (2, "info", "None", {})]
+
+
+def test_the_fluent_style_refuses_bad_input_where_it_is_given(exp, dash_root):
+    with pytest.raises(TypeError, match="'bad'.*object"):
+        exp.log(bad=object())
+    with pytest.raises(TypeError, match="takes no level"):
+        exp.log(level="error")
+    fresh = Experiment(prefix="alice/proj/unstarted", dash_root=dash_root)
+    with pytest.raises(RuntimeError, match="not started"):
+        fresh.log(epoch=1)
+    exp.flush()
+    assert exp.logs.read()["data"] == []
+
+
+def test_level_methods_take_metadata_as_log_does(exp):
+    # As the reference package's docs write it: exp.logs.info("...", metadata={...}).
+    exp.logs.info("started", metadata={"epoch": 1, "lr": 0.1}, lr=0.2)
+    exp.logs.error("failed", error_code=500)
+    with pytest.raises(TypeError, match="log metadata must be a dict, got str"):
+        exp.logs.warn("x", metadata="not a dict")
+    exp.flush()
+    assert [r["metadata"] for r in exp.logs.read()["data"]] == [
+        {"epoch": 1, "lr": 0.2}, {"error_code": 500}]

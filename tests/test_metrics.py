@@ -231,8 +231,25 @@ def test_stats_and_list_all(exp):
     assert stats["firstDataAt"].startswith("1970-01-01T00:01:40")
     assert stats["lastDataAt"].startswith("1970-01-01T00:03:20")
     assert stats["columns"] == ["loss"]
+    ids = [s["metricId"] for s in exp.metrics.list_all()]
+    assert len(set(ids)) == 2 and all(isinstance(i, str) for i in ids) and stats["metricId"] == ids[1]
     names = [s["name"] for s in exp.metrics.list_all()]
     assert names == [None, "train"]
+    # On any stream too, as in the reference package; a stream never written is not listed.
+    assert exp.metrics("eval").list_all() == exp.metrics("train").list_all() == exp.metrics.list_all()
+    assert exp.metrics.list_all()[1] == stats
+    exp.run.complete()
+    with load(exp.prefix, dash_root=exp.dash_root) as view:
+        assert [s["name"] for s in view.metrics("train").list_all()] == [None, "train"]
+
+
+def test_a_stream_answers_to_the_reference_packages_attribute_name(exp):
+    stream = exp.metrics("train").buffer(loss=0.5).buffer(loss=0.4)
+    assert stream._name == stream.name == "train"
+    assert exp.metrics._name is None
+    exp.metrics.buffer.log_summary()
+    exp.flush()
+    assert stream.read()["data"][0]["data"]["loss.mean"] == pytest.approx(0.45)
 
 
 def test_stream_names_of_any_kind(exp):

@@ -184,8 +184,13 @@ def test_params_nested_past_the_limit_are_refused_at_the_call(exp, dash_root):
         size = 3
     Loop.again = Loop  # a class that refers to itself
 
-    for value in (nested_dict(300), Loop, nested_list(300)):
+    for value in (nested_dict(300), nested_list(300)):
         with pytest.raises(TypeError, match="nested more than 100 levels.*nothing of this set"):
+            exp.params.set(ok=1, model=value)
+    looped = {"size": 3}
+    looped["inner"] = {"again": looped}  # a dict inside itself
+    for value, path in ((Loop, "model.again"), (looped, "model.inner.again")):
+        with pytest.raises(TypeError, match=rf"'{path}' contains itself.*nothing of this set"):
             exp.params.set(ok=1, model=value)
     exp.params.set(model=nested_dict(20), ok=2).log(more=nested_list(50))
     exp.run.complete()

@@ -25,9 +25,9 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None) -
     ``path``, ``status``, ``stale`` (a ``RUNNING`` run whose writer is gone),
     ``createdAt``, ``startedAt`` (of the first launch), ``endedAt`` (of the
     last), ``description``, ``tags``, ``launches`` (how many times it was started),
-    ``streams`` (``[{"name", "count"}]``, the root stream named None) and
-    ``points``.  A run that cannot be read is listed with status
-    ``UNREADABLE`` and an ``error``.  Sorted by prefix.  ``dash_root``
+    ``streams`` (``[{"name", "count"}]``, the root stream named None),
+    ``points`` and ``tracks`` (``[{"topic", "count"}]``).  A run that cannot be read is
+    listed with status ``UNREADABLE`` and an ``error``.  Sorted by prefix.  ``dash_root``
     defaults to ``$ML_DASH_ROOT``, else ``.dash``.
     """
     root = os.path.realpath(resolve_root(dash_root))
@@ -44,10 +44,10 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None) -
 def _summary(prefix, directory, held):
     run = {"prefix": prefix, "path": directory}
     try:
-        record, counts = overview_of(directory)
+        record, counts, tracks = overview_of(directory)
     except (FileNotFoundError, MLDashError, OSError) as exc:
         return dict(run, status="UNREADABLE", stale=False, error=str(exc), launches=0, streams=[],
-                    points=0)
+                    points=0, tracks=[])
     writer = record.get("writer") or {}
     status = record.get("status")
     streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
@@ -63,6 +63,7 @@ def _summary(prefix, directory, held):
         launches=int(record.get("launchCount") or 0),
         streams=streams,
         points=sum(counts.values()),
+        tracks=[{"topic": topic, "count": count} for topic, count in sorted(tracks.items())],
     )
     return run
 

@@ -85,8 +85,9 @@ class Store:
         self.close()
 
 
-def overview_of(path: str) -> dict:
-    """The listing's summary of the run at ``path``: record and streams, one read each."""
+def overview_of(path: str) -> tuple:
+    """The listing's summary of the run at ``path``: ``(record, {stream: count},
+    {track topic: count})``, in one read."""
     with Store.open(path) as store:
         return store.reader.overview()
 

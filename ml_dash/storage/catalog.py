@@ -9,10 +9,14 @@ import json
 import struct
 
 from ..errors import CorruptStoreError
+from ..names import TrackName
 from . import keys
 
 ROOT = ""  # internal name of the root stream; user stream names are non-empty
 TS_KEY = "_ts"
+# The ``kind`` field of a track's catalog record; a stream's record has none,
+# so stores written before tracks existed read as they always did.
+TRACK_KIND = "track"
 
 
 class StreamEntry:
@@ -26,6 +30,10 @@ class StreamEntry:
         self.record = record
         self.columns = {}  # column key -> column id
         self.db_name = keys.stream_db_name(sid)
+
+    @property
+    def is_track(self):
+        return type(self.name) is TrackName
 
 
 class Catalog:
@@ -57,8 +65,15 @@ class Catalog:
                     record = json.loads(value)
                     sid = keys.parse_stream_key(key)
                     name = record.pop("name")
-                    if not isinstance(name, str) or name in names:
+                    if not isinstance(name, str):
                         raise ValueError(f"stream name {name!r}")
+                    kind = record.pop("kind", None)
+                    if kind == TRACK_KIND:
+                        name = TrackName(name)
+                    elif kind is not None:
+                        raise ValueError(f"kind {kind!r}")
+                    if name in names:
+                        raise ValueError(f"a second record of {name!r}")
                     names.add(name)
                     by_id[sid] = StreamEntry(sid, name, record)
                 elif key[:1] == keys.COLUMN_PREFIX:
@@ -81,7 +96,10 @@ class Catalog:
 
     def encode_stream(self, entry):
         """The catalog item that records ``entry``."""
-        record = dict(entry.record, name=entry.name)
+        if type(entry.name) is TrackName:
+            record = dict(entry.record, name=entry.name.topic, kind=TRACK_KIND)
+        else:
+            record = dict(entry.record, name=entry.name)
         return keys.stream_key(entry.sid), json.dumps(record).encode()
 
 

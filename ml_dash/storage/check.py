@@ -53,7 +53,8 @@ class CheckReport:
     ``ok`` is True when nothing is wrong any more (after ``repair=True``,
     when every problem found was repaired).  ``problems`` lists what is
     still wrong, ``repaired`` what was fixed; ``streams`` maps each stream
-    name (None for the root) to its committed points; ``points`` and
+    name (None for the root) to its committed points, ``tracks`` each
+    track's topic to its entries; ``points`` (entries included) and
     ``columns`` count what was verified.
     """
 
@@ -61,6 +62,7 @@ class CheckReport:
         self.prefix = prefix
         self.path = path
         self.streams = {}
+        self.tracks = {}
         self.points = 0
         self.columns = 0
         self.problems = []
@@ -151,7 +153,10 @@ class _Checker:
             return
         for entry in catalog.by_id.values():
             count = counts.get(entry.sid, 0)
-            self.report.streams[entry.name or None] = count
+            if entry.is_track:
+                self.report.tracks[entry.name.topic] = count
+            else:
+                self.report.streams[entry.name or None] = count
             try:
                 self._check_stream(entry, count)
             except (MLDashError, *DAMAGE_ERRORS) as exc:
@@ -253,6 +258,11 @@ class _Checker:
             if np.array_equal(have, want, equal_nan=True):
                 return
             wrong = np.flatnonzero(~((have == want) | (np.isnan(have) & np.isnan(want))))
+            if (entry.is_track and not self.repair and len(wrong) == 1
+                    and start + wrong[0] == count - 1):
+                # A track's last entry, amended by a commit in flight or cut off by
+                # a kill: every open rebuilds its slots from its row (see entries.py).
+                return
             reason = f"{len(wrong)} slots differ from the rows, first at point {start + wrong[0]}"
         text = f"{label}: column {key!r} ({column.path}): {reason}"
         if not self.repair:

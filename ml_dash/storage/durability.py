@@ -49,8 +49,20 @@ def unsynced_columns(writer):
             for column in state.files.values()]
 
 
+def stored_marks(counts):
+    """The watermark to store for ``{state: count synced}``: ``{sid: count}``.
+
+    A track's mark stops one short of its count: its last entry is the one
+    an append may still amend in place (see ``entries.py``), whose slots a
+    kill before the commit leaves newer than its row, so every open rebuilds
+    it from the row.
+    """
+    return {str(state.entry.sid): count - 1 if count and state.entry.is_track else count
+            for state, count in counts.items()}
+
+
 def write_watermark(writer, counts):
-    stored = {str(state.entry.sid): count for state, count in counts.items()}
+    stored = stored_marks(counts)
     with writer.env.lmdb.begin(write=True) as txn:
         txn_id = txn.id()
         writer._check_owner(txn, txn_id)  # another owner's columns are not ours to vouch for

@@ -11,6 +11,7 @@ files and rebuilds the slots past the synced watermark from the rows (see
 import json
 
 from . import durability, keys
+from .catalog import TS_KEY
 from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
 from .owner import take_ownership
 from .slots import StreamState
@@ -51,6 +52,8 @@ def _load_store(writer, env):
             mark = watermark.get(str(entry.sid), 0)
             # derived data: a damaged mark costs a rebuild from the rows, not the run
             writer._slots.open(state, txn, mark if type(mark) is int and mark >= 0 else 0, writer._decode)
+            if entry.is_track and state.count:
+                state.last_ts = float(state.files[TS_KEY].values[state.count - 1])
     writer._last_txn_id = txn_id
     writer.env.committed()
 

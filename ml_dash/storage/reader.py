@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from ..errors import CorruptStoreError
-from ..names import stream_label
+from ..names import TrackName, stream_label
 from . import keys
 from .catalog import Catalog
 from .codec import PointDecoder, decode_value, stored_format
@@ -84,6 +84,32 @@ class StoreReader:
             return rows, start + len(rows) < count
         return self.env.read(read)
 
+    def rows_at(self, name, indices):
+        """Rows ``(index, created, ts, data)`` at each of ``indices`` (in range), in one read."""
+        def read(txn):
+            # The indices come from a count seen before: no need to count again.
+            entry = self._catalog.by_name.get(name)
+            db = None if entry is None else self.env.db(entry.db_name, txn)
+            if db is None:
+                found = self._stream(txn, name)
+                if found is None:
+                    return []
+                db = found[1]
+            cursor = txn.cursor(db=db)
+            decode = self._points.decode
+            pack = keys.pack_index
+            rows = []
+            for index in indices:
+                value = cursor.get(pack(index))
+                if value is None:
+                    raise self._damaged(name, index, "the row is missing")
+                try:
+                    rows.append((index, *decode(value)))
+                except CorruptStoreError as exc:
+                    raise self._damaged(name, index, exc) from None
+            return rows
+        return self.env.read(read)
+
     def ends(self, name):
         """``(entry, count, first point, last point)`` of a stream, or None."""
         def read(txn):
@@ -103,26 +129,40 @@ class StoreReader:
         return self.env.read(read)
 
     def stream_names(self):
-        """Names of every stream with at least one committed point."""
+        """Names of every stream with at least one committed point (no tracks)."""
         def read(txn):
             self._catalog.refresh(txn, self.env)
-            return [name for name in self._catalog.by_name if self._stream(txn, name)]
+            return [name for name in self._catalog.by_name
+                    if type(name) is str and self._stream(txn, name)]
+        return self.env.read(read)
+
+    def track_names(self):
+        """``TrackName`` of every track with at least one committed entry."""
+        def read(txn):
+            self._catalog.refresh(txn, self.env)
+            return [name for name in self._catalog.by_name
+                    if type(name) is TrackName and self._stream(txn, name)]
         return self.env.read(read)
 
     def overview(self):
-        """``(experiment record, {stream name: committed points})`` in one read
-        transaction: what a listing of runs needs, without any history."""
+        """``(experiment record, {stream name: committed points}, {track topic:
+        committed entries})`` in one read transaction: what a listing of runs
+        needs, without any history."""
         def read(txn):
             value = self._get(txn, keys.META_DB, keys.EXPERIMENT_KEY)
             self._catalog.refresh(txn, self.env)
             counts = {}
+            tracks = {}
             for name in self._catalog.by_name:
                 found = self._stream(txn, name)
                 if found:
-                    counts[name] = found[2]
-            return value, counts
-        value, counts = self.env.read(read)
-        return experiment_record(value, self.directory), counts
+                    if type(name) is TrackName:
+                        tracks[name.topic] = found[2]
+                    else:
+                        counts[name] = found[2]
+            return value, counts, tracks
+        value, counts, tracks = self.env.read(read)
+        return experiment_record(value, self.directory), counts, tracks
 
     def commit_times(self, name, start, stop):
         """Commit times of points ``[start, stop)`` as a float64 array (one row scan)."""

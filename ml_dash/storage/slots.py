@@ -15,7 +15,8 @@ from .columns import INITIAL_CAPACITY, NAN, ColumnFile, column_path
 class StreamState:
     """What the writer keeps per stream: point count and open columns."""
 
-    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "ts_values")
+    __slots__ = ("entry", "count", "files", "capacity", "db", "synced", "layout", "ts_values",
+                 "last_ts")
 
     def __init__(self, entry, count=0):
         self.entry = entry
@@ -31,6 +32,9 @@ class StreamState:
         # writes its slots without any other lookup.  Reset when columns change.
         self.layout = None
         self.ts_values = None
+        # A track's last committed _ts (None while it has no entry): an entry
+        # with the same _ts is merged into that one, an older one refused.
+        self.last_ts = None
 
 
 class ColumnSlots:

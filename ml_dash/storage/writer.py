@@ -33,6 +33,7 @@ Opening and recovery are in ``opening.py``, the column slots in
 import os
 import threading
 import time
+from typing import Any
 
 import lmdb
 
@@ -42,15 +43,17 @@ from . import durability, faults, keys, opening
 from .catalog import ROOT, TS_KEY, Catalog, StreamEntry
 from .codec import PointEncoder
 from .columns import INITIAL_CAPACITY
+from .entries import restore as restore_amends
+from .entries import stage_entries
 from .env import MAX_DBS
 from .lock import WriterLock
 from .owner import check_ownership, owner_record
 from .slots import ColumnSlots, StreamState
 
 MAX_MAP_SIZE = 1 << 40
-# Named streams per experiment, besides the root stream: every stream is an
-# LMDB sub-database, and the rest of MAX_DBS is kept for the root, meta,
-# catalog, params, logs, files and later ones.
+# Named streams and tracks per experiment, together, besides the root stream:
+# every one is an LMDB sub-database, and the rest of MAX_DBS is kept for the
+# root, meta, catalog, params, logs, files and later ones.
 MAX_STREAMS = MAX_DBS - 24
 BATCHED_ROWS = 16  # a snapshot of this many rows or more is put with one putmulti per stream
 
@@ -105,11 +108,13 @@ class Writer:
 
     # -- the write path ----------------------------------------------------------
 
-    def commit(self, points, records=()):
-        """Commit ``points`` and ``records`` as one transaction.
+    def commit(self, points, records=(), entries=()):
+        """Commit ``points``, ``records`` and track ``entries`` as one transaction.
 
         ``points``: ``(spec, data, ts)`` tuples in logging order, ``spec``
-        a :class:`StreamSpec`.  Whether a commit
+        a :class:`StreamSpec`; ``entries`` the same for tracks (their spec's
+        name a ``TrackName``), in any order: they are ordered and merged by
+        ``_ts`` (see ``entries.py``).  Whether a commit
         that raised is stored anyway (its fsync failed, or an interrupt
         came as it returned) is told by :attr:`snapshots`, not the error.  ``records``:
         ``(db_name, key, value)`` puts, or deletes where ``value`` is None.
@@ -122,7 +127,7 @@ class Writer:
                 faults.hit("before_columns")
             snapshots = self.snapshots
             try:
-                self._transact(points, records, time.time())
+                self._transact(points, records, time.time(), entries)
             except BaseException:
                 if self.snapshots != snapshots:  # committed all the same
                     self._dirty = True
@@ -183,7 +188,7 @@ class Writer:
             raise
         return rows
 
-    def _transact(self, points, records, created):
+    def _transact(self, points, records, created, entries=()):
         """Check ownership, write the column slots, put the rows and records, commit.
 
         On failure nothing is committed and every stream's count is set back.
@@ -192,6 +197,8 @@ class Writer:
         :attr:`snapshots` counted, so that the caller does not store it twice.
         """
         rows = None
+        amends: Any = ()  # a snapshot without track entries allocates nothing for them
+        lasts: Any = ()
         while True:
             txn = self.env.lmdb.begin(None, None, True)  # write=True, positional: see _put_all
             txn_id = txn.id()
@@ -200,8 +207,15 @@ class Writer:
                 if txn_id != self._last_txn_id + 1:  # inline _check_owner: the hot path
                     self._check_owner(txn, txn_id)
                 if rows is None:
-                    rows = self._stage_points(points, created)
-                self._put_all(txn, rows, records, created_dbs)
+                    staged = self._stage_points(points, created)
+                    if entries:
+                        try:
+                            amends, lasts = stage_entries(self, txn, entries, created, staged)
+                        except BaseException:
+                            _rewind(staged)
+                            raise
+                    rows = staged
+                self._put_all(txn, rows, records, created_dbs, amends)
                 if faults.ACTIVE:
                     faults.hit("before_commit", self.directory)
                 txn.commit()
@@ -214,6 +228,7 @@ class Writer:
                 except BaseException:
                     if rows is not None:
                         _rewind(rows)
+                        restore_amends(self, amends)
                     raise
                 continue
             except BaseException as exc:
@@ -221,17 +236,18 @@ class Writer:
                     if self._last_txn_id != txn_id:
                         self.snapshots += 1
                     self._last_txn_id = txn_id
-                    self._committed()
+                    self._committed(lasts)
                     raise  # committed: self.snapshots tells the caller
                 self._abort(txn)
                 self._forget(created_dbs)
                 if rows is not None:
                     _rewind(rows)
+                    restore_amends(self, amends)
                 if isinstance(exc, (lmdb.Error, OSError)) and not isinstance(exc, StorageError):
                     raise StorageError(f"cannot commit to the store at {self.directory}: "
                                        f"{exc}{_full_disk_note(self.directory)}") from exc
                 raise
-            self._committed()
+            self._committed(lasts)
             return
 
     def _check_owner(self, txn, txn_id):
@@ -245,7 +261,10 @@ class Writer:
         if txn_id != self._last_txn_id + 1:
             check_ownership(txn, self.env.db(keys.META_DB, txn), self._owner, self.directory)
 
-    def _committed(self):
+    def _committed(self, lasts=()):
+        if lasts:
+            for state, ts in lasts:  # each track's last _ts, now committed
+                state.last_ts = ts
         if self._pending_catalog:
             self._pending_catalog.clear()
         self.env.committed()
@@ -261,7 +280,7 @@ class Writer:
         except lmdb.Error:
             return False
 
-    def _put_all(self, txn, rows, records, created_dbs):
+    def _put_all(self, txn, rows, records, created_dbs, amends=()):
         if self._pending_catalog:
             catalog = self.env.db(keys.CATALOG_DB, txn)
             for key, value in self._pending_catalog:
@@ -291,6 +310,9 @@ class Writer:
                 cursor = txn.cursor(state.db or self._create_db(state, txn, created_dbs))
                 if cursor.putmulti(batch, append=True)[1] != len(batch):
                     self._refuse_index(state, batch[0][0])
+        if amends:
+            for state, key, value, _, _ in amends:  # a committed entry, rewritten in place
+                txn.put(key, value, db=state.db)
         for db_name, key, value in records:
             db = self.env.db(db_name, txn, create=True)
             if value is None:
@@ -344,7 +366,7 @@ class Writer:
         if stream.name != ROOT and len(self._streams) - (ROOT in self._streams) >= MAX_STREAMS:
             raise StreamLimitError(
                 f"cannot create {_label(stream.name)} in {self.directory}: an experiment "
-                f"holds at most {MAX_STREAMS} named streams; its points were dropped, the rest of "
+                f"holds at most {MAX_STREAMS} named streams and tracks together; its points were dropped, the rest of "
                 "the snapshot stays staged (log such values as keys of fewer streams)",
                 stream=stream.name)
         entry = StreamEntry(self._catalog.next_sid(), stream.name,
@@ -361,10 +383,16 @@ class Writer:
         return state
 
     def stream_names(self):
-        """Names of the named streams this writer knows: stored, or created by
-        a snapshot not committed yet."""
+        """Names of the named streams and tracks (``TrackName``) this writer
+        knows: stored, or created by a snapshot not committed yet.  Both
+        count against :data:`MAX_STREAMS`."""
         with self._lock:
             return [name for name in self._streams if name != ROOT]
+
+    def last_ts(self, name):
+        """The last committed ``_ts`` of track ``name``, None when it has no entry."""
+        state = self._streams.get(name)
+        return None if state is None else state.last_ts
 
 
     @property
