@@ -321,6 +321,9 @@ class Run(RUN):
         """
         if error is None:
             error = sys.exc_info()[1]
+        elif not isinstance(error, BaseException):
+            raise TypeError(f"run.fail(error=...) takes an exception, got {type(error).__name__}; "
+                            "the run is still open")
         self._exp._finish(FAILED, error)
 
     def cancel(self) -> None:

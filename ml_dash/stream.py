@@ -226,11 +226,12 @@ class Stream:
 
     def _refuse_if_absent(self):
         """``StreamNotFoundError`` with the close matches for a named stream that a
-        view reads and that does not exist in a run that has ended.
+        view reads and that does not exist in a run that has ended (a status
+        other than ``RUNNING``).
 
         Called only when a read found nothing, so reads of streams that exist
-        pay nothing for it.  A live run's streams may still appear (a watcher
-        started before the training logs them), so they read as empty, as
+        pay nothing for it.  A running run's streams may still appear (a watcher
+        started before the training logs them; a stale run requeued), so they read as empty, as
         they do for the experiment that writes them; taking the handle,
         ``view.metrics("x")``, never raises.
         """

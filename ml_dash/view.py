@@ -68,9 +68,12 @@ class _ReadOnly:
         return self._store.reader
 
     def _streams_are_final(self):
-        """True once the run has ended (or its writer is gone): no stream can appear."""
-        record = self._store.reader.experiment()
-        return record.get("status") != "RUNNING" or _is_stale(record, self.path)
+        """True once the run has ended (``COMPLETED``, ``FAILED``, ``CANCELLED``).
+
+        A stale run (``RUNNING``, its writer gone) is not: a preempted job
+        that is requeued continues it, and may log the stream then.
+        """
+        return self._store.reader.experiment().get("status") not in (None, "RUNNING")
 
     def _open_session(self):
         raise ExperimentError(

@@ -129,3 +129,40 @@ def test_log_dict_with_routed_keywords(exp):
     exp.flush()
     assert exp.metrics("train").read()["data"][0]["data"]["epoch"] == 2
     assert exp.metrics.read()["data"][0]["data"]["epoch"] == 2
+
+
+def test_serve_takes_ml_dash_root(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    pytest.importorskip("uvicorn")
+    root = str(tmp_path / ".dash")
+    done = _python("import ml_dash\nwith ml_dash.Experiment(prefix='alice/proj/exp').run as exp:\n"
+                   "    exp.metrics.log(loss=1.0)\n", cwd=tmp_path, env_root=root)
+    assert done.returncode == 0, done.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "ml_dash", "serve", "--port", str(port)],
+                              cwd=elsewhere, env=dict(os.environ, ML_DASH_ROOT=root),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=5) as answer:
+                    runs = json.load(answer)["runs"]
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None
+                time.sleep(0.2)
+        assert [run["prefix"] for run in runs] == ["alice/proj/exp"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -69,3 +69,14 @@ def test_load_of_a_wrong_prefix_says_did_you_mean(dash_root):
     _run(dash_root, "alice/proj/lr-0.1")
     with pytest.raises(FileNotFoundError, match="did you mean alice/proj/lr-0.1"):
         load("alice/proj/lr-01", dash_root=dash_root)
+
+
+def test_a_stale_run_reads_a_missing_stream_as_empty(dash_root):
+    import subprocess
+    import sys
+    code = ("import os, ml_dash\n"
+            f"exp = ml_dash.Experiment(prefix='alice/proj/killed', dash_root={dash_root!r})\n"
+            "exp.run.start()\nexp.metrics('train').log(loss=1.0).flush()\nos._exit(9)\n")
+    subprocess.run([sys.executable, "-c", code], timeout=120)
+    view = load("alice/proj/killed", dash_root=dash_root)
+    assert view.stale and len(view.metrics("eval")) == 0  # a requeued job may log it yet
