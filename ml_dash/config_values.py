@@ -23,6 +23,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .values import MAX_DEPTH
+
 _TORCH_TEXT = ("device", "dtype")  # torch classes stored as their str()
 
 
@@ -56,15 +58,27 @@ def as_mapping(value: Any) -> Mapping | None:
     return None
 
 
-def plain(value: Any, depth: int = 0) -> Any:
-    """``value`` with config objects turned into dicts and text-like values into text."""
-    if type(value) in (bool, int, float, str, type(None)) or depth > 64:
-        return value  # the common case first; too deep: left for params to refuse, naming the key
+def plain(value: Any, depth: int = 0, _inside: frozenset = frozenset()) -> Any:
+    """``value`` with config objects turned into dicts and text-like values into text.
+
+    Dicts and lists that hold nothing to convert are returned as they are
+    (the same objects), so that params still sees a dict that contains
+    itself as such, and names the key where it does.  ``_inside``: ids of
+    the containers being converted, where a cycle stops.
+    """
+    if type(value) in (bool, int, float, str, type(None)) or depth > MAX_DEPTH \
+            or id(value) in _inside:
+        return value  # the common case first; too deep, or a cycle: params refuses it, naming the key
+    inside = _inside | {id(value)}
+    if type(value) is dict:
+        items = {key: plain(item, depth + 1, inside) for key, item in value.items()}
+        return value if all(items[key] is value[key] for key in value) else items
+    if isinstance(value, (list, tuple)):
+        converted = [plain(item, depth + 1, inside) for item in value]
+        return value if all(a is b for a, b in zip(converted, value)) else converted
     mapping = as_mapping(value)
     if mapping is not None:
-        return {key: plain(item, depth + 1) for key, item in mapping.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item, depth + 1) for item in value]
+        return {key: plain(item, depth + 1, inside) for key, item in mapping.items()}
     if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, os.PathLike):

@@ -3,11 +3,21 @@
 import argparse
 import dataclasses
 import enum
+import json
+import os
 import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ml_dash import load
+from ml_dash.config_values import plain
 
 
 def test_log_takes_a_positional_dict_like_wandb(exp, dash_root):
@@ -74,18 +84,12 @@ def test_params_refuse_a_positional_that_is_no_config_and_store_nothing(exp):
 
 
 def _python(code, cwd, env_root):
-    import os
-    import subprocess
-    import sys
     env = dict(os.environ, ML_DASH_ROOT=env_root)
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120)
 
 
 def test_ml_dash_root_is_the_default_everywhere(tmp_path):
-    import os
-    import subprocess
-    import sys
     root = str(tmp_path / "project" / ".dash")
     notebook = tmp_path / "project" / "notebooks"
     notebook.mkdir(parents=True)
@@ -115,11 +119,10 @@ def test_ml_dash_root_is_the_default_everywhere(tmp_path):
 
 
 def test_not_found_says_the_absolute_folder_searched(tmp_path, monkeypatch):
-    import ml_dash
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ML_DASH_ROOT", raising=False)
     with pytest.raises(FileNotFoundError) as caught:
-        ml_dash.load("alice/proj/none")
+        load("alice/proj/none")
     assert repr(str(tmp_path / ".dash")) in str(caught.value)
     assert "does not exist" in str(caught.value) and "ML_DASH_ROOT" in str(caught.value)
 
@@ -132,13 +135,6 @@ def test_log_dict_with_routed_keywords(exp):
 
 
 def test_serve_takes_ml_dash_root(tmp_path):
-    import json
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
     pytest.importorskip("uvicorn")
     root = str(tmp_path / ".dash")
     done = _python("import ml_dash\nwith ml_dash.Experiment(prefix='alice/proj/exp').run as exp:\n"
@@ -166,3 +162,41 @@ def test_serve_takes_ml_dash_root(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.text(min_size=1, max_size=5), inner, max_size=3), max_leaves=12)
+
+
+def _as_objects(value, wrap):
+    """``value`` with every dict turned into a Namespace (wrap 0) or a plain dict (wrap 1)."""
+    if isinstance(value, dict):
+        inner = {key: _as_objects(item, wrap) for key, item in value.items()}
+        return argparse.Namespace(**inner) if wrap == 0 else inner
+    if isinstance(value, list):
+        return [_as_objects(item, wrap) for item in value]
+    return value
+
+
+@given(_values)
+def test_config_conversion_keeps_plain_values_and_unwraps_namespaces(value):
+    assert plain(value) == value
+    assert plain(_as_objects(value, 0)) == plain(_as_objects(value, 1)) == value
+
+
+def test_params_take_torch_like_devices_without_torch_installed(exp):
+    # The rule is by class: torch.device and torch.dtype, found by module and name, so that
+    # converting never imports torch.  Classes that stand for them when torch is absent:
+    device = type("device", (), {"__module__": "torch", "__str__": lambda self: "cuda:0"})
+    dtype = type("dtype", (), {"__module__": "torch", "__str__": lambda self: "torch.bfloat16"})
+    exp.params.set(device=device(), dtype=dtype())
+    assert exp.params.get() == {"device": "cuda:0", "dtype": "torch.bfloat16"}
+
+
+def test_a_config_that_contains_itself_is_refused_naming_the_key(exp):
+    looped = argparse.Namespace(size=3)
+    looped.inner = {"again": looped}
+    with pytest.raises(TypeError, match="'model.inner.again'.*nothing of this set"):
+        exp.params.set(model=looped)
+    assert exp.params.get() == {}
