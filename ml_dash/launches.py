@@ -62,7 +62,7 @@ def ended(record: dict, status: str, now: float, error: BaseException | None = N
     if error is not None and status == "FAILED":
         out["error"] = error_of(error)
         if launches:
-            launches[-1]["error"] = _cut(f"{type(error).__name__}: {error}", 200)
+            launches[-1]["error"] = _cut(f"{type(error).__name__}: {_message(error)}", 200)
     out["launches"] = launches
     return out
 
@@ -75,7 +75,16 @@ def error_of(error: BaseException) -> dict:
     lines = "".join(traceback.format_exception(kind, error, error.__traceback__))
     if len(lines) > MAX_TRACEBACK:
         lines = "...\n" + lines[-MAX_TRACEBACK:]
-    return {"type": name, "message": _cut(_text(str(error)), MAX_MESSAGE), "traceback": _text(lines)}
+    return {"type": name, "message": _cut(_text(_message(error)), MAX_MESSAGE),
+            "traceback": _text(lines)}
+
+
+def _message(error: BaseException) -> str:
+    # An exception whose __str__ raises must not keep the run from closing as FAILED.
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - anything its __str__ raised
+        return f"<{type(error).__name__} whose str() raised>"
 
 
 def command_line() -> str:

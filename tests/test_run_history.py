@@ -161,3 +161,16 @@ def test_annotate_is_refused_while_another_process_writes_the_run(dash_root):
         writer.communicate("\n", timeout=60)
     annotate(PREFIX, tags=["best"], dash_root=dash_root)
     assert load(PREFIX, dash_root=dash_root).tags == ["best"]
+
+
+def test_an_exception_that_cannot_be_printed_still_fails_the_run(dash_root):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    with pytest.raises(Unprintable):
+        with Experiment(prefix=PREFIX, dash_root=dash_root).run:
+            raise Unprintable()
+    view = load(PREFIX, dash_root=dash_root)
+    assert view.status == "FAILED" and "Unprintable" in view.error["type"]
+    assert "str() raised" in view.error["message"]
