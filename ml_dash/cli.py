@@ -13,6 +13,7 @@ import re
 import sys
 import time
 
+from . import cli_annotate
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
 from .timestamps import iso
@@ -144,54 +145,6 @@ def _show(args):
                 for record in recent:
                     extra = "".join(f" {k}={output.cell(v)}" for k, v in (record.get("metadata") or {}).items())
                     print(f"  {record['timestamp']} [{record['level'].upper()}] {record['message']}{extra}")
-    return 0
-
-
-def _tag(args):
-    from .annotations import annotate
-    changes = _options_among(args, args.changes)
-    bad = [c for c in changes if len(c) < 2 or c[0] not in "+-"]
-    if bad:
-        raise UserError(f"tag {bad[0]!r}: write +TAG to add a tag, -TAG to remove one")
-    try:
-        done = annotate(args.prefix, add_tags=[c[1:] for c in changes if c[0] == "+"],
-                        remove_tags=[c[1:] for c in changes if c[0] == "-"],
-                        dash_root=args.dash_root)
-    except FileNotFoundError:
-        raise _no_run(args, args.prefix) from None
-    print(f"{args.prefix.strip('/')}: tags {', '.join(done['tags']) or '(none)'}")
-    return 0
-
-
-def _options_among(args, words):
-    """``words`` without the ``--dash-root DIR`` that may be among them (the tags take
-    every word after PREFIX, since -TAG looks like an option to argparse)."""
-    from .paths import resolve_root
-    out = []
-    words = iter(words)
-    for word in words:
-        if word == "--dash-root":
-            args.dash_root = next(words, None) or _missing_dir()
-        elif word.startswith("--dash-root="):
-            args.dash_root = word.partition("=")[2] or _missing_dir()
-        else:
-            out.append(word)
-    args.dash_root = resolve_root(args.dash_root)
-    return out
-
-
-def _missing_dir():
-    raise UserError("--dash-root needs a folder")
-
-
-def _describe(args):
-    from .annotations import annotate
-    key = "notes" if args.notes else "description"
-    try:
-        annotate(args.prefix, dash_root=args.dash_root, **{key: args.text})
-    except FileNotFoundError:
-        raise _no_run(args, args.prefix) from None
-    print(f"{args.prefix.strip('/')}: {key} {'cleared' if not args.text else 'set'}")
     return 0
 
 
@@ -476,20 +429,7 @@ def build_parser():
                       help="latest launches to show, when the run was started more than once "
                            "(default 10)")
 
-    tag = command("tag", _tag, "add or remove tags of a run, without reopening it",
-                  "Add (+TAG) or remove (-TAG) tags of a run. Status, times and launches stay as "
-                  "they are. Refused while a process writes the run.")
-    tag.add_argument("prefix", metavar="PREFIX", help="the run")
-    tag.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG",
-                     help="tags to add (+best) or remove (-draft)")
-
-    describe = command("describe", _describe, "set the description or notes of a run",
-                       "Replace the description (or, with --notes, the notes) of a run; an empty "
-                       "TEXT clears it. Status, times and launches stay as they are. Refused while "
-                       "a process writes the run.")
-    describe.add_argument("prefix", metavar="PREFIX", help="the run")
-    describe.add_argument("text", metavar="TEXT", help="the new text")
-    describe.add_argument("--notes", action="store_true", help="set the notes, not the description")
+    cli_annotate.add_commands(command)
 
     read = command("read", _read, "print points of a stream or entries of a track, or follow a live run",
                    "Print a page of points of a stream, or of entries of a track (--track). The root "

@@ -139,6 +139,10 @@ def test_annotate_refuses_bad_values_and_missing_runs(dash_root):
     assert not os.path.exists(os.path.join(dash_root, "alice", "proj", "exq"))
     done = _cli("tag", PREFIX, "best", dash_root=dash_root)
     assert done.returncode == 1 and "+TAG to add" in done.stderr
+    done = _cli("tag", PREFIX, dash_root=dash_root)
+    assert done.returncode == 1 and "no tags given" in done.stderr
+    done = _cli("describe", "alice/proj/exq", "text", dash_root=dash_root)
+    assert done.returncode == 1 and "did you mean alice/proj/exp" in done.stderr
 
 
 def test_annotate_is_refused_while_another_process_writes_the_run(dash_root):
