@@ -22,6 +22,7 @@ from .analysis.listing import list_experiments
 from .analysis.plotting import plot
 from .analysis.ranges import align
 from .analysis.tables import runs_table
+from .annotations import annotate
 from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
@@ -53,6 +54,7 @@ __all__ = [
     "RUN",
     "load",
     "ExperimentView",
+    "annotate",
     "ParametersBuilder",
     "LogLevel",
     "LogBuilder",

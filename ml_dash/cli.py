@@ -13,6 +13,7 @@ import re
 import sys
 import time
 
+from . import cli_annotate
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
 from .timestamps import iso
@@ -52,13 +53,8 @@ def _load(args, prefix=None):
 
 def _no_run(args, prefix):
     """The ``UserError`` for a run that is not there, naming the close matches."""
-    import ml_dash
-    known = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root)]
-    close = did_you_mean(prefix.strip("/"), known, quote=str, cutoff=0.5, join=", ")
-    hint = f"; {close}" if close else (
-        f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
-        else "; it holds no runs")
-    return UserError(f"no run {prefix!r} under {args.dash_root!r}{hint}")
+    from .paths import no_run_message
+    return UserError(no_run_message(prefix, args.dash_root))
 
 
 def _stream(view, name):
@@ -105,9 +101,18 @@ def _show(args):
     with _load(args) as view:
         info = view.info
         print(f"{view.prefix}  {info.get('status')}{' (stale)' if info.get('stale') else ''}")
-        for key in ("description", "tags", "createdAt", "startedAt", "endedAt"):
+        for key in ("description", "tags", "notes", "createdAt", "startedAt", "endedAt"):
             if info.get(key):
                 print(f"  {key}: {output.cell(info[key])}")
+        kept = len(info["launches"])
+        if kept > 1:
+            cut = f", the first and the latest {kept - 1} kept" if info["launchCount"] > kept else ""
+            print(f"\nlaunches ({info['launchCount']}{cut})")
+            print(output.launches(info["launches"][-args.launches:]))
+        error = info.get("error")
+        if error:
+            print(f"\nerror: {error['type']}: {error['message']}")
+            print("  " + error["traceback"].rstrip("\n").replace("\n", "\n  "))
         params = getattr(view, "params", None)  # parameters, where this version stores them
         if params is not None:
             values = params.get()
@@ -215,9 +220,16 @@ def _wait_for_run(args):
     """The view of run ``args.prefix`` once it exists and has started: ``read -f``
     may be started before the training that creates the run."""
     import ml_dash
+
+    from .paths import parse_prefix
+    from .storage import DATA_FILE
+    data_file = os.path.join(parse_prefix(args.prefix, args.dash_root)[1], DATA_FILE)
     waiting = False
     while True:
-        try:  # load(), not _load(): its hint lists every run, on every poll
+        try:
+            # Looked for first: the message of load() lists every run, and this polls.
+            if not os.path.exists(data_file):
+                raise FileNotFoundError(data_file)
             return _started(ml_dash.load(args.prefix, dash_root=args.dash_root))
         except (FileNotFoundError, UserError):
             if not waiting:
@@ -386,8 +398,8 @@ def _formatter(prog):
 
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dash-root", default=".dash", metavar="DIR",
-                        help="where runs are stored (default .dash)")
+    common.add_argument("--dash-root", default=None, metavar="DIR",
+                        help="where runs are stored (default $ML_DASH_ROOT, else .dash)")
     parser = argparse.ArgumentParser(
         prog="ml-dash", formatter_class=_formatter,
         description="Local experiment-metrics store: list, inspect, export and plot runs.")
@@ -413,6 +425,11 @@ def build_parser():
     show.add_argument("prefix", metavar="PREFIX", help="the run, e.g. alice/proj/exp")
     show.add_argument("--logs", type=int, default=10, metavar="N",
                       help="recent log lines to show (default 10)")
+    show.add_argument("--launches", type=_count, default=10, metavar="N",
+                      help="latest launches to show, when the run was started more than once "
+                           "(default 10)")
+
+    cli_annotate.add_commands(command)
 
     read = command("read", _read, "print points of a stream or entries of a track, or follow a live run",
                    "Print a page of points of a stream, or of entries of a track (--track). The root "
@@ -516,6 +533,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import MLDashError
+    from .paths import resolve_root
+    if hasattr(args, "dash_root"):
+        args.dash_root = resolve_root(args.dash_root)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `ml-dash read ... | head`

@@ -60,11 +60,21 @@ def runs(listing):
         status = run["status"] or ""
         if run.get("stale"):
             status += " (stale)"
+        if run.get("launches", 0) > 1:
+            status += f" x{run['launches']}"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
         tracks = ", ".join(f"{t['topic']}:{t['count']:,}" for t in run.get("tracks", ()))
         rows.append([run["prefix"], status, local_time(run.get("startedAt")),
                      local_time(run.get("endedAt")), run["points"], streams, tracks])
     return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS", "TRACKS"])
+
+
+def launches(entries):
+    """The launches table of ``show``."""
+    rows = [[local_time(e.get("startedAt")), local_time(e.get("endedAt")),
+             e.get("status") or "", str(e.get("pid") or ""), e.get("host") or "",
+             e.get("command") or "", e.get("error") or ""] for e in entries]
+    return table(rows, ["STARTED", "ENDED", "STATUS", "PID", "HOST", "COMMAND", "ERROR"])
 
 
 def local_time(text):

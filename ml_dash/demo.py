@@ -8,7 +8,7 @@ from .experiment import Experiment
 from .view import load
 
 
-def run_demo(steps=100_000, dash_root=".dash", prefix="demo/synthetic/run", out=print):
+def run_demo(steps=100_000, dash_root=None, prefix="demo/synthetic/run", out=print):
     """Log ``steps`` training steps (flush per step), then read them back."""
     rng = random.Random(0)
     experiment = Experiment(prefix=prefix, dash_root=dash_root,

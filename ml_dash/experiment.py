@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import launches
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Bindrs, Files
 from .logs import NO_MESSAGE, LogBuilder, Logs
 from .maintenance import CheckReport, check
 from .metrics import Metrics
 from .params import Params
-from .paths import parse_prefix, refuse_nesting
+from .paths import parse_prefix, refuse_nesting, resolve_root
 from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
@@ -52,7 +53,7 @@ class Experiment:
 
     def __init__(self, prefix: str | None = None, *, description: str | None = None,
                  readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
-                 metadata: dict | None = None, dash_root: str = ".dash", dash_url: str | None = None,
+                 metadata: dict | None = None, dash_root: str | None = None, dash_url: str | None = None,
                  sync_interval: float = 1.0, lock_timeout: float | None = 0.0, **settings: Any) -> None:
         if dash_url is not None:
             raise ConfigurationError(
@@ -67,7 +68,7 @@ class Experiment:
         if sync_interval is None or not 0 <= float(sync_interval) <= threading.TIMEOUT_MAX:
             raise ConfigurationError(f"sync_interval must be >= 0 seconds (at most "
                                      f"{threading.TIMEOUT_MAX:.0f}), got {sync_interval!r}")
-        self.dash_root = dash_root
+        self.dash_root = resolve_root(dash_root)  # $ML_DASH_ROOT, else .dash, when not given
         self._record: dict = {}
         if prefix is not None:
             settings["prefix"] = prefix
@@ -158,6 +159,11 @@ class Experiment:
             raise _forked_error(session)
         return session
 
+    @staticmethod
+    def _streams_are_final():
+        """False: a stream may be logged to later, by this run or a restart of it."""
+        return False
+
     def _reader(self):
         """Committed data: the live session's reader, or a reader after close."""
         if self._session is not None:
@@ -243,9 +249,9 @@ class Experiment:
         try:
             stored = records.stored_experiment(session.reader)
             now = time.time()
-            record = dict(stored)
+            record = launches.started(stored, now)  # the history, and the first start kept
             record.update({k: v for k, v in self._given.items() if v is not None})
-            record.update(prefix=self.prefix, status=RUNNING, startedAt=now, endedAt=None,
+            record.update(prefix=self.prefix, status=RUNNING, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
             record.setdefault("createdAt", now)
             session.stage_record(records.experiment_put(record))
@@ -261,12 +267,12 @@ class Experiment:
         self._metrics._session_opened()
         self._tracks._session_opened()
 
-    def _finish(self, status):
+    def _finish(self, status, error=None):
         session = self._session
         if session is None:
             return
         self._metrics.buffer.warn_unsummarized(self.prefix)
-        record = dict(self._record, status=status, endedAt=time.time())
+        record = launches.ended(self._record, status, time.time(), error)
         session.stage_record(records.experiment_put(record))
         session.close()  # flushes; on failure the run stays open for a retry
         self._record = record
@@ -306,9 +312,19 @@ class Run(RUN):
         """Commit everything and close the run as ``COMPLETED``."""
         self._exp._finish(COMPLETED)
 
-    def fail(self) -> None:
-        """Commit everything and close the run as ``FAILED``."""
-        self._exp._finish(FAILED)
+    def fail(self, error: BaseException | None = None) -> None:
+        """Commit everything and close the run as ``FAILED``.
+
+        ``error``: the exception that failed it, recorded (type, message,
+        traceback; ``show`` prints them); default the one being handled, if
+        called in an ``except`` block.  ``with exp.run`` passes its own.
+        """
+        if error is None:
+            error = sys.exc_info()[1]
+        elif not isinstance(error, BaseException):
+            raise TypeError(f"run.fail(error=...) takes an exception, got {type(error).__name__}; "
+                            "the run is still open")
+        self._exp._finish(FAILED, error)
 
     def cancel(self) -> None:
         """Commit everything and close the run as ``CANCELLED``."""
@@ -323,7 +339,7 @@ class Run(RUN):
         elif issubclass(exc_type, KeyboardInterrupt):
             self.cancel()
         else:
-            self.fail()
+            self.fail(exc)
         return False
 
     def __call__(self, function: Callable) -> Callable:
@@ -434,7 +450,7 @@ def _close_open_runs():
                        if e._session is not None and e._session.pid == os.getpid()]
     for experiment in experiments:
         try:
-            experiment._finish(status)
+            experiment._finish(status, last if status == FAILED else None)
         except Exception as exc:  # report, and keep closing the others
             print(f"ml_dash: could not close {experiment.prefix} at exit: {exc}", file=sys.stderr)
 

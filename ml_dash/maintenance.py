@@ -12,7 +12,7 @@ import shutil
 import uuid
 
 from .errors import ConfigurationError
-from .paths import parse_prefix, refuse_nesting
+from .paths import no_run_message, parse_prefix, refuse_nesting, resolve_root
 from .storage import DATA_FILE, CheckReport, check_store, compact_store, fsync_directory, writers_held_off
 
 __all__ = ["check", "compact", "CheckReport", "move", "remove"]
@@ -24,7 +24,7 @@ __all__ = ["check", "compact", "CheckReport", "move", "remove"]
 REMOVING = ".ml-dash-removing."
 
 
-def check(prefix: str, dash_root: str = ".dash", repair: bool = False) -> CheckReport:
+def check(prefix: str, dash_root: str | None = None, repair: bool = False) -> CheckReport:
     """Verify the stored experiment ``prefix``; returns a :class:`CheckReport`.
 
     Checks the format version and catalog, that every stream's points are
@@ -37,11 +37,12 @@ def check(prefix: str, dash_root: str = ".dash", repair: bool = False) -> CheckR
     wrong or missing columns from the rows, which needs the writer lock:
     it raises ``WriterLockedError`` while a writer is live.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = parse_prefix(prefix, dash_root)
     return check_store("/".join(segments), path, repair=repair)
 
 
-def compact(prefix: str, dash_root: str = ".dash") -> tuple[int, int]:
+def compact(prefix: str, dash_root: str | None = None) -> tuple[int, int]:
     """Rewrite the experiment's LMDB file without free pages, atomically.
 
     Returns ``(bytes before, bytes after)``.  Needs the run closed (no live
@@ -49,11 +50,12 @@ def compact(prefix: str, dash_root: str = ".dash") -> tuple[int, int]:
     (``ExperimentError`` naming their pids otherwise); a process that opens
     the run while it is compacted waits until the new file is in place.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = parse_prefix(prefix, dash_root)
     return compact_store("/".join(segments), path)
 
 
-def remove(prefix: str, dash_root: str = ".dash") -> str:
+def remove(prefix: str, dash_root: str | None = None) -> str:
     """Delete the run ``prefix`` with everything in its folder; returns that folder.
 
     Refused while a writer is live (``WriterLockedError``: wait for the run
@@ -63,6 +65,7 @@ def remove(prefix: str, dash_root: str = ".dash") -> str:
     the whole run or no run at that prefix.  Empty parent folders go too.
     Readers open in other processes keep what they had mapped.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = _existing_run(prefix, dash_root)
     root = os.path.realpath(dash_root)
     _clear_removed(root)
@@ -75,7 +78,7 @@ def remove(prefix: str, dash_root: str = ".dash") -> str:
     return path
 
 
-def move(prefix: str, new_prefix: str, dash_root: str = ".dash") -> str:
+def move(prefix: str, new_prefix: str, dash_root: str | None = None) -> str:
     """Rename the run ``prefix`` to ``new_prefix``; returns its new folder.
 
     One ``rename`` of the run folder, so a kill leaves the run whole at one
@@ -85,6 +88,7 @@ def move(prefix: str, new_prefix: str, dash_root: str = ".dash") -> str:
     included) or hold one (``ConfigurationError``).  Empty parent folders
     of the old prefix are removed.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = _existing_run(prefix, dash_root)
     new_segments, new_path = parse_prefix(new_prefix, dash_root)
     old, new = "/".join(segments), "/".join(new_segments)
@@ -119,7 +123,7 @@ def _existing_run(prefix, dash_root):
     name = "/".join(segments)
     _refuse_links(os.path.realpath(dash_root), segments, name)
     if not os.path.isfile(os.path.join(path, DATA_FILE)):
-        raise FileNotFoundError(f"no experiment {name!r} under {os.path.abspath(dash_root)!r}")
+        raise FileNotFoundError(no_run_message(name, dash_root))
     return segments, path
 
 

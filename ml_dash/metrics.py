@@ -110,6 +110,8 @@ class Metrics(Stream):
         ``_ts``.  Only one level is routed; deeper dicts stay nested values.
         Everything is checked before anything is staged.
         """
+        if type(_ts) is dict:  # log({"loss": 0.1}, train=dict(...)): the dict's items join the keywords
+            return self._log_dict(_ts, _flush, fields)
         session = self._exp._open_session()
         ts = resolve_ts(_ts)
         scalars = {key: value for key, value in fields.items() if type(value) is not dict}

@@ -58,6 +58,18 @@ def did_you_mean(word, choices, what="", quote=repr, cutoff=0.6, join=" or "):
     return f"did you mean {what}{join.join(map(quote, close))}?"
 
 
+def absent_streams(missing, names, where):
+    """Why the streams ``missing`` cannot be had from ``where``: each with its close
+    matches among ``names`` (the streams that exist; None for the root)."""
+    existing = sorted(name for name in names if name)
+    parts = []
+    for name in missing:
+        hint = did_you_mean(name or "", existing, "stream ")
+        parts.append(f"{stream_label(name)}{' (' + hint + ')' if hint else ''}")
+    known = f"; the streams are {existing}" if existing else "; it has no named streams"
+    return f"{', '.join(parts)}: not in {where}{known}"
+
+
 @functools.lru_cache(maxsize=64)
 def glob_matcher(pattern):
     """A ``match(text)`` function for the glob ``pattern`` (see the module docstring)."""

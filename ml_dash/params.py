@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from . import keypaths
+from .config_values import config_dict
 from .storage import records
 from .values import _NOT_UTF8, MAX_DEPTH, _short, convert_for, unencodable
 
@@ -153,9 +154,13 @@ class Params:
         flat = dict(sorted(self._load().items()))
         return flat if flatten else keypaths.unflatten(flat)
 
-    def set(self, **values: Any) -> Params:
+    def set(self, config: Any = None, /, **values: Any) -> Params:
         """Merge ``values`` into the stored params and commit them; returns ``exp.params``.
 
+        ``config``: a dict, ``argparse.Namespace`` or dataclass instance whose
+        fields are set as keywords are.  Namespaces, dataclasses and mappings
+        among the values become nested dicts; paths, enum members (their name)
+        and ``torch.device``/``dtype`` become text (see ``config_values``).
         Nested dicts and class objects are flattened to ``a.b`` keys; a key
         replaces stored keys that conflict with it (``a`` versus ``a.b``).
         All or nothing: a value that cannot be stored raises ``TypeError``
@@ -164,7 +169,7 @@ class Params:
         and ``get()`` still gives what is stored.
         """
         session = self._exp._open_session()
-        flat = flatten(values)
+        flat = flatten(config_dict(config, values))
         if not flat:  # set(), or only empty dicts: nothing to store, no snapshot to commit
             return self
         encoded = encode_params(flat)

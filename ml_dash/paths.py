@@ -9,9 +9,43 @@ files as its own.
 """
 
 import os
+import re
 
 from .errors import ConfigurationError
+from .names import did_you_mean
 from .storage import DATA_FILE
+
+ROOT_VARIABLE = "ML_DASH_ROOT"
+DEFAULT_ROOT = ".dash"
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+def resolve_root(dash_root=None):
+    """``dash_root`` if given, else ``$ML_DASH_ROOT`` if set, else ``.dash``.
+
+    Every function and command that takes a ``dash_root`` resolves it
+    here, so a notebook in a subfolder finds the runs of its project when
+    the variable names them.  (Rejected: searching the parent folders for a
+    ``.dash``, as git does for ``.git``: a run would land in whichever store
+    happens to be above, which is worse than not finding one.)
+    """
+    if dash_root is not None:
+        return dash_root
+    return os.environ.get(ROOT_VARIABLE) or DEFAULT_ROOT
+
+
+def no_run_message(prefix, dash_root):
+    """Why ``prefix`` is not found: the absolute folder searched, and the close matches."""
+    root = os.path.abspath(resolve_root(dash_root))
+    if not os.path.isdir(root):
+        hint = "; that folder does not exist (set dash_root, or ML_DASH_ROOT, to where the runs are)"
+    else:
+        known = sorted(prefix for prefix, _ in run_folders(os.path.realpath(root)))
+        close = did_you_mean(str(prefix).strip("/"), known, quote=str, cutoff=0.5, join=", ")
+        hint = f"; {close}" if close else (
+            f"; runs there: {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known
+            else "; it holds no runs")
+    return f"no run {prefix!r} under {root!r}{hint}"
 
 
 def check_prefix(prefix):
@@ -52,7 +86,7 @@ def parse_prefix(prefix, dash_root):
     symbolic links) outside ``dash_root``.
     """
     segments = check_prefix(prefix)
-    root = os.path.realpath(dash_root)
+    root = os.path.realpath(resolve_root(dash_root))
     if not _is_text(root):
         raise ConfigurationError(
             f"dash_root {dash_root!r} resolves to a path that is not valid UTF-8 ({root!r}); "
@@ -74,7 +108,7 @@ def refuse_nesting(segments, dash_root):
     stream under ``columns/``).  Symbolic links below it are not followed.
     """
     prefix = "/".join(segments)
-    root = os.path.realpath(dash_root)
+    root = os.path.realpath(resolve_root(dash_root))
     directory = os.path.join(root, *segments)
     for depth in range(len(segments)):
         above = os.path.join(root, *segments[:depth])
@@ -127,3 +161,37 @@ def _is_text(text):
     except UnicodeEncodeError:
         return False
     return True
+
+
+def run_folders(root: str, pattern: str | None = None):
+    """``(prefix, directory)`` of every store under ``root`` that ``pattern`` can match.
+
+    Starts at the pattern's literal leading folders and, for a pattern
+    without ``**``, goes no deeper than its number of segments.
+    """
+    base, depth = [], None
+    if pattern:
+        segments = pattern.strip("/").split("/")
+        for segment in segments:
+            if _WILDCARDS.search(segment) or segment in ("", ".", ".."):
+                break
+            base.append(segment)
+        if "**" not in pattern:
+            depth = len(segments)
+    start = os.path.join(root, *base)
+    stack = [(start, base)]
+    while stack:
+        directory, segments = stack.pop()
+        if os.path.exists(os.path.join(directory, DATA_FILE)):
+            if len(segments) >= 2:
+                yield "/".join(segments), directory
+            continue  # a run's own folders (columns/, files/) hold no runs
+        if depth is not None and len(segments) >= depth:
+            continue
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, segments + [entry.name]))

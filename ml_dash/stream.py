@@ -81,11 +81,13 @@ class Stream:
 
     # -- writing ------------------------------------------------------------------
 
-    def log(self, _ts: float | None = None, _flush: bool = False, **fields: Any) -> Stream:
+    def log(self, _ts: float | dict | None = None, _flush: bool = False, **fields: Any) -> Stream:
         """Stage one point; returns the stream so calls can be chained.
 
         ``_ts``: the point's time (default now; ``-1`` reuses the last one
-        used in this thread).  ``_flush=True`` also commits at once.
+        used in this thread).  ``_flush=True`` also commits at once.  A dict
+        in its place is the point's fields, as other trackers take them:
+        ``log({"loss": 0.3})`` is ``log(loss=0.3)`` (see :meth:`_log_dict`).
         """
         # The hot path of a training loop: kept inline and flat on purpose
         # (bench/core.py measures it against a plain list append).
@@ -102,6 +104,8 @@ class Stream:
             check_fields(self.name, fields)
         if _ts is None:
             _ts = _last_ts.value = now()
+        elif type(_ts) is dict:  # tested only when a time was given: the default path pays nothing
+            return self._log_dict(_ts, _flush, fields)
         else:
             _ts = resolve_ts(_ts)
         staged = session.staged
@@ -115,6 +119,28 @@ class Stream:
         if _flush:
             session.flush()
         return self
+
+    def _log_dict(self, given, _flush, fields):
+        """``log({"loss": 0.3}, step=1)``: the dict's items are fields, merged with the keywords.
+
+        A ``"_ts"`` item is the point's time.  Keys must be strings, and a
+        key given both ways is refused (which value was meant is a guess);
+        on the root stream dict values are routed to streams as keywords
+        are.  (Rejected: a separate ``log_dict()``: scripts written for
+        wandb or trackio call ``log(dict)`` and should run as they are.)
+        """
+        for key in given:
+            if not isinstance(key, str):
+                raise TypeError(f"{self._label()}: field names must be strings, got "
+                                f"{type(key).__name__} {key!r} in the dict given to log()")
+            if key in fields:
+                raise TypeError(f"{self._label()}: field {key!r} given both in the dict and as a "
+                                "keyword of log(); give it once")
+            if key == "_flush":
+                raise TypeError(f"{self._label()}: '_flush' is log()'s own flag, not a field; "
+                                "pass it as log({...}, _flush=True)")
+        merged = {**given, **fields}
+        return self.log(merged.pop("_ts", None), _flush, **merged)
 
     def _route(self, _ts, _flush, fields):
         raise TypeError(f"{self._label()}: dict values are routed to streams only by the root stream")
@@ -170,6 +196,8 @@ class Stream:
         """
         check_range(start_index, limit)
         rows, has_more = self._reader().page(self.store_name, start_index, limit)
+        if not rows:
+            self._refuse_if_absent()
         data = []
         for index, created, ts, fields in rows:
             fields["_ts"] = ts
@@ -184,11 +212,42 @@ class Stream:
 
     def __len__(self) -> int:
         """Number of committed points."""
-        return self._reader().count(self.store_name)
+        count = self._reader().count(self.store_name)
+        if not count:
+            self._refuse_if_absent()
+        return count
 
     def keys(self) -> list[str]:
         """Names of the stream's columns (its numeric fields, and ``_ts``)."""
-        return self._reader().column_keys(self.store_name)
+        keys = self._reader().column_keys(self.store_name)
+        if not keys:
+            self._refuse_if_absent()
+        return keys
+
+    def _refuse_if_absent(self):
+        """``StreamNotFoundError`` with the close matches for a named stream that a
+        view reads and that does not exist in a run that has ended (a status
+        other than ``RUNNING``).
+
+        Called only when a read found nothing, so reads of streams that exist
+        pay nothing for it.  A running run's streams may still appear (a watcher
+        started before the training logs them; a stale run requeued), so they read as empty, as
+        they do for the experiment that writes them; taking the handle,
+        ``view.metrics("x")``, never raises.
+        """
+        if self.name is None or not self._exp._streams_are_final():
+            return
+        names = self._reader().stream_names()
+        if self.store_name not in names:
+            raise StreamNotFoundError(self._absent_message(names))
+
+    def _absent_message(self, names):
+        streams = sorted(name for name in names if name)
+        hint = did_you_mean(self.name or "", streams, "stream ")
+        hint = f"; {hint}" if hint else (f"; its streams are {streams}" if streams else
+                                         "; it has no named streams")
+        return (f"{self._label()} has no committed points: {self._exp.prefix} has no such stream "
+                f"and has ended{hint}")
 
     def column(self, key: str, start: int = 0, stop: int | None = None, *,
                downsample: int | None = None, method: str = "minmax") -> np.ndarray:
@@ -214,6 +273,8 @@ class Stream:
         """``{key: column}`` for ``keys``, or for every column when none are given."""
         check_range(start, 0 if stop is None else stop, ("start", "stop"))
         found, missing = self._reader().columns(self.store_name, list(keys) or None, start, stop)
+        if not found:
+            self._refuse_if_absent()
         if missing:
             raise ColumnNotFoundError(self._missing_message(missing[0]))
         return found
@@ -235,6 +296,7 @@ class Stream:
         """A summary of the stream: counts, times, columns and its description."""
         ends = self._reader().ends(self.store_name)
         if ends is None:
+            self._refuse_if_absent()
             raise StreamNotFoundError(f"{self._label()} has no committed points")
         return summarize(self.name, *ends)
 
@@ -298,7 +360,10 @@ class Stream:
         Read from the rows (one scan; the fields are not decoded): points
         with equal commit times were flushed together.
         """
-        return self._reader().commit_times(self.store_name, start, stop)
+        times = self._reader().commit_times(self.store_name, start, stop)
+        if not len(times):
+            self._refuse_if_absent()
+        return times
 
     def to_pandas(self, *keys: str, start: int = 0, stop: int | None = None):
         """A ``pandas.DataFrame`` of the stream's columns (all, or ``keys``),

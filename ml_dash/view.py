@@ -26,22 +26,25 @@ from .files import Files
 from .logs import Logs
 from .metrics import Metrics
 from .params import Params
-from .paths import parse_prefix
+from .paths import no_run_message, parse_prefix, resolve_root
 from .storage import Store, writer_alive
 from .timestamps import iso
 from .tracks import Tracks
 
 
-def load(prefix: str, dash_root: str = ".dash") -> ExperimentView:
+def load(prefix: str, dash_root: str | None = None) -> ExperimentView:
     """A read-only :class:`ExperimentView` of the experiment ``prefix``.
 
-    Raises ``FileNotFoundError`` naming the prefix when there is no such run.
+    ``dash_root`` defaults to ``$ML_DASH_ROOT``, else ``.dash``.  Raises
+    ``FileNotFoundError`` naming the prefix, the absolute folder searched
+    and the close matches when there is no such run.
     """
+    dash_root = resolve_root(dash_root)
     segments, path = parse_prefix(prefix, dash_root)
     try:
         store = Store.open(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no experiment {prefix!r} under {dash_root!r}") from None
+        raise FileNotFoundError(no_run_message(prefix, dash_root)) from None
     return ExperimentView("/".join(segments), path, store)
 
 
@@ -63,6 +66,14 @@ class _ReadOnly:
 
     def _reader(self):
         return self._store.reader
+
+    def _streams_are_final(self):
+        """True once the run has ended (``COMPLETED``, ``FAILED``, ``CANCELLED``).
+
+        A stale run (``RUNNING``, its writer gone) is not: a preempted job
+        that is requeued continues it, and may log the stream then.
+        """
+        return self._store.reader.experiment().get("status") not in (None, "RUNNING")
 
     def _open_session(self):
         raise ExperimentError(
@@ -93,12 +104,32 @@ class ExperimentView:
     tags = property(lambda self: self._record().get("tags") or [])
     metadata = property(lambda self: self._record().get("metadata"))
 
+    notes = property(lambda self: self._record().get("notes"))
+
+    @property
+    def error(self) -> dict | None:
+        """``{"type", "message", "traceback"}`` of the exception that failed the last
+        launch, None when it did not fail by one."""
+        return self._record().get("error")
+
+    @property
+    def launches(self) -> list[dict]:
+        """The launches of the run, oldest first: ``startedAt``, ``endedAt`` (ISO),
+        ``status``, ``pid``, ``host``, ``command`` (and ``error`` for a failed one).
+
+        Bounded: the first launch and the latest ones (see ``launches.MAX_LAUNCHES``);
+        ``info["launchCount"]`` counts them all.  A run written before launches
+        were recorded has none.
+        """
+        return _iso_launches(self._record())
+
     @property
     def info(self) -> dict:
         """The whole experiment record, with times as ISO strings and ``stale``."""
         record = self._record()
         for key in ("createdAt", "startedAt", "endedAt"):
             record[key] = iso(record.get(key))
+        record["launches"] = _iso_launches(record)
         record["stale"] = _is_stale(record, self.path)
         return record
 
@@ -123,6 +154,14 @@ class ExperimentView:
 
     def __repr__(self):
         return f"<ExperimentView {self.prefix} {self.status}>"
+
+
+def _iso_launches(record):
+    launches = [dict(entry) for entry in record.get("launches") or []]
+    for entry in launches:
+        for key in ("startedAt", "endedAt"):
+            entry[key] = iso(entry.get(key))
+    return launches
 
 
 def _is_stale(record, path):

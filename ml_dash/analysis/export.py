@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..names import ROOT_EXPORT
+from ..errors import StreamNotFoundError
+from ..names import ROOT_EXPORT, absent_streams
 from ..timestamps import iso
 from ..view import load
 from .tables import require
@@ -25,13 +26,14 @@ FORMATS = ("csv", "jsonl", "parquet")
 CHUNK = 50_000  # points per step
 
 
-def export(prefix: str, path: str, format: str | None = None, *, dash_root: str = ".dash",
+def export(prefix: str, path: str, format: str | None = None, *, dash_root: str | None = None,
            streams: list | None = None, progress: Callable | None = None) -> int:
     """Write the run ``prefix`` to ``path``; returns the number of points written.
 
     ``format``: ``"csv"``, ``"jsonl"`` or ``"parquet"`` (Parquet needs the
     ``arrow`` extra); default from the file's suffix.  ``streams`` limits
-    the export to those streams (None for the root).  ``progress(done,
+    the export to those streams (None for the root); one the run lacks
+    raises ``StreamNotFoundError`` with the close matches.  ``progress(done,
     total)`` is called after every chunk.  The file is written beside
     ``path`` and renamed into place, so a failed export leaves no half file.
     """
@@ -41,7 +43,11 @@ def export(prefix: str, path: str, format: str | None = None, *, dash_root: str 
     with load(prefix, dash_root=dash_root) as view:
         names = view.metrics.names()
         if streams is not None:
-            names = [n for n in names if n in {s or None for s in streams}]
+            wanted = {s or None for s in streams}
+            missing = wanted - set(names) - {None}  # the root always exists, maybe empty
+            if missing:  # a typo exported nothing, silently
+                raise StreamNotFoundError(absent_streams(sorted(missing, key=str), names, prefix))
+            names = [n for n in names if n in wanted]
         selected = [view.metrics(name) for name in sorted(names, key=lambda n: (n is not None, n or ""))]
         total = sum(len(s) for s in selected)
         temporary = f"{path}.partial"

@@ -32,7 +32,7 @@ LEGEND_ENTRIES = 20
 
 
 def plot(prefix: str, stream: str | None, key: str, path: str, *, compare: str | None = None,
-         dash_root: str = ".dash", points: int = 2000, method: str = "minmax",
+         dash_root: str | None = None, points: int = 2000, method: str = "minmax",
          x: str | None = None, log_y: bool = False, smooth: float = 0.0,
          markers: bool | None = None, title: str | None = None) -> list[str]:
     """Draw ``key`` of ``stream`` (None for the root) of run ``prefix`` into ``path``.

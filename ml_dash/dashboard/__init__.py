@@ -12,6 +12,7 @@ import secrets
 import socket
 
 from ..extras import install_hint
+from ..paths import resolve_root
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -27,13 +28,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(dash_root: str = ".dash", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+def serve(dash_root: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           token: str | None = None, open_browser: bool = False, quiet: bool = False) -> None:
     """Serve the dashboard until interrupted.
 
     On a non-loopback ``host`` a token is always required (a random one
-    when none is given); the printed URL carries it.
+    when none is given); the printed URL carries it.  ``dash_root``
+    defaults to ``$ML_DASH_ROOT``, else ``.dash``.
     """
+    dash_root = resolve_root(dash_root)
     try:
         import uvicorn
 

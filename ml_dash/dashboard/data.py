@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.listing import run_folders
 from ..errors import ColumnNotFoundError, MLDashError
 from ..names import glob_matcher
+from ..paths import run_folders
 from ..view import ExperimentView, load
 
 MAX_WIDTH = 10_000  # buckets per request: more than any screen has pixel columns
