@@ -367,16 +367,29 @@ def _time(value: Any) -> float:
         return value
     if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
         raise TypeError(f"findByTime: a time must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value):
+    try:
+        time = float(value)
+    except OverflowError:  # an int past float's range (math.isnan would raise it bare)
+        raise ValueError(f"findByTime: a time must fit a float, got an int of "
+                         f"{int(value).bit_length()} bits") from None
+    if math.isnan(time):
         raise ValueError("findByTime: a time must be a number, got NaN")
-    return float(value)
+    return time
 
 
 def _bounds(ts: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
     """``(first, stop)`` of the entries with ``start <= ts <= end`` in the increasing ``ts``."""
     for name, bound in (("start_timestamp", start), ("end_timestamp", end)):
-        if bound is not None and (isinstance(bound, (bool, str, bytes))
-                                  or not isinstance(bound, numbers.Real) or math.isnan(bound)):
+        if bound is None:
+            continue
+        if isinstance(bound, (bool, str, bytes)) or not isinstance(bound, numbers.Real):
+            raise TypeError(f"{name} must be a number or None, got {type(bound).__name__} {bound!r}")
+        try:
+            nan = math.isnan(bound)
+        except OverflowError:  # an int past float's range: numpy could not search for it
+            raise ValueError(f"{name} must fit a float, got an int of "
+                             f"{int(bound).bit_length()} bits") from None
+        if nan:
             raise TypeError(f"{name} must be a number or None, got {type(bound).__name__} {bound!r}")
     first = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
     stop = len(ts) if end is None else int(np.searchsorted(ts, end, side="right"))

@@ -496,3 +496,19 @@ def test_timestamp_is_the_references_spelling_of_ts(exp):
     assert exp.tracks("sensor/temp").list_entries() == [
         {"timestamp": 5.0, "data.value": 25.0, "unit": "C", "k": 1}]
     assert list(exp.tracks("sensor/temp").column("_ts")) == [5.0]
+
+
+def test_times_past_floats_range_are_refused_naming_the_argument(exp):
+    track = exp.tracks("t").append(x=1, _ts=1.0).flush()
+    huge = 10 ** 400
+    with pytest.raises(ValueError, match="findByTime"):
+        track.slice().findByTime(huge)
+    with pytest.raises(ValueError, match="findByTime"):
+        track.slice().findByTime([1.0, huge])
+    with pytest.raises(ValueError, match="start_timestamp"):
+        track.slice(huge)
+    with pytest.raises(ValueError, match="end_timestamp"):
+        track.read(end_timestamp=huge)
+    with pytest.raises(ValueError, match="start_timestamp"):
+        track.index_range(-huge)
+    assert track.read(end_timestamp=10 ** 20)["count"] == 1  # a big int that fits a float
