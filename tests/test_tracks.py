@@ -512,3 +512,23 @@ def test_times_past_floats_range_are_refused_naming_the_argument(exp):
     with pytest.raises(ValueError, match="start_timestamp"):
         track.index_range(-huge)
     assert track.read(end_timestamp=10 ** 20)["count"] == 1  # a big int that fits a float
+
+
+def test_a_failed_commit_lowers_the_floor_back_to_what_is_committed(exp):
+    from ml_dash.storage import faults
+    track = exp.tracks("t")
+    track.append(a=1, _ts=1.0).flush()
+    track.append(a=10, _ts=10.0)
+    faults.configure("before_commit:enospc")
+    try:
+        with pytest.raises(ml_dash.StorageError):
+            exp.flush()
+    finally:
+        faults.configure(None)
+    track.append(a=5, _ts=5.0)  # older than the entry still staged, newer than the committed one
+    with pytest.raises(ValueError, match="older than its last committed entry"):
+        track.append(a=0, _ts=0.5)
+    exp.flush()
+    assert [e["a"] for e in track.list_entries()] == [1, 5, 10]
+    with pytest.raises(ValueError, match="older than its last committed entry"):
+        track.append(a=7, _ts=7.0)
