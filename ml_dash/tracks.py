@@ -17,7 +17,6 @@ methods raise ``ExperimentError`` (opened read-only), as its streams do.
 from __future__ import annotations
 
 import io
-import json
 import math
 import numbers
 import threading
@@ -32,7 +31,7 @@ from .names import TrackName, did_you_mean
 from .storage import StreamSpec
 from .stream import check_range
 from .timestamps import _last_ts, iso, now, resolve_ts
-from .values import MAX_DEPTH, check_info, convert_for
+from .values import MAX_DEPTH, check_info, convert_for, strict_json
 
 FORMATS = ("json", "jsonl", "parquet", "mocap")
 PAGE = 4096  # entries decoded per read transaction
@@ -236,7 +235,7 @@ class Track:
         if format == "json":
             return {"entries": entries, "count": len(entries)}
         if format == "jsonl":
-            return "\n".join(json.dumps(entry) for entry in entries).encode("utf-8")
+            return "\n".join(map(strict_json, entries)).encode("utf-8")
         if format == "parquet":
             return _parquet(entries)
         return self._mocap(entries)

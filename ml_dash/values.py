@@ -9,6 +9,9 @@ store.  The same rules hold for params, log metadata and the descriptions,
 tags and metadata of runs, streams and files (:func:`check_info`).
 """
 
+import json
+import math
+
 from .names import stream_label as _label
 
 _SCALARS = (bool, int, float, str)
@@ -165,3 +168,29 @@ def unencodable(value, where):
             if found is not None:
                 return found
     return None
+
+
+def strict_json(value):
+    """``value`` as JSON text that every parser accepts: a non-finite float
+    (NaN, inf, -inf) is written ``null``.
+
+    Python's ``json`` writes them ``NaN`` and ``Infinity`` by default, which
+    ``JSON.parse``, ``jq`` and most other readers refuse.  (Rejected: the
+    strings ``"NaN"``/``"Infinity"``: a reader would then meet a string in a
+    column of numbers.)  Values without such a float, the common case, are
+    written in one call.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value):
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -532,3 +532,28 @@ def test_a_failed_commit_lowers_the_floor_back_to_what_is_committed(exp):
     assert [e["a"] for e in track.list_entries()] == [1, 5, 10]
     with pytest.raises(ValueError, match="older than its last committed entry"):
         track.append(a=7, _ts=7.0)
+
+
+def _strict(text):
+    """Parse JSON as strict readers (JSON.parse, jq) do: NaN and Infinity are refused."""
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_jsonl_and_the_command_lines_json_write_non_finite_numbers_as_null(dash_root, capsys):
+    from ml_dash.cli import main
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        track = exp.tracks("t")
+        track.append(x=float("nan"), y=[float("inf"), 1.0], z={"w": -float("inf")}, _ts=1.0)
+        track.append(x=2.5, _ts=2.0).flush()
+        lines = track.read(format="jsonl").decode().splitlines()
+        assert [_strict(line) for line in lines] == [
+            {"timestamp": 1.0, "x": None, "y": [None, 1.0], "z.w": None},
+            {"timestamp": 2.0, "x": 2.5}]
+        assert np.isnan(track.read()["entries"][0]["x"])  # stored as logged; only the text says null
+        exp.metrics("m").log(v=float("nan"))
+    for target in (["--track", "t"], ["m"]):
+        assert main(["read", "a/b/c", *target, "--json", "--dash-root", dash_root]) == 0
+        rows = [_strict(line) for line in capsys.readouterr().out.splitlines()]
+        assert None in (rows[0]["data"].get("x"), rows[0]["data"].get("v"))
