@@ -247,6 +247,12 @@ class Track:
         first = entries[0]["timestamp"] if entries else 0
         last = entries[-1]["timestamp"] if entries else 0
         channels = sorted({key for entry in entries for key in entry if key != "timestamp"})
+        if "time" in channels:
+            # (Rejected: letting the field win, which showed it as the frame's time, or
+            # renaming it, which a player would not know to look for.)
+            raise ValueError(f"{self._label()}: its field 'time' would replace each frame's "
+                             "time in the mocap format; read it with columns= that leave it "
+                             "out, or in another format")
         return {
             "version": "1.0",
             "metadata": {"topic": self.topic, "description": info.get("description"),

@@ -557,3 +557,12 @@ def test_jsonl_and_the_command_lines_json_write_non_finite_numbers_as_null(dash_
         assert main(["read", "a/b/c", *target, "--json", "--dash-root", dash_root]) == 0
         rows = [_strict(line) for line in capsys.readouterr().out.splitlines()]
         assert None in (rows[0]["data"].get("x"), rows[0]["data"].get("v"))
+
+
+def test_mocap_refuses_a_field_named_time_rather_than_show_it_as_the_frames_time(exp):
+    track = exp.tracks("pose").append(time=99.0, x=1, _ts=2.0).append(x=2, _ts=3.0).flush()
+    with pytest.raises(ValueError, match="track 'pose'.*'time'"):
+        track.read(format="mocap")
+    frames = track.read(format="mocap", columns=["x"])["frames"]
+    assert frames == [{"time": 2.0, "x": 1}, {"time": 3.0, "x": 2}]
+    assert track.read()["entries"][0]["time"] == 99.0  # the other formats show it as a field
