@@ -237,7 +237,7 @@ class Track:
         if format == "jsonl":
             return "\n".join(map(strict_json, entries)).encode("utf-8")
         if format == "parquet":
-            return _parquet(entries)
+            return _parquet(self._label(), entries)
         return self._mocap(entries)
 
     def _mocap(self, entries: list) -> dict:
@@ -425,10 +425,28 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             out[name] = convert_for(label, name, value, depth)
 
 
-def _parquet(entries: list) -> bytes:
+def _parquet(label: str, entries: list) -> bytes:
+    """Parquet bytes of ``entries``, one column per field (None where an entry lacks it).
+
+    Built column by column, so that a field Arrow cannot type (an int in one
+    entry, a str in another) is named in a ``ValueError``.  (Rejected:
+    storing such a column as text, which would read back numbers as
+    strings without a word.)
+    """
     pa = require("pyarrow", "arrow")
     parquet = require("pyarrow.parquet", "arrow")
-    table = pa.Table.from_pylist(entries) if entries else pa.table({"timestamp": pa.array([], pa.float64())})
+    keys = list(dict.fromkeys(key for entry in entries for key in entry)) or ["timestamp"]
+    arrays = []
+    for key in keys:
+        values = [entry.get(key) for entry in entries]
+        try:
+            arrays.append(pa.array(values, pa.float64() if key == "timestamp" else None))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            kinds = sorted({type(value).__name__ for value in values if value is not None})
+            raise ValueError(f"{label}: field {key!r} holds values of types {', '.join(kinds)}, "
+                             f"which one Parquet column cannot hold ({exc}); read it with "
+                             "columns= that leave it out, or in another format") from None
+    table = pa.Table.from_arrays(arrays, names=keys)
     buffer = io.BytesIO()
     parquet.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()

@@ -566,3 +566,12 @@ def test_mocap_refuses_a_field_named_time_rather_than_show_it_as_the_frames_time
     frames = track.read(format="mocap", columns=["x"])["frames"]
     assert frames == [{"time": 2.0, "x": 1}, {"time": 3.0, "x": 2}]
     assert track.read()["entries"][0]["time"] == 99.0  # the other formats show it as a field
+
+
+def test_parquet_names_a_field_of_mixed_types(exp):
+    pq = pytest.importorskip("pyarrow.parquet")
+    track = exp.tracks("t").append(v=1, w=1, _ts=1.0).append(v="s", w=2.5, _ts=2.0).flush()
+    with pytest.raises(ValueError, match=r"track 't': field 'v' holds values of types int, str"):
+        track.read(format="parquet")
+    table = pq.read_table(io.BytesIO(track.read(format="parquet", columns=["w"])))
+    assert table.to_pydict() == {"timestamp": [1.0, 2.0], "w": [1.0, 2.5]}
