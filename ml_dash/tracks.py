@@ -405,7 +405,9 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
     """Put ``fields`` into ``out`` with nested dicts as ``a.b`` keys, values made storable.
 
     numpy arrays (and tensors: anything with ``tolist()`` and ``ndim >= 1``)
-    become lists; the rest is converted as ``log()`` converts values.
+    become lists; the rest is converted as ``log()`` converts values.  An
+    empty dict stays a value ``{}``; a key met twice (``"a.b"`` and
+    ``{"a": {"b": ...}}``) is a ``TypeError`` naming it.
     """
     if depth >= MAX_DEPTH:
         raise TypeError(f"{label}: field {prefix[:80]!r} is nested more than {MAX_DEPTH} levels deep")
@@ -414,10 +416,17 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             raise TypeError(f"{label}: field names must be non-empty strings, got {key!r} "
                             f"({type(key).__name__})")
         name = prefix + key
+        if name in out:
+            # (Rejected: the later value winning, as a dict literal would: one of
+            # the two was then dropped without a word.)
+            raise TypeError(f"{label}: field {name[:80]!r} is given twice, once as a dotted "
+                            "key and once nested; give it once")
         if type(value) in _SCALARS:
             out[name] = value
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and value:
             flatten(label, value, name + ".", out, depth + 1)
+        elif isinstance(value, dict):
+            out[name] = {}  # no field to flatten into: kept as the value it was, not dropped
         else:
             tolist = getattr(value, "tolist", None)
             if callable(tolist) and getattr(value, "ndim", 0) >= 1:
@@ -448,5 +457,9 @@ def _parquet(label: str, entries: list) -> bytes:
                              "columns= that leave it out, or in another format") from None
     table = pa.Table.from_arrays(arrays, names=keys)
     buffer = io.BytesIO()
-    parquet.write_table(table, buffer, compression="zstd")
+    try:
+        parquet.write_table(table, buffer, compression="zstd")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # an empty dict: a struct of nothing
+        raise ValueError(f"{label}: cannot write these entries as Parquet ({exc}); read them "
+                         "with columns= that leave that field out, or in another format") from None
     return buffer.getvalue()

@@ -575,3 +575,17 @@ def test_parquet_names_a_field_of_mixed_types(exp):
         track.read(format="parquet")
     table = pq.read_table(io.BytesIO(track.read(format="parquet", columns=["w"])))
     assert table.to_pydict() == {"timestamp": [1.0, 2.0], "w": [1.0, 2.5]}
+
+
+def test_a_key_given_twice_by_flattening_is_refused_and_an_empty_dict_is_kept(exp):
+    track = exp.tracks("t")
+    for fields in ({"a.b": 1, "a": {"b": 2}}, {"a": {"b": 2}, "a.b": 1}, {"x": {"y.z": 1, "y": {"z": 2}}}):
+        with pytest.raises(TypeError, match=r"track 't': field '(a\.b|x\.y\.z)' is given twice"):
+            track.append(fields, _ts=1.0)
+    with pytest.raises(TypeError, match="given twice"):
+        track.append({"a": {"b": 2}}, **{"a.b": 1}, _ts=1.0)
+    track.append(d={}, z=1, _ts=2.0).append({"e": {"f": {}}}, _ts=3.0).flush()
+    assert track.list_entries() == [{"timestamp": 2.0, "d": {}, "z": 1},
+                                    {"timestamp": 3.0, "e.f": {}}]  # nothing of the refused ones
+    with pytest.raises(ValueError, match="track 't': cannot write these entries as Parquet"):
+        track.read(format="parquet")
