@@ -31,7 +31,7 @@ from .names import TrackName, did_you_mean
 from .storage import StreamSpec
 from .stream import check_range
 from .timestamps import _last_ts, iso, now, resolve_ts
-from .values import MAX_DEPTH, check_info, convert_for, strict_json
+from .values import MAX_DEPTH, check_info, check_name, convert_for, strict_json
 
 FORMATS = ("json", "jsonl", "parquet", "mocap")
 PAGE = 4096  # entries decoded per read transaction
@@ -62,6 +62,7 @@ class Tracks:
         if track is None:
             if not isinstance(topic, str) or not topic:
                 raise ValueError(f"track topics must be non-empty strings, got {topic!r}")
+            check_name("track topics", topic)
             description, tags, metadata = check_info(f"track {topic!r}", description, tags, metadata)
             info = {"description": description, "tags": tags or [], "metadata": metadata}
             self._metrics._admit((TrackName(topic),))

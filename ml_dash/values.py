@@ -146,6 +146,22 @@ _NOT_UTF8 = ("holds a str that is not valid UTF-8 (a lone surrogate, as os.fsdec
              "undecodable bytes), which cannot be stored; decode it with errors='replace'")
 
 
+def check_name(kind, name):
+    """``ValueError`` unless the str ``name`` (of a stream, a track...) is valid UTF-8.
+
+    Names are written into the store and shown by every listing: one that
+    cannot be encoded would break ``ml-dash ls`` for the whole dash root, so
+    it is refused where it is first given.  ``kind``: ``"stream names"``,
+    ``"track topics"``.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{kind} must be valid UTF-8 text, got {name!r}: it holds a lone "
+                         "surrogate (as os.fsdecode makes of undecodable bytes); decode it "
+                         "with errors='replace'") from None
+
+
 def unencodable(value, where):
     """The dotted path (``where``, ``where.key`` ...) to the first str in
     ``value``, key or value, that is not valid UTF-8; None if there is none."""

@@ -589,3 +589,19 @@ def test_a_key_given_twice_by_flattening_is_refused_and_an_empty_dict_is_kept(ex
                                     {"timestamp": 3.0, "e.f": {}}]  # nothing of the refused ones
     with pytest.raises(ValueError, match="track 't': cannot write these entries as Parquet"):
         track.read(format="parquet")
+
+
+def test_names_that_are_not_utf8_are_refused_where_given_and_ls_still_lists(dash_root, capsys):
+    from ml_dash.cli import main
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        with pytest.raises(ValueError, match=r"track topics must be valid UTF-8 text, got '\\ud800'"):
+            exp.tracks("\ud800")
+        with pytest.raises(ValueError, match=r"stream names must be valid UTF-8 text, got 'x\\udc80'"):
+            exp.metrics("x\udc80")
+        with pytest.raises(ValueError, match=r"stream names must be valid UTF-8 text"):
+            exp.metrics.log(epoch=1, **{"\udfff": {"loss": 1.0}})
+        exp.metrics.log(epoch=2, train={"loss": 0.5})
+    assert main(["ls", "--dash-root", dash_root]) == 0
+    assert "a/b/c" in capsys.readouterr().out
+    with load("a/b/c", dash_root=dash_root) as view:
+        assert view.metrics.names() == [None, "train"] and view.metrics.read()["total"] == 1
