@@ -31,7 +31,7 @@ from .names import TrackName, did_you_mean
 from .storage import StreamSpec
 from .stream import check_range
 from .timestamps import _last_ts, iso, now, resolve_ts
-from .values import MAX_DEPTH, check_info, check_name, convert_for, strict_json
+from .values import MAX_DEPTH, check_info, check_name, check_utf8, convert_for, strict_json
 
 FORMATS = ("json", "jsonl", "parquet", "mocap")
 PAGE = 4096  # entries decoded per read transaction
@@ -154,11 +154,15 @@ class Track:
                                     "timestamp=")
                 _ts = fields.pop(spelling)
         data = fields  # a fresh dict of plain values, the common case, is staged as it is
-        for value in fields.values():
-            if type(value) not in _SCALARS or _data is not None:  # a dict's keys are checked too
+        for key, value in fields.items():
+            kind = type(value)
+            if kind not in _SCALARS or _data is not None:  # a dict's keys are checked too
                 data = {}
                 flatten(self._label(), fields, "", data, 0)
                 break
+            # isascii() reads a flag CPython keeps: text that is not ASCII alone is encoded
+            if not key.isascii() or kind is str and not value.isascii():
+                check_utf8(self._label(), key, value)
         else:
             if "" in fields:
                 flatten(self._label(), fields, "", {}, 0)  # raises, naming the field
@@ -422,7 +426,11 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             # the two was then dropped without a word.)
             raise TypeError(f"{label}: field {name[:80]!r} is given twice, once as a dotted "
                             "key and once nested; give it once")
+        if not key.isascii():
+            check_utf8(label, name, None)
         if type(value) in _SCALARS:
+            if type(value) is str and not value.isascii():
+                check_utf8(label, name, value)
             out[name] = value
         elif isinstance(value, dict) and value:
             flatten(label, value, name + ".", out, depth + 1)
@@ -432,7 +440,8 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             tolist = getattr(value, "tolist", None)
             if callable(tolist) and getattr(value, "ndim", 0) >= 1:
                 value = tolist()
-            out[name] = convert_for(label, name, value, depth)
+            out[name] = value = convert_for(label, name, value, depth)
+            check_utf8(label, name, value)
 
 
 def _parquet(label: str, entries: list) -> bytes:

@@ -162,6 +162,16 @@ def check_name(kind, name):
                          "with errors='replace'") from None
 
 
+def check_utf8(owner, key, value):
+    """``TypeError`` naming ``owner`` and the field if the key ``key`` or any str
+    in ``value`` (keys of its dicts too) is not valid UTF-8: the encoder
+    would refuse it at the next commit, and make that commit fail for
+    everything else it holds."""
+    where = unencodable(key, key) or unencodable(value, key)
+    if where is not None:
+        raise TypeError(f"{owner}: field {_short(where)} {_NOT_UTF8}")
+
+
 def unencodable(value, where):
     """The dotted path (``where``, ``where.key`` ...) to the first str in
     ``value``, key or value, that is not valid UTF-8; None if there is none."""

@@ -456,17 +456,23 @@ def test_threads_appending_while_another_flushes_lose_nothing(exp):
     assert all(len(exp.tracks(f"own/{w}")) == 2000 for w in range(4))
 
 
-def test_an_entry_the_encoder_refuses_is_dropped_alone(exp):
+def test_text_that_is_not_utf8_is_refused_at_append_and_stages_nothing(exp):
     track = exp.tracks("t")
     track.append(a=1, _ts=1.0)
-    track.append(name="bad \udc80 text", _ts=1.0)  # a lone surrogate: not UTF-8
-    track.append(a=2, _ts=2.0)
+    bad = [{"name": "bad \udc80 text"}, {"\ud800": 1}, {"q": ["ok", "\udfff"]},
+           {"cam": {"label": "\ud800"}}, {"cam": {"\ud800": 1}}, {"m": {"k": {"\udc80": 2}}}]
+    for fields in bad:
+        with pytest.raises(TypeError, match="track 't': field .* not valid UTF-8"):
+            track.append(**fields, _ts=1.0)
+        with pytest.raises(TypeError, match="track 't': field .* not valid UTF-8"):
+            track.append(fields, _ts=1.5)
+    track.append(a=2, word="café", _ts=2.0)
     exp.metrics("m").log(v=1)
-    with pytest.raises(ml_dash.MLDashError, match="track 't'.*_ts=1.0"):
-        exp.flush()
-    exp.flush()  # the rest was kept staged
-    assert track.list_entries() == [{"timestamp": 1.0, "a": 1}, {"timestamp": 2.0, "a": 2}]
-    assert len(exp.metrics("m")) == 1
+    exp.files.save_text("v1", to="a.txt")  # an unrelated commit no longer meets a bad entry
+    exp.flush()
+    assert track.list_entries() == [{"timestamp": 1.0, "a": 1},
+                                    {"timestamp": 2.0, "a": 2, "word": "café"}]
+    assert len(exp.metrics("m")) == 1 and exp.files("a.txt").exists()
 
 
 def test_a_positional_dict_of_fields(exp):
