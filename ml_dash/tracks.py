@@ -380,11 +380,16 @@ def _time(value: Any) -> float:
     try:
         time = float(value)
     except OverflowError:  # an int past float's range (math.isnan would raise it bare)
-        raise ValueError(f"findByTime: a time must fit a float, got an int of "
-                         f"{int(value).bit_length()} bits") from None
+        raise ValueError(f"findByTime: a time must fit a float, got {_magnitude(value)}") from None
     if math.isnan(time):
         raise ValueError("findByTime: a time must be a number, got NaN")
     return time
+
+
+def _magnitude(value: Any) -> str:
+    """How a number too large for a float is named in a message (not its thousand digits)."""
+    bits = value.bit_length() if isinstance(value, int) else None
+    return f"an int of {bits} bits" if bits is not None else f"a {type(value).__name__} out of range"
 
 
 def _bounds(ts: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
@@ -397,8 +402,7 @@ def _bounds(ts: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
         try:
             nan = math.isnan(bound)
         except OverflowError:  # an int past float's range: numpy could not search for it
-            raise ValueError(f"{name} must fit a float, got an int of "
-                             f"{int(bound).bit_length()} bits") from None
+            raise ValueError(f"{name} must fit a float, got {_magnitude(bound)}") from None
         if nan:
             raise TypeError(f"{name} must be a number or None, got {type(bound).__name__} {bound!r}")
     first = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
