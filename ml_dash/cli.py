@@ -17,6 +17,7 @@ from . import cli_annotate
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
 from .timestamps import iso
+from .values import strict_json
 
 # How the root stream may be named where a STREAM is asked for; it is shown as (root).
 ROOT_NAMES = ("", ".", "root", ROOT_CLI)
@@ -258,7 +259,7 @@ def _print_rows(rows, as_json, keys):
     """
     if as_json:
         for row in rows:
-            print(json.dumps(row))
+            print(strict_json(row))  # NaN and infinities as null: every JSON reader parses it
     elif rows:
         shown = keys or []
         added = [k for k in dict.fromkeys(k for row in rows for k in row["data"]) if k not in shown]

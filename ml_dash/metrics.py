@@ -17,7 +17,7 @@ from .names import stream_label
 from .storage import MAX_STREAMS
 from .stream import Stream
 from .timestamps import resolve_ts
-from .values import check_fields, check_info, check_keys
+from .values import check_fields, check_info, check_keys, check_name
 
 
 class Metrics(Stream):
@@ -52,6 +52,7 @@ class Metrics(Stream):
         if stream is None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"stream names must be non-empty strings, got {name!r}")
+            check_name("stream names", name)
             description, tags, metadata = check_info(f"stream {name!r}", description, tags, metadata)
             info = {"description": description, "tags": tags or [], "metadata": metadata}
             self._admit((name,))
@@ -120,6 +121,8 @@ class Metrics(Stream):
         for key, value in routed:
             if not key:  # before _admit counts it as a stream
                 raise ValueError(f"stream names must be non-empty strings, got {key!r}")
+            if key not in self._streams:
+                check_name("stream names", key)
             check_keys(key, value)  # not **kwargs: any key may be in a dict
             if "_ts" in value:
                 # One call has one time; a field named _ts would also land in the time column.

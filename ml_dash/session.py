@@ -178,8 +178,8 @@ class Session:
                     # points that can never be stored are dropped alone; the rest stay staged
                     rejected = _rejected(exc, [*points, *entries])
                     staged.extendleft(reversed([p for p in points if id(p) not in rejected]))
-                    self.staged_entries.extendleft(
-                        reversed([p for p in entries if id(p) not in rejected]))
+                    self._floors.give_back(self.staged_entries,
+                                           [p for p in entries if id(p) not in rejected])
                     self._records[:0] = records
                 raise
 
@@ -215,7 +215,9 @@ class TrackFloors:
     by a flush for its commit; :meth:`stage` checks and stages under the
     same lock that :meth:`take` pops under, so a timed commit between the
     check and the staging cannot make an entry older than its floor.  A
-    commit that fails leaves the floors raised: stricter, never wrong.
+    commit that fails gives its entries back with :meth:`give_back`, which
+    lowers the floors to what is committed again: left raised, an entry the
+    commit dropped as unstorable would refuse valid ones older than it.
     """
 
     def __init__(self, writer):
@@ -253,6 +255,23 @@ class TrackFloors:
                 if floor is None or ts > floor:
                     floors[name] = ts
             self._newest.clear()
+
+    def give_back(self, queue, entries):
+        """Stage ``entries`` (taken by a commit that failed) again, in front of ``queue``.
+
+        The floors go back to the writer's committed ends (read again at
+        the next :meth:`stage`), and the entries count as staged again.
+        (Rejected: lowering each floor to its value before :meth:`take`:
+        :meth:`take` does not keep it, and the writer already knows it.)
+        """
+        with self._lock:
+            queue.extendleft(reversed(entries))
+            self._floors.clear()
+            newest = self._newest
+            for spec, _, ts in entries:
+                known = newest.get(spec.name)
+                if known is None or ts > known:
+                    newest[spec.name] = ts
 
 
 def flush_interval():

@@ -17,7 +17,6 @@ methods raise ``ExperimentError`` (opened read-only), as its streams do.
 from __future__ import annotations
 
 import io
-import json
 import math
 import numbers
 import threading
@@ -32,7 +31,7 @@ from .names import TrackName, did_you_mean
 from .storage import StreamSpec
 from .stream import check_range
 from .timestamps import _last_ts, iso, now, resolve_ts
-from .values import MAX_DEPTH, check_info, convert_for
+from .values import MAX_DEPTH, check_info, check_name, check_utf8, convert_for, strict_json
 
 FORMATS = ("json", "jsonl", "parquet", "mocap")
 PAGE = 4096  # entries decoded per read transaction
@@ -63,6 +62,7 @@ class Tracks:
         if track is None:
             if not isinstance(topic, str) or not topic:
                 raise ValueError(f"track topics must be non-empty strings, got {topic!r}")
+            check_name("track topics", topic)
             description, tags, metadata = check_info(f"track {topic!r}", description, tags, metadata)
             info = {"description": description, "tags": tags or [], "metadata": metadata}
             self._metrics._admit((TrackName(topic),))
@@ -154,11 +154,15 @@ class Track:
                                     "timestamp=")
                 _ts = fields.pop(spelling)
         data = fields  # a fresh dict of plain values, the common case, is staged as it is
-        for value in fields.values():
-            if type(value) not in _SCALARS or _data is not None:  # a dict's keys are checked too
+        for key, value in fields.items():
+            kind = type(value)
+            if kind not in _SCALARS or _data is not None:  # a dict's keys are checked too
                 data = {}
                 flatten(self._label(), fields, "", data, 0)
                 break
+            # isascii() reads a flag CPython keeps: text that is not ASCII alone is encoded
+            if not key.isascii() or kind is str and not value.isascii():
+                check_utf8(self._label(), key, value)
         else:
             if "" in fields:
                 flatten(self._label(), fields, "", {}, 0)  # raises, naming the field
@@ -236,9 +240,9 @@ class Track:
         if format == "json":
             return {"entries": entries, "count": len(entries)}
         if format == "jsonl":
-            return "\n".join(json.dumps(entry) for entry in entries).encode("utf-8")
+            return "\n".join(map(strict_json, entries)).encode("utf-8")
         if format == "parquet":
-            return _parquet(entries)
+            return _parquet(self._label(), entries)
         return self._mocap(entries)
 
     def _mocap(self, entries: list) -> dict:
@@ -248,6 +252,12 @@ class Track:
         first = entries[0]["timestamp"] if entries else 0
         last = entries[-1]["timestamp"] if entries else 0
         channels = sorted({key for entry in entries for key in entry if key != "timestamp"})
+        if "time" in channels:
+            # (Rejected: letting the field win, which showed it as the frame's time, or
+            # renaming it, which a player would not know to look for.)
+            raise ValueError(f"{self._label()}: its field 'time' would replace each frame's "
+                             "time in the mocap format; read it with columns= that leave it "
+                             "out, or in another format")
         return {
             "version": "1.0",
             "metadata": {"topic": self.topic, "description": info.get("description"),
@@ -367,16 +377,33 @@ def _time(value: Any) -> float:
         return value
     if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
         raise TypeError(f"findByTime: a time must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value):
+    try:
+        time = float(value)
+    except OverflowError:  # an int past float's range (math.isnan would raise it bare)
+        raise ValueError(f"findByTime: a time must fit a float, got {_magnitude(value)}") from None
+    if math.isnan(time):
         raise ValueError("findByTime: a time must be a number, got NaN")
-    return float(value)
+    return time
+
+
+def _magnitude(value: Any) -> str:
+    """How a number too large for a float is named in a message (not its thousand digits)."""
+    bits = value.bit_length() if isinstance(value, int) else None
+    return f"an int of {bits} bits" if bits is not None else f"a {type(value).__name__} out of range"
 
 
 def _bounds(ts: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
     """``(first, stop)`` of the entries with ``start <= ts <= end`` in the increasing ``ts``."""
     for name, bound in (("start_timestamp", start), ("end_timestamp", end)):
-        if bound is not None and (isinstance(bound, (bool, str, bytes))
-                                  or not isinstance(bound, numbers.Real) or math.isnan(bound)):
+        if bound is None:
+            continue
+        if isinstance(bound, (bool, str, bytes)) or not isinstance(bound, numbers.Real):
+            raise TypeError(f"{name} must be a number or None, got {type(bound).__name__} {bound!r}")
+        try:
+            nan = math.isnan(bound)
+        except OverflowError:  # an int past float's range: numpy could not search for it
+            raise ValueError(f"{name} must fit a float, got {_magnitude(bound)}") from None
+        if nan:
             raise TypeError(f"{name} must be a number or None, got {type(bound).__name__} {bound!r}")
     first = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
     stop = len(ts) if end is None else int(np.searchsorted(ts, end, side="right"))
@@ -387,7 +414,9 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
     """Put ``fields`` into ``out`` with nested dicts as ``a.b`` keys, values made storable.
 
     numpy arrays (and tensors: anything with ``tolist()`` and ``ndim >= 1``)
-    become lists; the rest is converted as ``log()`` converts values.
+    become lists; the rest is converted as ``log()`` converts values.  An
+    empty dict stays a value ``{}``; a key met twice (``"a.b"`` and
+    ``{"a": {"b": ...}}``) is a ``TypeError`` naming it.
     """
     if depth >= MAX_DEPTH:
         raise TypeError(f"{label}: field {prefix[:80]!r} is nested more than {MAX_DEPTH} levels deep")
@@ -396,21 +425,55 @@ def flatten(label: str, fields: dict, prefix: str, out: dict, depth: int) -> Non
             raise TypeError(f"{label}: field names must be non-empty strings, got {key!r} "
                             f"({type(key).__name__})")
         name = prefix + key
+        if name in out:
+            # (Rejected: the later value winning, as a dict literal would: one of
+            # the two was then dropped without a word.)
+            raise TypeError(f"{label}: field {name[:80]!r} is given twice, once as a dotted "
+                            "key and once nested; give it once")
+        if not key.isascii():
+            check_utf8(label, name, None)
         if type(value) in _SCALARS:
+            if type(value) is str and not value.isascii():
+                check_utf8(label, name, value)
             out[name] = value
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and value:
             flatten(label, value, name + ".", out, depth + 1)
+        elif isinstance(value, dict):
+            out[name] = {}  # no field to flatten into: kept as the value it was, not dropped
         else:
             tolist = getattr(value, "tolist", None)
             if callable(tolist) and getattr(value, "ndim", 0) >= 1:
                 value = tolist()
-            out[name] = convert_for(label, name, value, depth)
+            out[name] = value = convert_for(label, name, value, depth)
+            check_utf8(label, name, value)
 
 
-def _parquet(entries: list) -> bytes:
+def _parquet(label: str, entries: list) -> bytes:
+    """Parquet bytes of ``entries``, one column per field (None where an entry lacks it).
+
+    Built column by column, so that a field Arrow cannot type (an int in one
+    entry, a str in another) is named in a ``ValueError``.  (Rejected:
+    storing such a column as text, which would read back numbers as
+    strings without a word.)
+    """
     pa = require("pyarrow", "arrow")
     parquet = require("pyarrow.parquet", "arrow")
-    table = pa.Table.from_pylist(entries) if entries else pa.table({"timestamp": pa.array([], pa.float64())})
+    keys = list(dict.fromkeys(key for entry in entries for key in entry)) or ["timestamp"]
+    arrays = []
+    for key in keys:
+        values = [entry.get(key) for entry in entries]
+        try:
+            arrays.append(pa.array(values, pa.float64() if key == "timestamp" else None))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            kinds = sorted({type(value).__name__ for value in values if value is not None})
+            raise ValueError(f"{label}: field {key!r} holds values of types {', '.join(kinds)}, "
+                             f"which one Parquet column cannot hold ({exc}); read it with "
+                             "columns= that leave it out, or in another format") from None
+    table = pa.Table.from_arrays(arrays, names=keys)
     buffer = io.BytesIO()
-    parquet.write_table(table, buffer, compression="zstd")
+    try:
+        parquet.write_table(table, buffer, compression="zstd")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # an empty dict: a struct of nothing
+        raise ValueError(f"{label}: cannot write these entries as Parquet ({exc}); read them "
+                         "with columns= that leave that field out, or in another format") from None
     return buffer.getvalue()

@@ -9,6 +9,9 @@ store.  The same rules hold for params, log metadata and the descriptions,
 tags and metadata of runs, streams and files (:func:`check_info`).
 """
 
+import json
+import math
+
 from .names import stream_label as _label
 
 _SCALARS = (bool, int, float, str)
@@ -143,6 +146,32 @@ _NOT_UTF8 = ("holds a str that is not valid UTF-8 (a lone surrogate, as os.fsdec
              "undecodable bytes), which cannot be stored; decode it with errors='replace'")
 
 
+def check_name(kind, name):
+    """``ValueError`` unless the str ``name`` (of a stream, a track...) is valid UTF-8.
+
+    Names are written into the store and shown by every listing: one that
+    cannot be encoded would break ``ml-dash ls`` for the whole dash root, so
+    it is refused where it is first given.  ``kind``: ``"stream names"``,
+    ``"track topics"``.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{kind} must be valid UTF-8 text, got {name!r}: it holds a lone "
+                         "surrogate (as os.fsdecode makes of undecodable bytes); decode it "
+                         "with errors='replace'") from None
+
+
+def check_utf8(owner, key, value):
+    """``TypeError`` naming ``owner`` and the field if the key ``key`` or any str
+    in ``value`` (keys of its dicts too) is not valid UTF-8: the encoder
+    would refuse it at the next commit, and make that commit fail for
+    everything else it holds."""
+    where = unencodable(key, key) or unencodable(value, key)
+    if where is not None:
+        raise TypeError(f"{owner}: field {_short(where)} {_NOT_UTF8}")
+
+
 def unencodable(value, where):
     """The dotted path (``where``, ``where.key`` ...) to the first str in
     ``value``, key or value, that is not valid UTF-8; None if there is none."""
@@ -165,3 +194,29 @@ def unencodable(value, where):
             if found is not None:
                 return found
     return None
+
+
+def strict_json(value):
+    """``value`` as JSON text that every parser accepts: a non-finite float
+    (NaN, inf, -inf) is written ``null``.
+
+    Python's ``json`` writes them ``NaN`` and ``Infinity`` by default, which
+    ``JSON.parse``, ``jq`` and most other readers refuse.  (Rejected: the
+    strings ``"NaN"``/``"Infinity"``: a reader would then meet a string in a
+    column of numbers.)  Values without such a float, the common case, are
+    written in one call.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value):
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

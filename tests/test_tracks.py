@@ -456,17 +456,23 @@ def test_threads_appending_while_another_flushes_lose_nothing(exp):
     assert all(len(exp.tracks(f"own/{w}")) == 2000 for w in range(4))
 
 
-def test_an_entry_the_encoder_refuses_is_dropped_alone(exp):
+def test_text_that_is_not_utf8_is_refused_at_append_and_stages_nothing(exp):
     track = exp.tracks("t")
     track.append(a=1, _ts=1.0)
-    track.append(name="bad \udc80 text", _ts=1.0)  # a lone surrogate: not UTF-8
-    track.append(a=2, _ts=2.0)
+    bad = [{"name": "bad \udc80 text"}, {"\ud800": 1}, {"q": ["ok", "\udfff"]},
+           {"cam": {"label": "\ud800"}}, {"cam": {"\ud800": 1}}, {"m": {"k": {"\udc80": 2}}}]
+    for fields in bad:
+        with pytest.raises(TypeError, match="track 't': field .* not valid UTF-8"):
+            track.append(**fields, _ts=1.0)
+        with pytest.raises(TypeError, match="track 't': field .* not valid UTF-8"):
+            track.append(fields, _ts=1.5)
+    track.append(a=2, word="café", _ts=2.0)
     exp.metrics("m").log(v=1)
-    with pytest.raises(ml_dash.MLDashError, match="track 't'.*_ts=1.0"):
-        exp.flush()
-    exp.flush()  # the rest was kept staged
-    assert track.list_entries() == [{"timestamp": 1.0, "a": 1}, {"timestamp": 2.0, "a": 2}]
-    assert len(exp.metrics("m")) == 1
+    exp.files.save_text("v1", to="a.txt")  # an unrelated commit no longer meets a bad entry
+    exp.flush()
+    assert track.list_entries() == [{"timestamp": 1.0, "a": 1},
+                                    {"timestamp": 2.0, "a": 2, "word": "café"}]
+    assert len(exp.metrics("m")) == 1 and exp.files("a.txt").exists()
 
 
 def test_a_positional_dict_of_fields(exp):
@@ -496,3 +502,112 @@ def test_timestamp_is_the_references_spelling_of_ts(exp):
     assert exp.tracks("sensor/temp").list_entries() == [
         {"timestamp": 5.0, "data.value": 25.0, "unit": "C", "k": 1}]
     assert list(exp.tracks("sensor/temp").column("_ts")) == [5.0]
+
+
+def test_times_past_floats_range_are_refused_naming_the_argument(exp):
+    track = exp.tracks("t").append(x=1, _ts=1.0).flush()
+    huge = 10 ** 400
+    with pytest.raises(ValueError, match="findByTime"):
+        track.slice().findByTime(huge)
+    with pytest.raises(ValueError, match="findByTime"):
+        track.slice().findByTime([1.0, huge])
+    with pytest.raises(ValueError, match="start_timestamp"):
+        track.slice(huge)
+    with pytest.raises(ValueError, match="end_timestamp"):
+        track.read(end_timestamp=huge)
+    with pytest.raises(ValueError, match="start_timestamp"):
+        track.index_range(-huge)
+    assert track.read(end_timestamp=10 ** 20)["count"] == 1  # a big int that fits a float
+
+
+def test_a_failed_commit_lowers_the_floor_back_to_what_is_committed(exp):
+    from ml_dash.storage import faults
+    track = exp.tracks("t")
+    track.append(a=1, _ts=1.0).flush()
+    track.append(a=10, _ts=10.0)
+    faults.configure("before_commit:enospc")
+    try:
+        with pytest.raises(ml_dash.StorageError):
+            exp.flush()
+    finally:
+        faults.configure(None)
+    track.append(a=5, _ts=5.0)  # older than the entry still staged, newer than the committed one
+    with pytest.raises(ValueError, match="older than its last committed entry"):
+        track.append(a=0, _ts=0.5)
+    exp.flush()
+    assert [e["a"] for e in track.list_entries()] == [1, 5, 10]
+    with pytest.raises(ValueError, match="older than its last committed entry"):
+        track.append(a=7, _ts=7.0)
+
+
+def _strict(text):
+    """Parse JSON as strict readers (JSON.parse, jq) do: NaN and Infinity are refused."""
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_jsonl_and_the_command_lines_json_write_non_finite_numbers_as_null(dash_root, capsys):
+    from ml_dash.cli import main
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        track = exp.tracks("t")
+        track.append(x=float("nan"), y=[float("inf"), 1.0], z={"w": -float("inf")}, _ts=1.0)
+        track.append(x=2.5, _ts=2.0).flush()
+        lines = track.read(format="jsonl").decode().splitlines()
+        assert [_strict(line) for line in lines] == [
+            {"timestamp": 1.0, "x": None, "y": [None, 1.0], "z.w": None},
+            {"timestamp": 2.0, "x": 2.5}]
+        assert np.isnan(track.read()["entries"][0]["x"])  # stored as logged; only the text says null
+        exp.metrics("m").log(v=float("nan"))
+    for target in (["--track", "t"], ["m"]):
+        assert main(["read", "a/b/c", *target, "--json", "--dash-root", dash_root]) == 0
+        rows = [_strict(line) for line in capsys.readouterr().out.splitlines()]
+        assert None in (rows[0]["data"].get("x"), rows[0]["data"].get("v"))
+
+
+def test_mocap_refuses_a_field_named_time_rather_than_show_it_as_the_frames_time(exp):
+    track = exp.tracks("pose").append(time=99.0, x=1, _ts=2.0).append(x=2, _ts=3.0).flush()
+    with pytest.raises(ValueError, match="track 'pose'.*'time'"):
+        track.read(format="mocap")
+    frames = track.read(format="mocap", columns=["x"])["frames"]
+    assert frames == [{"time": 2.0, "x": 1}, {"time": 3.0, "x": 2}]
+    assert track.read()["entries"][0]["time"] == 99.0  # the other formats show it as a field
+
+
+def test_parquet_names_a_field_of_mixed_types(exp):
+    pq = pytest.importorskip("pyarrow.parquet")
+    track = exp.tracks("t").append(v=1, w=1, _ts=1.0).append(v="s", w=2.5, _ts=2.0).flush()
+    with pytest.raises(ValueError, match=r"track 't': field 'v' holds values of types int, str"):
+        track.read(format="parquet")
+    table = pq.read_table(io.BytesIO(track.read(format="parquet", columns=["w"])))
+    assert table.to_pydict() == {"timestamp": [1.0, 2.0], "w": [1.0, 2.5]}
+
+
+def test_a_key_given_twice_by_flattening_is_refused_and_an_empty_dict_is_kept(exp):
+    track = exp.tracks("t")
+    for fields in ({"a.b": 1, "a": {"b": 2}}, {"a": {"b": 2}, "a.b": 1}, {"x": {"y.z": 1, "y": {"z": 2}}}):
+        with pytest.raises(TypeError, match=r"track 't': field '(a\.b|x\.y\.z)' is given twice"):
+            track.append(fields, _ts=1.0)
+    with pytest.raises(TypeError, match="given twice"):
+        track.append({"a": {"b": 2}}, **{"a.b": 1}, _ts=1.0)
+    track.append(d={}, z=1, _ts=2.0).append({"e": {"f": {}}}, _ts=3.0).flush()
+    assert track.list_entries() == [{"timestamp": 2.0, "d": {}, "z": 1},
+                                    {"timestamp": 3.0, "e.f": {}}]  # nothing of the refused ones
+    with pytest.raises(ValueError, match="track 't': cannot write these entries as Parquet"):
+        track.read(format="parquet")
+
+
+def test_names_that_are_not_utf8_are_refused_where_given_and_ls_still_lists(dash_root, capsys):
+    from ml_dash.cli import main
+    with Experiment(prefix="a/b/c", dash_root=dash_root).run as exp:
+        with pytest.raises(ValueError, match=r"track topics must be valid UTF-8 text, got '\\ud800'"):
+            exp.tracks("\ud800")
+        with pytest.raises(ValueError, match=r"stream names must be valid UTF-8 text, got 'x\\udc80'"):
+            exp.metrics("x\udc80")
+        with pytest.raises(ValueError, match=r"stream names must be valid UTF-8 text"):
+            exp.metrics.log(epoch=1, **{"\udfff": {"loss": 1.0}})
+        exp.metrics.log(epoch=2, train={"loss": 0.5})
+    assert main(["ls", "--dash-root", dash_root]) == 0
+    assert "a/b/c" in capsys.readouterr().out
+    with load("a/b/c", dash_root=dash_root) as view:
+        assert view.metrics.names() == [None, "train"] and view.metrics.read()["total"] == 1
