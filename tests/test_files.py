@@ -565,6 +565,28 @@ def test_save_video_bad_input_names_the_argument_and_stores_nothing(exp):
     assert len(content_files(exp)) == 1
 
 
+def test_save_video_an_encoder_failure_stores_nothing_and_prints_nothing(exp, capfd):
+    pytest.importorskip("imageio_ffmpeg")
+    import gc
+
+    import numpy as np
+    frames = [np.zeros((16, 16))] * 3
+    good = exp.files("v").save_video(frames, to="a.mp4")
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"codec='nope'.*Unknown encoder 'nope'"):
+        exp.files("v").save_video(frames, to="a.mp4", codec="nope")  # ffmpeg fails, imageio does not
+    with pytest.raises(ValueError, match=r"pixelformat='bogus'.*pixel format"):
+        exp.files("v").save_video(frames, to="a.mp4", pixelformat="bogus")
+    with pytest.raises(ValueError, match=r"fps=1e-09.*at least 0\.0015"):
+        exp.files("v").save_video(frames, to="b.gif", fps=1e-9)
+    with pytest.raises(ValueError, match="loop=-1"):
+        exp.files("v").save_video(frames, to="b.gif", loop=-1)  # Pillow fails as the GIF is written
+    gc.collect()  # a writer left unclosed would print its failure again here
+    assert capfd.readouterr().err == ""
+    assert exp.files.list() == [good] and content_files(exp) == [good["id"]]
+    assert exp.files("v/a.mp4").read_bytes()[4:8] == b"ftyp"
+
+
 BLOCKED_VIDEO = """
 import sys
 sys.modules["imageio"] = None  # as if the video extra were not installed
