@@ -385,7 +385,14 @@ class Files:
         if not isinstance(text, str):
             raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
         path = self._target(to)
-        return self._put(path, text.encode("utf-8"), description, tags, metadata,
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, from a bad decode upstream
+            raise ValueError(f"save_text() to {path!r}: the text is not valid UTF-8 (a lone surrogate "
+                             f"{exc.object[exc.start:exc.end]!r} at position {exc.start}, as "
+                             "os.fsdecode makes of undecodable bytes), which cannot be stored; "
+                             "decode it with errors='replace'") from None
+        return self._put(path, data, description, tags, metadata,
                          mimetypes.guess_type(path)[0] or "text/plain")
 
     def save_json(self, obj: Any, to: str | None = None, description: str | None = None,

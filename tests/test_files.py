@@ -587,6 +587,18 @@ def test_save_video_an_encoder_failure_stores_nothing_and_prints_nothing(exp, ca
     assert exp.files("v/a.mp4").read_bytes()[4:8] == b"ftyp"
 
 
+def test_save_text_that_is_not_valid_unicode_names_the_file(exp):
+    exp.files.save_text("kept", to="s.txt")
+    for text, position in (("\ud800", 0), ("ok \udcff tail", 3)):
+        with pytest.raises(ValueError, match=rf"save_text\(\) to 'notes/s.txt': the text is not valid "
+                                             rf"UTF-8 \(a lone surrogate '\\u(d800|dcff)' at position {position},"):
+            exp.files("notes").save_text(text, to="s.txt")
+        with pytest.raises(ValueError, match=r"save_text\(\) to 's.txt': "):
+            exp.files.save_text(text, to="s.txt")
+    assert [r["filename"] for r in exp.files.list()] == ["s.txt"] and len(content_files(exp)) == 1
+    assert exp.files("s.txt").read_text() == "kept"
+
+
 BLOCKED_VIDEO = """
 import sys
 sys.modules["imageio"] = None  # as if the video extra were not installed
