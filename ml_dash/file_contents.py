@@ -13,11 +13,15 @@ a save fails.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import mimetypes
 import os
 import pickle
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from .extras import missing
@@ -170,8 +174,80 @@ def video_bytes(frame_stack: Any, path: str, fps: float, options: dict) -> bytes
                          f"'.{name}'; use .mp4, .gif, .webm, .avi or .mkv")
     # GIF frames take a duration in ms; imageio's fps for them is deprecated.
     timing = {"duration": 1000 / fps} if name == "gif" else {"fps": fps}
+    if name == "gif" and not _GIF_MIN_FPS <= fps:
+        raise ValueError(f"save_video(fps={fps!r}): a GIF frame lasts at most 655.35 s, so a "
+                         f"GIF's fps must be at least {_GIF_MIN_FPS:.5g}")
+    refused = (f"save_video(to={os.path.basename(path)!r}): the encoder refused these frames or "
+               f"options ({', '.join(f'{key}={value!r}' for key, value in options.items()) or 'none'})")
+    with tempfile.TemporaryFile() as messages:
+        try:
+            with _stderr_into(messages):  # ffmpeg writes to the process's own stderr
+                data = _encode(imageio, frames, "." + name, {**timing, **options})
+        except Exception as exc:  # whatever the encoder raises: the frames are not stored
+            raise ValueError(f"{refused}: {exc}{_said(messages)}") from exc
+        if not data:  # ffmpeg failed (an unknown codec...): imageio returns no bytes, raises nothing
+            raise ValueError(f"{refused}{_said(messages) or ': it wrote nothing'}")
+        messages.seek(0)
+        warned = messages.read()
+    if warned:  # what the encoder warned of, passed on to the real stderr
+        os.write(2, warned)
+    return data
+
+
+# Pillow stores a GIF frame's duration in centiseconds, in 16 bits.
+_GIF_MIN_FPS = 1000 / 655_350
+
+
+def _encode(imageio: Any, frames: Any, extension: str, options: dict) -> bytes:
+    """``frames`` encoded by imageio's writer for ``extension``, closed even when it fails.
+
+    A writer whose write failed keeps the frames it had not flushed, and
+    each later ``close()`` (the one of its ``__del__`` too) tries them again:
+    it is closed here until it has none left, or its ``__del__`` prints an
+    "Exception ignored" traceback on stderr.
+    """
+    writer = imageio.imopen("<bytes>", "w", extension=extension, legacy_mode=False)
     try:
-        return imageio.imwrite("<bytes>", frames, extension="." + name, **{**timing, **options})
-    except Exception as exc:  # whatever the encoder raises: the frames are not stored
-        raise ValueError(f"save_video(to={os.path.basename(path)!r}): the encoder refused these "
-                         f"frames or options {sorted(options)}: {exc}") from exc
+        return writer.write(frames, **options)
+    finally:
+        for _ in range(len(frames) + 2):
+            try:
+                writer.close()
+                break
+            except Exception:  # the failure the write raised already, met again
+                continue
+
+
+@contextlib.contextmanager
+def _stderr_into(file: Any) -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to ``file`` for the block, so
+    that what an encoder's child process (ffmpeg) prints is read, not shown.
+
+    imageio starts ffmpeg with the inherited stderr and checks neither its exit
+    status nor what it printed.  ``FFREPORT`` (a log file of ffmpeg's own) was
+    the alternative rejected: ffmpeg prints on stderr all the same.  Another
+    thread's output in the meantime is caught too; it is passed on after.
+    """
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to catch
+        yield
+        return
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _said(messages: Any) -> str:
+    """The last lines the encoder printed into ``messages``, as ``": ..."``, or ""."""
+    messages.seek(0)
+    lines = [line.strip() for line in messages.read().decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    return ": ffmpeg said " + " / ".join(lines[-4:]) if lines else ""

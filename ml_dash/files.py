@@ -19,8 +19,9 @@ is, nor under a path that is a file, so that every download can recreate
 them on disk.  Names are only names in records: contents live in
 ``files/<id>`` (see ``storage/blobs.py``), so any name is safe, and names
 read back from a store are checked before they are used on disk (see
-``file_paths.usable``).  Every save is committed at once, with whatever
-else is staged, and replaces a file stored under the same path.
+``file_paths.usable``).  Every save, update and delete is committed at once,
+as a snapshot of its own (see :func:`_commit`); a save replaces a file
+stored under the same path.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import mimetypes
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,37 @@ _UTC = datetime.timezone.utc
 
 def _now() -> str:
     return datetime.datetime.now(_UTC).isoformat().replace("+00:00", "Z")
+
+
+def _commit(session: Any, changes: builtins.list, directory: str, written: Sequence[str] = (),
+            superseded: Sequence[dict] = ()) -> None:
+    """Commit the file records ``changes``, then remove the contents left without
+    a record: those of the ``superseded`` records (replaced or deleted) once the
+    commit is stored, the ``written`` ids (this call's new contents) when it is not.
+
+    A snapshot of its own (``Session.commit_records``), so that a call that
+    raised stored nothing.  Staging and flushing was rejected: a failed flush
+    keeps its records staged, so a later flush stored a save that had raised,
+    and the contents it replaced were never removed; and that flush also
+    failed on any other staged point that cannot be stored.  A commit that
+    raised yet is stored (its fsync failed, or an interrupt came as it
+    returned) counts as stored: the record is what readers see.
+    """
+    commits = session.commits
+    try:
+        session.commit_records(changes)
+    except BaseException:
+        if session.commits != commits:
+            _remove(directory, [record.get("id") for record in superseded])
+        else:
+            _remove(directory, written)
+        raise
+    _remove(directory, [record.get("id") for record in superseded])
+
+
+def _remove(directory: str, file_ids: Iterable[Any]) -> None:
+    for file_id in file_ids:
+        blobs.remove(directory, file_id)  # an id not of ours (a damaged record) removes nothing
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -308,10 +341,8 @@ class Files:
             record = {"id": file_id, **record, "sizeBytes": size, "checksum": checksum,
                       "uploadedAt": _now()}
             old = records.file_record(session.reader, path)
-            session.stage_record(records.file_put(key, records.encode(record)))
-            session.flush()
-            if isinstance(old, dict):  # superseded, and no longer referenced
-                blobs.remove(self._directory, old.get("id"))  # not an id of ours: nothing removed
+            _commit(session, [records.file_put(key, records.encode(record))], self._directory,
+                    written=[file_id], superseded=[old] if isinstance(old, dict) else [])
         return shown(record)
 
     def upload(self, local_path: Any, to: str | None = None, description: str | None = None,
@@ -354,7 +385,14 @@ class Files:
         if not isinstance(text, str):
             raise TypeError(f"save_text() takes a str, not {type(text).__name__}")
         path = self._target(to)
-        return self._put(path, text.encode("utf-8"), description, tags, metadata,
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, from a bad decode upstream
+            raise ValueError(f"save_text() to {path!r}: the text is not valid UTF-8 (a lone surrogate "
+                             f"{exc.object[exc.start:exc.end]!r} at position {exc.start}, as "
+                             "os.fsdecode makes of undecodable bytes), which cannot be stored; "
+                             "decode it with errors='replace'") from None
+        return self._put(path, data, description, tags, metadata,
                          mimetypes.guess_type(path)[0] or "text/plain")
 
     def save_json(self, obj: Any, to: str | None = None, description: str | None = None,
@@ -455,8 +493,8 @@ class Files:
                                                      changes.get("tags"), changes.get("metadata"))
             checked = {"description": description, "tags": tags, "metadata": metadata}
             record = dict(record, **{name: checked[name] for name in changes}, updatedAt=_now())
-            session.stage_record(records.file_put(key.encode("utf-8"), records.encode(record)))
-            session.flush()
+            _commit(session, [records.file_put(key.encode("utf-8"), records.encode(record))],
+                    self._directory)
         return shown(record)
 
     def delete(self, pattern: str | None = None) -> dict | builtins.list[dict]:
@@ -481,11 +519,8 @@ class Files:
             if not matches:
                 raise FileNotFoundError(f"no stored file under {'/' + self._path!r} matches the "
                                         f"pattern {pattern!r}") if pattern else _missing(self._path)
-            session.stage_records([records.file_delete(key) for key in matches])
-            session.flush()
-            for record in matches.values():
-                if isinstance(record, dict):
-                    blobs.remove(self._directory, record.get("id"))  # only ids of ours
+            _commit(session, [records.file_delete(key) for key in matches], self._directory,
+                    superseded=[record for record in matches.values() if isinstance(record, dict)])
         deleted = _now()
         removed = [dict(shown(record), deletedAt=deleted) if isinstance(record, dict) else record
                    for record in matches.values()]

@@ -565,6 +565,40 @@ def test_save_video_bad_input_names_the_argument_and_stores_nothing(exp):
     assert len(content_files(exp)) == 1
 
 
+def test_save_video_an_encoder_failure_stores_nothing_and_prints_nothing(exp, capfd):
+    pytest.importorskip("imageio_ffmpeg")
+    import gc
+
+    import numpy as np
+    frames = [np.zeros((16, 16))] * 3
+    good = exp.files("v").save_video(frames, to="a.mp4")
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"codec='nope'.*Unknown encoder 'nope'"):
+        exp.files("v").save_video(frames, to="a.mp4", codec="nope")  # ffmpeg fails, imageio does not
+    with pytest.raises(ValueError, match=r"pixelformat='bogus'.*pixel format"):
+        exp.files("v").save_video(frames, to="a.mp4", pixelformat="bogus")
+    with pytest.raises(ValueError, match=r"fps=1e-09.*at least 0\.0015"):
+        exp.files("v").save_video(frames, to="b.gif", fps=1e-9)
+    with pytest.raises(ValueError, match="loop=-1"):
+        exp.files("v").save_video(frames, to="b.gif", loop=-1)  # Pillow fails as the GIF is written
+    gc.collect()  # a writer left unclosed would print its failure again here
+    assert capfd.readouterr().err == ""
+    assert exp.files.list() == [good] and content_files(exp) == [good["id"]]
+    assert exp.files("v/a.mp4").read_bytes()[4:8] == b"ftyp"
+
+
+def test_save_text_that_is_not_valid_unicode_names_the_file(exp):
+    exp.files.save_text("kept", to="s.txt")
+    for text, position in (("\ud800", 0), ("ok \udcff tail", 3)):
+        with pytest.raises(ValueError, match=rf"save_text\(\) to 'notes/s.txt': the text is not valid "
+                                             rf"UTF-8 \(a lone surrogate '\\u(d800|dcff)' at position {position},"):
+            exp.files("notes").save_text(text, to="s.txt")
+        with pytest.raises(ValueError, match=r"save_text\(\) to 's.txt': "):
+            exp.files.save_text(text, to="s.txt")
+    assert [r["filename"] for r in exp.files.list()] == ["s.txt"] and len(content_files(exp)) == 1
+    assert exp.files("s.txt").read_text() == "kept"
+
+
 BLOCKED_VIDEO = """
 import sys
 sys.modules["imageio"] = None  # as if the video extra were not installed
@@ -620,3 +654,90 @@ def test_a_crafted_record_is_refused_by_update_and_duplicate(exp):
     with pytest.raises(StorageError, match="cannot be duplicated"):
         exp.files().duplicate(record["id"], to="b.txt")
     assert [r["filename"] for r in exp.files.list()] == ["../../escape.txt"]  # listed, untouched
+
+
+# -- a save, update or delete whose commit fails -------------------------------------
+
+def test_a_save_update_or_delete_whose_commit_fails_stored_nothing(exp, dash_root):
+    from ml_dash.storage import faults
+    first = exp.files.save_text("v1", to="a.txt", description="first")
+    exp.files.save_text("other", to="b.txt")
+    calls = {"save": lambda: exp.files.save_text("v2", to="a.txt"),
+             "duplicate": lambda: exp.files.duplicate(first, to="c.txt"),
+             "update": lambda: exp.files("a.txt").update(description="second"),
+             "delete": lambda: exp.files("b.txt").delete()}
+    for name, call in calls.items():
+        faults.configure("before_commit:enospc")  # the disk is full as the record commits
+        try:
+            with pytest.raises(StorageError, match="No space left"):
+                call()
+        finally:
+            faults.configure(None)
+        exp.flush()  # the retry a full disk calls for: nothing of the call was kept staged
+        assert [r["filename"] for r in exp.files.list()] == ["a.txt", "b.txt"], name
+        assert exp.files("a.txt").read_text() == "v1" and exp.files("b.txt").read_text() == "other"
+        assert exp.files("a.txt").list()[0]["description"] == "first"
+        assert len(content_files(exp)) == 2, name  # what the call wrote is gone
+    second = exp.files.save_text("v2", to="a.txt")  # and a save that returned removed v1's contents
+    assert content_files(exp) == sorted([second["id"], exp.files("b.txt").list()[0]["id"]])
+    exp.run.complete()
+    report = ml_dash.check("alice/proj/exp", dash_root=dash_root)
+    assert report.ok, report.problems
+
+
+def test_a_save_is_committed_alone_when_a_staged_point_cannot_be_stored(exp, dash_root):
+    exp.metrics("train").log(step=0, note="\ud800")  # refused only by the flush's encoder
+    exp.tracks("robot").append(pose="\udc00", _ts=1.0)
+    record = exp.files.save_text("kept", to="a.txt")
+    assert exp.files("a.txt").read_text() == "kept" and record["filename"] == "a.txt"
+    exp.files("a.txt").update(tags=["x"])
+    assert exp.files("a.txt").list()[0]["tags"] == ["x"]
+    for stream in ("train", "robot"):  # the bad points are still the flush's to refuse, one by one
+        with pytest.raises(TypeError, match=f"'{stream}'.*surrogates not allowed"):
+            exp.flush()
+    exp.flush()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """``(folder, filler)``: a real 2 MB filesystem, 1.5 MB of it taken by ``filler``;
+    skipped where mounting one is not allowed."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root to mount a tmpfs")
+    filler = folder / "filler"
+    filler.write_bytes(b"\0" * 1_500_000)
+    try:
+        yield str(folder), str(filler)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_saves_and_deletes_on_a_really_full_disk_store_all_or_nothing(full_disk):
+    folder, filler = full_disk
+    dash_root = os.path.join(folder, "dash")
+    stored: dict = {}
+    failed = 0
+    with Experiment(prefix="alice/proj/exp", dash_root=dash_root).run as exp:
+        for i in range(400):
+            name = f"f{i % 60}.txt"
+            try:  # a long description: the record needs more pages than the contents
+                exp.files.save_text(str(i), to=name, description="d" * 30_000)
+                stored[name] = str(i)
+            except StorageError:
+                failed += 1
+            if i % 3 == 0 and name in stored:
+                try:
+                    exp.files(name).delete()
+                    del stored[name]
+                except StorageError:
+                    failed += 1
+        assert failed and len(stored) > 5, "the disk never filled, or was full at once"
+        os.remove(filler)
+        exp.flush()
+        assert {r["filename"]: exp.files(r["filename"]).read_text() for r in exp.files.list()} == stored
+        assert len(content_files(exp)) == len(stored)
+    report = ml_dash.check("alice/proj/exp", dash_root=dash_root)
+    assert report.ok, report.problems
