@@ -33,12 +33,14 @@ def index_range(values, low=None, high=None):
     return start, max(start, stop)
 
 
-def require(module, extra):
-    """Import ``module`` or raise ``ImportError`` naming the extra that installs it."""
+def require(module, extra, caller=None):
+    """Import ``module`` or raise ``ImportError`` naming the extra that installs it
+    (after ``caller``, e.g. ``"files.save_video()"``, when given)."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(missing(module, extra)) from None
+        message = missing(module, extra)
+        raise ImportError(f"{caller} {message}" if caller else message) from None
 
 
 def frame(columns, index=None):

@@ -14,7 +14,6 @@ a save fails.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import mimetypes
 import os
@@ -24,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from .extras import missing
+from .arrays import require
 
 # The pixel formats a video frame may have: H x W (gray), H x W x 1, 3 (RGB) or 4 (RGBA).
 _CHANNELS = (1, 3, 4)
@@ -41,12 +40,9 @@ def content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def require(module: str, extra: str, method: str) -> Any:
-    """``module`` imported, or ``ImportError`` naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"files.{method}() {missing(module, extra)}") from None
+def _require(module: str, extra: str, method: str) -> Any:
+    """``module`` imported, or ``ImportError`` naming ``files.<method>()`` and the extra."""
+    return require(module, extra, f"files.{method}()")
 
 
 def extension(path: str) -> str:
@@ -83,7 +79,7 @@ def to_uint8(array: Any, what: str) -> Any:
 def image_bytes(array: Any, path: str) -> bytes:
     """A numpy array (H x W, H x W x 3 or 4) encoded as an image in ``path``'s format
     (PNG when it has no extension).  Needs Pillow."""
-    image_module = require("PIL.Image", "image", "save_image")
+    image_module = _require("PIL.Image", "image", "save_image")
     import numpy as np
     pixels = np.asarray(array)
     if pixels.dtype.kind in "fb":  # other dtypes go to Pillow as they are (16-bit PNG...)
@@ -97,7 +93,7 @@ def figure_bytes(fig: Any, path: str, savefig: dict) -> bytes:
     """A matplotlib figure (default: the current one) rendered in ``path``'s format
     (PNG when it has none), then closed, as the reference package does, so that a
     loop that saves a figure per epoch does not keep every figure in memory."""
-    pyplot = require("matplotlib.pyplot", "plot", "save_fig")
+    pyplot = _require("matplotlib.pyplot", "plot", "save_fig")
     fig = fig if fig is not None else pyplot.gcf()
     buffer = io.BytesIO()
     fig.savefig(buffer, format=image_format(path, "png"), **savefig)
@@ -107,7 +103,7 @@ def figure_bytes(fig: Any, path: str, savefig: dict) -> bytes:
 
 def torch_bytes(obj: Any) -> bytes:
     """``obj`` written by ``torch.save``.  Needs torch."""
-    torch = require("torch", "torch", "save_torch")
+    torch = _require("torch", "torch", "save_torch")
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
@@ -166,10 +162,10 @@ def video_bytes(frame_stack: Any, path: str, fps: float, options: dict) -> bytes
         raise ValueError(f"save_video(to={os.path.basename(path)!r}): give a name with a video "
                          "extension, such as 'rollout.mp4' or 'rollout.gif'")
     frames = video_frames(frame_stack)  # checked before the extra is imported: bad input first
-    imageio = require("imageio.v3", "video", "save_video")
+    imageio = _require("imageio.v3", "video", "save_video")
     if name != "gif":
-        require("imageio_ffmpeg", "video", "save_video")
-    if "." + name not in require("imageio.config", "video", "save_video").known_extensions:
+        _require("imageio_ffmpeg", "video", "save_video")
+    if "." + name not in _require("imageio.config", "video", "save_video").known_extensions:
         raise ValueError(f"save_video(to={os.path.basename(path)!r}): imageio knows no format "
                          f"'.{name}'; use .mp4, .gif, .webm, .avi or .mkv")
     # GIF frames take a duration in ms; imageio's fps for them is deprecated.
