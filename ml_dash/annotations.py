@@ -38,7 +38,7 @@ def annotate(prefix: str, *, tags: Iterable[str] | None = None, add_tags: Iterab
     description, tags, _ = check_info(owner, description, tags)
     added = check_info(f"{owner} add_tags", tags=add_tags)[1] or []
     removed = set(check_info(f"{owner} remove_tags", tags=remove_tags)[1] or [])
-    notes = check_info(f"{owner} notes", notes)[0]
+    notes = check_info(owner, notes, text="notes")[0]
     dash_root = resolve_root(dash_root)
     segments, path = parse_prefix(prefix, dash_root)
     if not os.path.exists(os.path.join(path, DATA_FILE)):

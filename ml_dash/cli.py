@@ -308,8 +308,19 @@ def _maintenance(name):
 def _matching_runs(args):
     """The prefixes ``args.prefix`` names: itself, or the runs its glob matches."""
     import ml_dash
+
+    from .paths import parse_prefix
+    from .storage import DATA_FILE
     if not _WILDCARDS.search(args.prefix):
         _load(args).close()  # a clear error for an unknown run
+        return [args.prefix]
+    # A run whose own name holds *, ? or [ ('g/[x]/r') is that run, not a pattern
+    # matching others ('g/x/r').
+    try:
+        exact = os.path.exists(os.path.join(parse_prefix(args.prefix, args.dash_root)[1], DATA_FILE))
+    except ValueError:
+        exact = False
+    if exact:
         return [args.prefix]
     matched = [run["prefix"] for run in ml_dash.list_experiments(args.dash_root, args.prefix)]
     if not matched:

@@ -37,9 +37,9 @@ def _tag(args):
     if bad or not changes:
         raise ValueError(f"tag {bad[0]!r}: write +TAG to add a tag, -TAG to remove one" if bad
                          else "no tags given: write +TAG to add a tag, -TAG to remove one")
-    done = annotate(args.prefix, add_tags=[word[1:] for word in changes if word[0] == "+"],
-                    remove_tags=[word[1:] for word in changes if word[0] == "-"],
-                    dash_root=args.dash_root)
+    done = _annotate(annotate, args.prefix, add_tags=[word[1:] for word in changes if word[0] == "+"],
+                     remove_tags=[word[1:] for word in changes if word[0] == "-"],
+                     dash_root=args.dash_root)
     print(f"{args.prefix.strip('/')}: tags {', '.join(done['tags']) or '(none)'}")
     return 0
 
@@ -47,9 +47,18 @@ def _tag(args):
 def _describe(args):
     from .annotations import annotate
     key = "notes" if args.notes else "description"
-    annotate(args.prefix, dash_root=args.dash_root, **{key: args.text})
+    _annotate(annotate, args.prefix, dash_root=args.dash_root, **{key: args.text})
     print(f"{args.prefix.strip('/')}: {key} {'set' if args.text else 'cleared'}")
     return 0
+
+
+def _annotate(annotate, prefix, **changes):
+    """``annotate()``, its ``TypeError`` for text it cannot store (a word that is not
+    valid UTF-8) raised as the ``ValueError`` that ``cli.main`` prints on one line."""
+    try:
+        return annotate(prefix, **changes)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _options_among(args, words):

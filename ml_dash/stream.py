@@ -129,6 +129,9 @@ class Stream:
         are.  (Rejected: a separate ``log_dict()``: scripts written for
         wandb or trackio call ``log(dict)`` and should run as they are.)
         """
+        if type(_flush) is not bool:  # log({...}, {...}): the second dict would be taken as _flush
+            raise TypeError(f"{self._label()}: log() takes one dict of fields; its second argument is "
+                            f"_flush, which must be True or False, got {type(_flush).__name__}")
         for key in given:
             if not isinstance(key, str):
                 raise TypeError(f"{self._label()}: field names must be strings, got "

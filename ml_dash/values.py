@@ -112,7 +112,7 @@ def _short(key, limit=80):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def check_info(owner, description=None, tags=None, metadata=None):
+def check_info(owner, description=None, tags=None, metadata=None, *, text="description"):
     """``(description, tags, metadata)`` of a run, stream or file, checked and converted.
 
     Called where they are given (``Experiment(...)``, ``metrics(name, ...)``,
@@ -120,9 +120,10 @@ def check_info(owner, description=None, tags=None, metadata=None):
     ``owner``, the key and the type, and never reaches a stored record.  A
     description is a str, tags a list of str, metadata a dict of the values
     ``log()`` accepts; text must be valid UTF-8.  ``tags`` None stays None.
+    ``text`` names the first argument in messages (``"notes"`` for a run's notes).
     """
     if description is not None and not isinstance(description, str):
-        raise TypeError(f"{owner}: description must be a str, got {type(description).__name__}")
+        raise TypeError(f"{owner}: {text} must be a str, got {type(description).__name__}")
     if tags is not None:
         if isinstance(tags, (str, bytes)) or not hasattr(tags, "__iter__"):
             raise TypeError(f"{owner}: tags must be a list of strings, got {type(tags).__name__}")
@@ -135,7 +136,7 @@ def check_info(owner, description=None, tags=None, metadata=None):
             raise TypeError(f"{owner}: metadata must be a dict, got {type(metadata).__name__}")
         metadata = {key: _convert(f"{owner} metadata", key, value, 1)
                     for key, value in _checked_items(owner, "metadata", metadata)}
-    for name, value in (("description", description), ("tags", tags), ("metadata", metadata)):
+    for name, value in ((text, description), ("tags", tags), ("metadata", metadata)):
         where = unencodable(value, name)
         if where is not None:
             raise TypeError(f"{owner}: {_short(where)} {_NOT_UTF8}")

@@ -201,6 +201,17 @@ def test_check_and_compact_take_a_glob(dash_root, live_writer):
     assert done.returncode == 1 and "no runs matching 'bob/**'" in done.stderr
 
 
+def test_a_run_named_with_glob_characters_is_that_run_not_a_pattern(dash_root):
+    make_run(dash_root, "g/[x]/r", steps=5)
+    make_run(dash_root, "g/x/r", steps=5)
+    out = cli("check", "g/[x]/r", dash_root=dash_root).stdout
+    assert [line.split(":")[0] for line in out.splitlines()] == ["<CheckReport g/[x]/r"]
+    out = cli("compact", "g/[x]/r", dash_root=dash_root).stdout
+    assert [line.split(":")[0] for line in out.splitlines()] == ["compacted g/[x]/r"]
+    out = cli("check", "g/[a-z]/r", dash_root=dash_root).stdout  # no such run: a pattern
+    assert [line.split(":")[0] for line in out.splitlines()] == ["<CheckReport g/x/r"]
+
+
 def test_compact_of_a_live_run_says_to_wait_for_its_end(dash_root, live_writer):
     live_writer("alice/proj/live")
     with pytest.raises(ml_dash.WriterLockedError, match="wait for the run to end.*then compact it"):

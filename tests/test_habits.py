@@ -200,3 +200,12 @@ def test_a_config_that_contains_itself_is_refused_naming_the_key(exp):
     with pytest.raises(TypeError, match="'model.inner.again'.*nothing of this set"):
         exp.params.set(model=looped)
     assert exp.params.get() == {}
+
+
+def test_log_of_two_dicts_is_refused_instead_of_taking_the_second_as_flush(exp, dash_root):
+    with pytest.raises(TypeError, match="takes one dict of fields.*_flush.*got dict"):
+        exp.metrics.log({"a": 1}, {"b": 2})
+    with pytest.raises(TypeError, match="takes one dict of fields"):
+        exp.metrics("train").log({"a": 1}, {"b": 2})
+    exp.flush()
+    assert len(exp.metrics) == 0 and exp.metrics("train")._reader().count("train") == 0

@@ -178,3 +178,15 @@ def test_an_exception_that_cannot_be_printed_still_fails_the_run(dash_root):
     view = load(PREFIX, dash_root=dash_root)
     assert view.status == "FAILED" and "Unprintable" in view.error["type"]
     assert "str() raised" in view.error["message"]
+
+
+def test_annotate_names_the_argument_and_the_cli_prints_a_bad_word_on_one_line(dash_root):
+    _launch(dash_root)
+    with pytest.raises(TypeError, match=r"notes must be a str, got int"):
+        annotate(PREFIX, notes=5, dash_root=dash_root)
+    word = b"\xff".decode(errors="surrogateescape")  # a byte of argv that is not UTF-8
+    done = subprocess.run([sys.executable, "-m", "ml_dash", "describe", PREFIX, word, "--dash-root", dash_root],
+                          capture_output=True, text=True, timeout=120, errors="surrogateescape")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("ml-dash describe: error:") and "not valid UTF-8" in done.stderr
+    assert load(PREFIX, dash_root=dash_root).description is None
