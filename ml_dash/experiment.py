@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import launches
+from . import launches, run_context
+from .arrays import require
+from .console import ConsoleCapture
 from .errors import ConfigurationError, ExperimentError, RunNotStartedError
 from .files import Bindrs, Files
 from .logs import NO_MESSAGE, LogBuilder, Logs
@@ -29,6 +31,7 @@ from .paths import parse_prefix, refuse_nesting, resolve_root
 from .run import RUN
 from .session import Session, _forked_error
 from .storage import Store, records
+from .system_metrics import SystemMetrics, interval_of
 from .tracks import Tracks
 from .values import check_info
 
@@ -47,6 +50,12 @@ class Experiment:
     used.  The other keywords of ``RUN()`` (``user``, ``now``, ``entry``,
     ``job_counter``...) give this experiment's own values of those fields.
 
+    ``system_metrics`` (True, or an interval in seconds), ``context`` and
+    ``capture_console`` turn on or off, for this run, what ``RUN`` sets for
+    all: the ``system`` stream (:mod:`ml_dash.system_metrics`), the record
+    of where the run comes from (:mod:`ml_dash.run_context`, on by default)
+    and the capture of stdout and stderr as logs (:mod:`ml_dash.console`).
+
     >>> with Experiment(prefix="alice/proj/exp").run as exp:   # doctest: +SKIP
     ...     exp.metrics("train").log(loss=0.5).flush()
     """
@@ -54,7 +63,9 @@ class Experiment:
     def __init__(self, prefix: str | None = None, *, description: str | None = None,
                  readme: str | None = None, tags: list | None = None, bindrs: list | None = None,
                  metadata: dict | None = None, dash_root: str | None = None, dash_url: str | None = None,
-                 sync_interval: float = 1.0, lock_timeout: float | None = 0.0, **settings: Any) -> None:
+                 sync_interval: float = 1.0, lock_timeout: float | None = 0.0,
+                 system_metrics: bool | float | None = None, context: bool | None = None,
+                 capture_console: bool | None = None, **settings: Any) -> None:
         if dash_url is not None:
             raise ConfigurationError(
                 f"dash_url={dash_url!r}: remote mode is not part of this engine; ml_dash stores "
@@ -73,6 +84,11 @@ class Experiment:
         if prefix is not None:
             settings["prefix"] = prefix
         self.run = Run(self, **settings)  # expands a template, and calls _retarget()
+        for name, value in (("system_metrics", system_metrics), ("context", context),
+                            ("capture_console", capture_console)):
+            if value is not None:
+                setattr(self.run, name, value)
+        self._extras_asked()  # a typo or a missing psutil named here, not when the run starts
         owner = f"experiment {self.prefix!r}"
         description, tags, metadata = check_info(
             owner, description if description is not None else readme, tags, metadata)
@@ -88,6 +104,8 @@ class Experiment:
         self._logs = Logs(self)
         self._files = Files(self)
         self._tracks = Tracks(self, self._metrics)
+        self._system_metrics = SystemMetrics(self)
+        self._console = ConsoleCapture(self._logs)
 
     # -- identity ------------------------------------------------------------------
 
@@ -209,6 +227,9 @@ class Experiment:
                      doc="The root folder of the run's files; ``files('models')`` for others.")
     tracks = property(lambda self: self._started(self._tracks),
                       doc="The run's tracks: ``tracks('robot/pose').append(...)``, ``tracks.flush()``.")
+    system_metrics = property(lambda self: self._system_metrics,
+                              doc="The sampler of the ``system`` stream: ``start(interval=5.0)``, "
+                                  "``stop()``, ``running``.")
 
     def log(self, message: Any = NO_MESSAGE, level: str | None = None,
             metadata: dict | None = None, **extra: Any) -> Logs | LogBuilder:
@@ -244,12 +265,19 @@ class Experiment:
             self._read_store.close()
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
+        interval, context, capture = self._extras_asked()  # before anything is written
         self.run._new_id()
         session = Session(self.path, **self._options)
         try:
             stored = records.stored_experiment(session.reader)
             now = time.time()
             record = launches.started(stored, now)  # the history, and the first start kept
+            record.pop("context", None)  # an earlier launch's
+            if context:
+                record["context"] = run_context.collect(self.run.entry)
+                commit = run_context.short(record["context"])
+                if commit:
+                    record["launches"][-1]["commit"] = commit
             record.update({k: v for k, v in self._given.items() if v is not None})
             record.update(prefix=self.prefix, status=RUNNING, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
@@ -266,12 +294,37 @@ class Experiment:
             _sigterm.run_started()
         self._metrics._session_opened()
         self._tracks._session_opened()
+        try:
+            if capture:
+                self._console.start()
+            if interval is not None:
+                self._system_metrics.start(interval)
+        except BaseException as exc:
+            self._finish(FAILED, exc)
+            raise
+
+    def _extras_asked(self):
+        """``(interval or None, context, capture_console)`` of this run's settings, checked."""
+        interval = interval_of(self.run.system_metrics)
+        if interval is not None:
+            require("psutil", "system", "system_metrics")
+        for name in ("context", "capture_console"):
+            if not isinstance(getattr(self.run, name), bool):
+                value = getattr(self.run, name)
+                raise ConfigurationError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+        return interval, self.run.context, self.run.capture_console
 
     def _finish(self, status, error=None):
         session = self._session
         if session is None:
             return
+        self._system_metrics.stop()  # its last sample, before the last commit
+        self._console.stop()
         self._metrics.buffer.warn_unsummarized(self.prefix)
+        if error is not None and status == FAILED:
+            failure = launches.error_of(error)  # a log line too: read where the run's story is
+            self._logs.log(f"{failure['type']}: {failure['message']}", "error",
+                           {"traceback": failure["traceback"]}, _echo=False)  # Python prints it
         record = launches.ended(self._record, status, time.time(), error)
         session.stage_record(records.experiment_put(record))
         session.close()  # flushes; on failure the run stays open for a retry

@@ -91,12 +91,24 @@ def _encode(record):
         raise TypeError(f"log: {where!r} {_NOT_UTF8}; the record was not stored") from None
 
 
+_echoing = threading.local()  # .active while this thread prints a log line
+
+
+def echoing() -> bool:
+    """True while this thread prints a log line: console capture (``ml_dash.console``)
+    leaves those out, as they are stored already."""
+    return getattr(_echoing, "active", False)
+
+
 def _print(line, out):
+    _echoing.active = True
     try:
         print(line, file=out, flush=True)
     except UnicodeEncodeError:  # a terminal that cannot show it: the record is stored anyway
         encoding = getattr(out, "encoding", None) or "ascii"
         print(line.encode(encoding, "backslashreplace").decode(encoding), file=out, flush=True)
+    finally:
+        _echoing.active = False
 
 
 def _line(level, message, metadata):
@@ -137,8 +149,11 @@ class Logs:
         }
 
     def log(self, message: Any, level: str | None = "info", metadata: dict | None = None,
-            _flush: bool = False, **extra: Any) -> Logs:
+            _flush: bool = False, _echo: bool = True, **extra: Any) -> Logs:
         """Print and stage one record; ``_flush=True`` also commits at once.
+
+        ``_echo=False`` stores it without printing it: for lines that were
+        printed already (console capture, the traceback of a failed run).
 
         ``metadata`` and ``extra`` are merged (``extra`` wins) and stored as
         the record's metadata.  ``level=None`` is ``"info"``, as in the
@@ -155,7 +170,8 @@ class Logs:
                 self._session = session
             index = self._next
             record = _encode([time.time(), level, message, metadata])
-            _print(_line(level, message, metadata), out)
+            if _echo:
+                _print(_line(level, message, metadata), out)
             self._next += 1
             session.stage_record(records.log_put(index, record))
         if _flush:

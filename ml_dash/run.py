@@ -149,6 +149,14 @@ class RUN(metaclass=_LaunchDefaults):
     job_name: str = "{now:%H.%M.%S}/{job_counter:03d}"
     owner: str | None = None
     name: str | None = None
+    system_metrics: bool | float = False
+    """Sample the ``system`` stream while a run is open: True (every 5 s) or an interval in
+    seconds (see ``ml_dash.system_metrics``)."""
+    context: bool = True
+    """Record where a run comes from (git state, command line, versions) when it starts
+    (see ``ml_dash.run_context``)."""
+    capture_console: bool = False
+    """Store what a run prints to stdout and stderr as log lines (see ``ml_dash.console``)."""
     _counter_pending: bool  # True until this instance takes its job_counter
 
     def __init__(self, **fields: Any) -> None:

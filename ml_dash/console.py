@@ -1,0 +1,181 @@
+"""Console capture: what a run prints to ``sys.stdout`` and ``sys.stderr``, kept as log records.
+
+``Experiment(..., capture_console=True)`` (or ``RUN.capture_console =
+True``) replaces ``sys.stdout`` and ``sys.stderr`` while the run is open by
+tees: everything still reaches the terminal at once, and each complete line
+becomes an ``info`` record of ``exp.logs`` with ``{"console": "stdout"}``
+or ``{"console": "stderr"}`` as its metadata (stderr is not an error level:
+``logging`` and progress bars write there).  Off by default: a run's
+console may hold what its author would not store.
+
+- Lines are cut at newlines; a partial line waits for its end (and is kept
+  at the end of the run).  A carriage return starts the line again, as on a
+  terminal: a progress bar redrawn a thousand times is stored once, as it
+  was last drawn.  Blank lines are left out; a line is cut at
+  :data:`MAX_LINE` characters.
+- The tee only appends the line to a queue; a thread of its own turns lines
+  into records.  (Rejected: logging from ``write()``: a line printed while
+  the printing thread holds a lock that logging takes, such as ``exp.logs``'s
+  own while it prints a record, would deadlock it.)  The lines that
+  ``exp.logs`` prints itself are not captured again (they are records
+  already), so nothing recurses.
+- When the run ends the previous streams are put back, if ``sys.stdout``
+  is still the tee; if something replaced it meanwhile, the tee stays in
+  that chain and only passes text on.
+- Only what Python code writes through ``sys.stdout``/``sys.stderr`` is
+  seen: a ``logging`` handler made before the run holds the earlier stream,
+  and output of C code or of child processes goes to the file descriptors
+  directly.  (Rejected: redirecting file descriptors 1 and 2 through a pipe:
+  output printed just before a crash would be lost with the pipe's thread.)
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+from typing import Any
+
+from .logs import echoing
+
+MAX_LINE = 10_000  # characters kept of one line
+STOP_TIMEOUT = 2.0  # seconds the end of a run waits for the lines to be stored
+
+
+class ConsoleCapture:
+    """The tees of one run on ``sys.stdout`` and ``sys.stderr``, and the thread that stores their lines."""
+
+    def __init__(self, logs: Any) -> None:
+        self._logs = logs
+        self._lines: collections.deque = collections.deque()  # (source, line): append is atomic
+        self._wake = threading.Event()
+        self._tees: list[_Tee] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tees)
+
+    def start(self) -> None:
+        """Put the tees in place (a no-op when they are)."""
+        if self._tees:
+            return
+        self._stopping = False
+        self._tees = [_Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)]
+        self._thread = threading.Thread(target=self._store_lines, daemon=True, name="ml_dash console capture")
+        self._thread.start()
+        sys.stdout, sys.stderr = self._tees
+
+    def stop(self) -> None:
+        """Put the previous streams back and store every line captured, partial ones too."""
+        tees, self._tees = self._tees, []
+        if not tees:
+            return
+        out, err = tees
+        if sys.stdout is out:
+            sys.stdout = out.target
+        if sys.stderr is err:
+            sys.stderr = err.target
+        for tee in tees:
+            tee.close()
+        self._stopping = True
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_TIMEOUT)
+        self._store()  # what the thread had no time for
+
+    def take(self, source: str, line: str) -> None:
+        """Queue one line of ``source`` to be stored (called by the tees)."""
+        self._lines.append((source, line))
+        self._wake.set()
+
+    def _store_lines(self):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if not self._store() or self._stopping:
+                return
+
+    def _store(self):
+        """Store the queued lines; False when the run can no longer take them."""
+        lines = self._lines
+        while lines:
+            try:
+                source, line = lines.popleft()
+            except IndexError:  # taken by the other caller (the end of the run)
+                return True
+            try:
+                self._logs.log(_text(line), "info", {"console": source}, _echo=False)
+            except Exception:  # noqa: BLE001 - the run closed under us: nothing more to store
+                lines.clear()
+                return False
+        return True
+
+
+class _Tee:
+    """A text stream that writes through to ``target`` and hands complete lines on."""
+
+    def __init__(self, target: Any, source: str, capture: ConsoleCapture) -> None:
+        self.target = target
+        self._source = source
+        self._capture: ConsoleCapture | None = capture
+        self._partial = ""
+        self._lock = threading.RLock()  # reentrant: a signal handler may print inside write()
+
+    def write(self, text: Any) -> int:
+        written = self.target.write(text)
+        capture = self._capture
+        if capture is not None and isinstance(text, str) and text and not echoing():
+            self._feed(capture, text)
+        return written
+
+    def _feed(self, capture, text):
+        with self._lock:
+            *lines, rest = (self._partial + text).split("\n")
+            redraw = rest.rfind("\r", 0, len(rest) - 1)  # a trailing one may be the start of "\r\n"
+            if redraw >= 0:
+                rest = rest[redraw + 1:]
+            if len(rest) > MAX_LINE:
+                lines.append(rest)
+                rest = ""
+            self._partial = rest
+        for line in lines:
+            shown = _shown(line)
+            if shown:
+                capture.take(self._source, shown)
+
+    def close(self) -> None:
+        """Stop capturing (text still passes through); the partial line is handed on."""
+        with self._lock:
+            capture, self._capture = self._capture, None
+            rest, self._partial = self._partial, ""
+        shown = _shown(rest)
+        if capture is not None and shown:
+            capture.take(self._source, shown)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty, buffer...
+        if name == "target":  # not set yet (copy, pickle): not the target's own
+            raise AttributeError(name)
+        return getattr(self.target, name)
+
+
+def _shown(line):
+    """A line as a terminal shows it: the text after its last carriage return, cut at
+    :data:`MAX_LINE`; empty when blank."""
+    line = line.rstrip("\r")
+    line = line[line.rfind("\r") + 1:]
+    return line[:MAX_LINE] if line.strip() else ""
+
+
+def _text(text):
+    # Lone surrogates (bytes that were not UTF-8) cannot be stored: shown as U+FFFD.
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
