@@ -110,6 +110,8 @@ def _show(args):
             cut = f", the first and the latest {kept - 1} kept" if info["launchCount"] > kept else ""
             print(f"\nlaunches ({info['launchCount']}{cut})")
             print(output.launches(info["launches"][-args.launches:]))
+        if info.get("context"):
+            print("\ncontext\n" + output.context(info["context"]))
         error = info.get("error")
         if error:
             print(f"\nerror: {error['type']}: {error['message']}")

@@ -7,6 +7,7 @@ public API and all formatting choices live in one place.
 import datetime
 import json
 import math
+import shlex
 import sys
 import time
 
@@ -67,6 +68,29 @@ def runs(listing):
         rows.append([run["prefix"], status, local_time(run.get("startedAt")),
                      local_time(run.get("endedAt")), run["points"], streams, tracks])
     return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS", "TRACKS"])
+
+
+def context(recorded):
+    """The context section of ``show``: where the run's latest launch came from."""
+    lines = []
+    git = recorded.get("git")
+    if git:
+        where = ", ".join(part for part in (git.get("branch") or "detached",
+                                            "dirty" if git.get("dirty") else "") if part)
+        lines.append(f"git: {git.get('commit') or '(no commit yet)'} ({where})")
+    if recorded.get("command"):
+        lines.append(f"command: {shlex.join(str(arg) for arg in recorded['command'])}")
+    if recorded.get("cwd"):
+        lines.append(f"cwd: {recorded['cwd']}")
+    if recorded.get("python"):
+        lines.append(f"python: {recorded['python']} ({recorded.get('executable') or '?'})")
+    versions = {"ml_dash": recorded.get("ml_dash"), **(recorded.get("packages") or {})}
+    shown = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+    if shown:
+        lines.append(f"packages: {shown}")
+    if recorded.get("hostname"):
+        lines.append(f"host: {recorded['hostname']}, pid {recorded.get('pid')}")
+    return "\n".join("  " + line for line in lines)
 
 
 def launches(entries):

@@ -216,9 +216,9 @@ class _Sampler:
 def _probes(psutil):
     """The probes that work on this machine."""
     probes: list[Any] = [_Cpu(psutil), _Memory(psutil)]
-    disks = _Rates("disk", psutil.disk_io_counters,
+    disks = _Rates("disk", psutil, "disk_io_counters",
                    (("disk_read_mb_per_s", "read_bytes"), ("disk_write_mb_per_s", "write_bytes")))
-    network = _Rates("network", psutil.net_io_counters,
+    network = _Rates("network", psutil, "net_io_counters",
                      (("net_sent_mb_per_s", "bytes_sent"), ("net_recv_mb_per_s", "bytes_recv")))
     probes += [rates for rates in (disks, network) if rates.available]
     gpus = _Gpus.open()
@@ -264,19 +264,20 @@ class _Memory:
 class _Rates:
     """Counters of bytes (disks, network interfaces) as MB per second since the last read.
 
-    ``counters()`` may return None (a container without disks): the probe is then
-    unavailable.  A counter that went down (a device removed) reads as 0.
+    ``psutil.<counters>()`` may return None (a container without disks): the probe is
+    then unavailable.  A counter that went down (a device removed) reads as 0.
     """
 
-    def __init__(self, name, counters, fields):
+    def __init__(self, name, psutil, counters, fields):
         self.name = name
+        self._psutil = psutil
         self._counters = counters
         self._fields = fields
-        self._last = counters()
+        self._last = getattr(psutil, counters)()
         self.available = self._last is not None
 
     def read(self, point, seconds):
-        now = self._counters()
+        now = getattr(self._psutil, self._counters)()
         if now is None:
             return
         for field, attribute in self._fields:
