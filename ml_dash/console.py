@@ -16,9 +16,11 @@ console may hold what its author would not store.
 - The tee only appends the line to a queue; a thread of its own turns lines
   into records.  (Rejected: logging from ``write()``: a line printed while
   the printing thread holds a lock that logging takes, such as ``exp.logs``'s
-  own while it prints a record, would deadlock it.)  The lines that
-  ``exp.logs`` prints itself are not captured again (they are records
-  already), so nothing recurses.
+  own while it prints a record, would deadlock it.)  So a line's record is
+  staged a moment after it was printed: console lines keep their order
+  among themselves, but a record that the run logs in that moment may be
+  numbered before them.  The lines that ``exp.logs`` prints itself are not
+  captured again (they are records already), so nothing recurses.
 - When the run ends the previous streams are put back, if ``sys.stdout``
   is still the tee; if something replaced it meanwhile, the tee stays in
   that chain and only passes text on.

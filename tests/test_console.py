@@ -1,0 +1,121 @@
+"""Console capture: stdout and stderr lines as log records, the terminal still seeing them."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ml_dash import RUN, ConfigurationError, Experiment, load
+
+CAPTURING = """
+import sys, threading
+from ml_dash import Experiment
+out, err = sys.stdout, sys.stderr
+with Experiment("a/con/run", dash_root=sys.argv[1], capture_console=True).run as exp:
+    print("epoch 1 loss 0.5")
+    print("partial ", end="")
+    sys.stderr.write("a warning on stderr\\n")
+    exp.logs.info("a record of our own")
+    print("line ended later")
+    print()
+    print("   ")
+    for percent in range(0, 101, 10):
+        sys.stdout.write(f"\\rprogress {percent}%")
+    sys.stdout.write("\\r\\n")
+    print("crlf line\\r")
+    print("unclosed at the end", end="")
+print("after the run", "restored:", sys.stdout is out and sys.stderr is err)
+"""
+
+
+def _records(dash_root, prefix="a/con/run"):
+    with load(prefix, dash_root=dash_root) as view:
+        return [(r["message"], r["metadata"]) for r in view.logs.read()["data"]]
+
+
+def test_lines_become_records_and_the_terminal_still_sees_them(dash_root):
+    done = subprocess.run([sys.executable, "-c", CAPTURING, dash_root], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("epoch 1 loss 0.5\npartial [INFO] a record of our own\nline ended later\n")
+    assert "progress 100%" in done.stdout and "a warning on stderr" in done.stderr
+    assert done.stdout.endswith("unclosed at the endafter the run restored: True\n")
+    stdout, stderr = {"console": "stdout"}, {"console": "stderr"}
+    records = _records(dash_root)
+    assert ("a record of our own", {}) in records  # printed by exp.logs: stored once, not captured again
+    assert [r for r in records if r[1]] == [  # console lines in the order they were completed
+        ("epoch 1 loss 0.5", stdout),
+        ("a warning on stderr", stderr),
+        ("partial line ended later", stdout),
+        ("progress 100%", stdout),  # as the terminal shows it after the redraws
+        ("crlf line", stdout),
+        ("unclosed at the end", stdout),
+    ]
+    assert len(records) == 7
+
+
+def test_off_by_default(dash_root, capsys):
+    with Experiment("a/con/off", dash_root=dash_root).run:
+        print("not stored")
+    assert "not stored" in capsys.readouterr().out
+    assert _records(dash_root, "a/con/off") == []
+
+
+def test_the_streams_are_restored_after_a_failure_and_by_the_launch_setting(dash_root, monkeypatch):
+    out, err = sys.stdout, sys.stderr
+    with pytest.raises(RuntimeError):
+        with Experiment("a/con/fail", dash_root=dash_root, capture_console=True).run:
+            print("before the failure")
+            assert sys.stdout is not out
+            raise RuntimeError("stop")
+    assert sys.stdout is out and sys.stderr is err
+    assert ("before the failure", {"console": "stdout"}) in _records(dash_root, "a/con/fail")
+    monkeypatch.setattr(RUN, "capture_console", True)
+    with Experiment("a/con/launch", dash_root=dash_root).run:
+        print("by the launch setting")
+    assert sys.stdout is out
+    assert _records(dash_root, "a/con/launch") == [("by the launch setting", {"console": "stdout"})]
+    with pytest.raises(ConfigurationError, match="capture_console must be True or False, got int 1"):
+        Experiment("a/con/bad", dash_root=dash_root, capture_console=1)
+
+
+THREADS = """
+import sys, threading
+from ml_dash import Experiment
+with Experiment("a/con/threads", dash_root=sys.argv[1], capture_console=True).run as exp:
+    def chatter(name):
+        for i in range(300):
+            sys.stdout.write(f"{name} line {i}\\n")
+            if i % 50 == 0:
+                exp.logs.info(f"{name} record {i}")  # records printed by another thread meanwhile
+    threads = [threading.Thread(target=chatter, args=(f"t{n}",)) for n in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+"""
+
+
+def test_threads_printing_at_once_lose_no_line(dash_root):
+    done = subprocess.run([sys.executable, "-c", THREADS, dash_root], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    with load("a/con/threads", dash_root=dash_root) as view:
+        rows = view.logs.read(limit=10_000)["data"]
+    captured = sorted(r["message"] for r in rows if r["metadata"].get("console") == "stdout")
+    assert captured == sorted(f"t{n} line {i}" for n in range(4) for i in range(300))
+    ours = [r["message"] for r in rows if not r["metadata"]]
+    assert sorted(ours) == sorted(f"t{n} record {i}" for n in range(4) for i in range(0, 300, 50))
+
+
+def test_a_run_that_closes_while_a_line_is_half_printed(dash_root):
+    script = textwrap.dedent("""
+        import sys
+        from ml_dash import Experiment
+        exp = Experiment("a/con/open", dash_root=sys.argv[1], capture_console=True)
+        exp.run.start()
+        print("left open", end="")
+    """)  # the interpreter's exit completes the run: the half line is stored
+    done = subprocess.run([sys.executable, "-c", script, dash_root], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "left open"
+    assert _records(dash_root, "a/con/open") == [("left open", {"console": "stdout"})]
