@@ -61,6 +61,8 @@ def runs(listing):
         status = run["status"] or ""
         if run.get("stale"):
             status += " (stale)"
+        if status == "FAILED" and run.get("error"):
+            status += f" ({run['error'].split(':', 1)[0]})"  # the exception's type
         if run.get("launches", 0) > 1:
             status += f" x{run['launches']}"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])

@@ -161,3 +161,6 @@ def test_a_failed_run_records_its_exception_in_the_record_and_the_logs(tmp_path,
     shown = subprocess.run([sys.executable, "-m", "ml_dash", "show", "a/ctx/run", "--dash-root", dash_root],
                            capture_output=True, text=True, timeout=60).stdout
     assert "error: ValueError: loss is nan at step 7" in shown and "in train" in shown
+    listed = subprocess.run([sys.executable, "-m", "ml_dash", "ls", "--dash-root", dash_root],
+                            capture_output=True, text=True, timeout=60).stdout
+    assert "a/ctx/run  FAILED (ValueError)" in listed

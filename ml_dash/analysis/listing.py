@@ -27,7 +27,8 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None) -
     last), ``description``, ``tags``, ``launches`` (how many times it was started),
     ``streams`` (``[{"name", "count"}]``, the root stream named None),
     ``points`` and ``tracks`` (``[{"topic", "count"}]``).  A run that cannot be read is
-    listed with status ``UNREADABLE`` and an ``error``.  Sorted by prefix.  ``dash_root``
+    listed with status ``UNREADABLE`` and an ``error``; a ``FAILED`` one that ended by an
+    exception has an ``error`` too, ``"Type: message"``.  Sorted by prefix.  ``dash_root``
     defaults to ``$ML_DASH_ROOT``, else ``.dash``.
     """
     root = os.path.realpath(resolve_root(dash_root))
@@ -65,6 +66,9 @@ def _summary(prefix, directory, held):
         points=sum(counts.values()),
         tracks=[{"topic": topic, "count": count} for topic, count in sorted(tracks.items())],
     )
+    failure = record.get("error")
+    if status == "FAILED" and isinstance(failure, dict):
+        run["error"] = f"{failure.get('type')}: {failure.get('message')}"[:200]
     return run
 
 
