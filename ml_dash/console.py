@@ -67,7 +67,11 @@ class ConsoleCapture:
         self._tees = [_Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)]
         self._thread = threading.Thread(target=self._store_lines, daemon=True, name="ml_dash console capture")
         self._thread.start()
-        sys.stdout, sys.stderr = self._tees
+        out, err = self._tees
+        if out.target is not None:  # None under pythonw, or closed by the application
+            sys.stdout = out  # None under pythonw, or closed by the application
+        if err.target is not None:
+            sys.stderr = err
 
     def stop(self) -> None:
         """Put the previous streams back and store every line captured, partial ones too."""

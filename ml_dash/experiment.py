@@ -273,9 +273,10 @@ class Experiment:
             now = time.time()
             record = launches.started(stored, now)  # the history, and the first start kept
             record.pop("context", None)  # an earlier launch's
-            if context:
-                record["context"] = run_context.collect(self.run.entry)
-                commit = run_context.short(record["context"])
+            recorded = run_context.collect_or_none(self.run.entry) if context else None
+            if recorded is not None:
+                record["context"] = recorded
+                commit = run_context.short(recorded)
                 if commit:
                     record["launches"][-1]["commit"] = commit
             record.update({k: v for k, v in self._given.items() if v is not None})

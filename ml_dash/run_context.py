@@ -57,6 +57,15 @@ _git_states: dict[str, dict | None] = {}  # folder -> its git state, read once p
 _git_lock = threading.Lock()
 
 
+def collect_or_none(script: str | None) -> dict | None:
+    """:func:`collect`, or None if anything in it fails: recording where a run comes
+    from must never keep it from starting."""
+    try:
+        return collect(script)
+    except Exception:  # noqa: BLE001 - an odd sys.argv, a platform call refused...
+        return None
+
+
 def collect(script: str | None) -> dict:
     """The context of a run whose code is ``script`` (a file or folder; None: the
     ``__main__`` script, else the current directory)."""
@@ -70,7 +79,7 @@ def collect(script: str | None) -> dict:
     if git is not None:
         context["git"] = git
     context.update(
-        command=[_text(str(arg))[:MAX_ARG] for arg in sys.argv],
+        command=[_text(str(arg))[:MAX_ARG] for arg in getattr(sys, "argv", None) or ()],
         cwd=_text(_cwd()),
         python=platform.python_version(),
         executable=_text(sys.executable or ""),
