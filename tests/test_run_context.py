@@ -164,3 +164,20 @@ def test_a_failed_run_records_its_exception_in_the_record_and_the_logs(tmp_path,
     listed = subprocess.run([sys.executable, "-m", "ml_dash", "ls", "--dash-root", dash_root],
                             capture_output=True, text=True, timeout=60).stdout
     assert "a/ctx/run  FAILED (ValueError)" in listed
+
+
+@needs_git
+def test_the_dashboard_gives_the_context_and_the_error(tmp_path, dash_root):
+    pytest.importorskip("starlette")
+    pytest.importorskip("yaml")
+    from starlette.testclient import TestClient
+
+    from ml_dash.dashboard.app import create_app
+    commit = _repository(tmp_path / "repo")
+    script = tmp_path / "repo" / "failing.py"
+    script.write_text(textwrap.dedent(FAILING))
+    subprocess.run([sys.executable, str(script), dash_root], capture_output=True, timeout=60)
+    client = TestClient(create_app(dash_root), base_url="http://127.0.0.1")
+    body = client.get("/api/run", params={"prefix": "a/ctx/run"}).json()
+    assert body["context"]["git"] == {"commit": commit, "branch": "trial", "dirty": False}
+    assert body["error"]["type"] == "ValueError" and "in train" in body["error"]["traceback"]

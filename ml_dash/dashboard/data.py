@@ -207,8 +207,10 @@ class Catalog:
                 except (MLDashError, OSError, UnicodeDecodeError):
                     readme = None
                 break
+        record = view.info  # where the run comes from, and the exception of a failed one
         return {"info": info, "streams": streams, "params": _jsonable(view.params.get(flatten=True)),
-                "files": files, "readme": readme}
+                "files": files, "readme": readme,
+                "context": _jsonable(record.get("context")), "error": _jsonable(record.get("error"))}
 
     # -- charts -------------------------------------------------------------------
 

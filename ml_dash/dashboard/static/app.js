@@ -496,8 +496,20 @@
     head.appendChild(h);
     head.appendChild(el('div', { cls: 'meta', text: [
       'started ' + fmtTime(info.startedAt || info.createdAt), info.endedAt ? 'ended ' + fmtTime(info.endedAt) : '',
-      info.points + ' points', info.description || '', (info.tags || []).length ? 'tags: ' + info.tags.join(', ') : ''
+      info.points + ' points', info.description || '', (info.tags || []).length ? 'tags: ' + info.tags.join(', ') : '',
+      gitText(current.context)
     ].filter(Boolean).join(' \u00b7 ') }));
+    if (current.error) {
+      head.appendChild(el('div', { cls: 'meta', title: current.error.traceback || '',
+        text: 'error: ' + current.error.type + ': ' + current.error.message }));
+    }
+  }
+
+  // "git 3f2a9c1d07be+dirty (main)": the run context's commit, as ml-dash show prints it.
+  function gitText(context) {
+    var git = context && context.git;
+    if (!git || !git.commit) return '';
+    return 'git ' + git.commit.slice(0, 12) + (git.dirty ? '+dirty' : '') + (git.branch ? ' (' + git.branch + ')' : '');
   }
 
   function renderTabs() {
