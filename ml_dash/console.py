@@ -34,6 +34,7 @@ console may hold what its author would not store.
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 from typing import Any
@@ -54,6 +55,7 @@ class ConsoleCapture:
         self._tees: list[_Tee] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._pid = os.getpid()
 
     @property
     def running(self) -> bool:
@@ -64,6 +66,7 @@ class ConsoleCapture:
         if self._tees:
             return
         self._stopping = False
+        self._pid = os.getpid()
         self._tees = [_Tee(sys.stdout, "stdout", self), _Tee(sys.stderr, "stderr", self)]
         self._thread = threading.Thread(target=self._store_lines, daemon=True, name="ml_dash console capture")
         self._thread.start()
@@ -94,6 +97,8 @@ class ConsoleCapture:
 
     def take(self, source: str, line: str) -> None:
         """Queue one line of ``source`` to be stored (called by the tees)."""
+        if os.getpid() != self._pid:
+            return  # a forked child (a DataLoader worker): no thread stores its lines, and the run is the parent's
         self._lines.append((source, line))
         self._wake.set()
 
