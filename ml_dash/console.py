@@ -40,6 +40,7 @@ import threading
 from typing import Any
 
 from .logs import echoing
+from .values import storable_text
 
 MAX_LINE = 10_000  # characters kept of one line
 STOP_TIMEOUT = 2.0  # seconds the end of a run waits for the lines to be stored
@@ -118,7 +119,7 @@ class ConsoleCapture:
             except IndexError:  # taken by the other caller (the end of the run)
                 return True
             try:
-                self._logs.log(_text(line), "info", {"console": source}, _echo=False)
+                self._logs.log(storable_text(line), "info", {"console": source}, _echo=False)
             except Exception:  # noqa: BLE001 - the run closed under us: nothing more to store
                 lines.clear()
                 return False
@@ -185,8 +186,3 @@ def _shown(line):
     line = line.rstrip("\r")
     line = line[line.rfind("\r") + 1:]
     return line[:MAX_LINE] if line.strip() else ""
-
-
-def _text(text):
-    # Lone surrogates (bytes that were not UTF-8) cannot be stored: shown as U+FFFD.
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

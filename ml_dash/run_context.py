@@ -46,6 +46,8 @@ import subprocess
 import sys
 import threading
 
+from .values import storable_text
+
 GIT_TIMEOUT = 2.0  # seconds; a repository that takes longer to answer is recorded without git
 PACKAGES = ("numpy", "torch", "lightning", "pytorch_lightning", "transformers", "accelerate",
             "keras", "tensorflow", "jax", "flax", "sklearn", "scipy", "pandas", "pyarrow", "datasets",
@@ -79,10 +81,10 @@ def collect(script: str | None) -> dict:
     if git is not None:
         context["git"] = git
     context.update(
-        command=[_text(str(arg))[:MAX_ARG] for arg in getattr(sys, "argv", None) or ()],
-        cwd=_text(_cwd()),
+        command=[storable_text(str(arg))[:MAX_ARG] for arg in getattr(sys, "argv", None) or ()],
+        cwd=storable_text(_cwd()),
         python=platform.python_version(),
-        executable=_text(sys.executable or ""),
+        executable=storable_text(sys.executable or ""),
         platform=platform.platform(),
         ml_dash=_version(sys.modules.get("ml_dash")),
         packages=imported_versions(),
@@ -158,9 +160,3 @@ def _cwd():
         return os.getcwd()
     except OSError:  # the folder was removed under the process
         return ""
-
-
-def _text(text):
-    # Bytes of argv or paths that are not UTF-8 come as lone surrogates, which the
-    # store's encoder refuses: shown as U+FFFD instead.
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -221,3 +221,14 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold shown as U+FFFD: the bytes of a command line or
+    a file name that were not UTF-8 (decoded by Python as lone surrogates, which the store
+    refuses), one U+FFFD per byte."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte made
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")

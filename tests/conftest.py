@@ -23,7 +23,7 @@ def exp(dash_root):
 @pytest.fixture(autouse=True)
 def launch_defaults():
     """Each test (a docs page too) leaves the RUN class settings as it found them."""
-    saved = {name: getattr(RUN, name) for name in RUN.FIELDS}
+    saved = {name: getattr(RUN, name) for name in (*RUN.FIELDS, "system_metrics", "context", "capture_console")}
     yield
     for name, value in saved.items():
         setattr(RUN, name, value)

@@ -181,3 +181,31 @@ def test_the_dashboard_gives_the_context_and_the_error(tmp_path, dash_root):
     body = client.get("/api/run", params={"prefix": "a/ctx/run"}).json()
     assert body["context"]["git"] == {"commit": commit, "branch": "trial", "dirty": False}
     assert body["error"]["type"] == "ValueError" and "in train" in body["error"]["traceback"]
+
+
+def test_a_git_that_hangs_delays_the_start_by_the_timeout_only(tmp_path, dash_root):
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    hanging = bin_folder / "git"
+    hanging.write_text("#!/bin/sh\nsleep 30\n")
+    hanging.chmod(0o755)
+    (tmp_path / "train.py").write_text(SCRIPT)
+    env = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
+    script = "import time, runpy, sys; t = time.monotonic(); sys.argv[:] = sys.argv[1:]; " \
+             "runpy.run_path(sys.argv[0], run_name='__main__'); " \
+             "print(time.monotonic() - t)"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "train.py"), dash_root],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 10  # GIT_TIMEOUT (2 s) and the run, not git's 30 s
+    with load("a/ctx/run", dash_root=dash_root) as view:
+        assert view.status == "COMPLETED" and "git" not in view.info["context"]
+
+
+def test_arguments_that_are_not_utf8_are_stored_readably(tmp_path, dash_root):
+    (tmp_path / "train.py").write_text(SCRIPT)
+    done = subprocess.run([sys.executable, str(tmp_path / "train.py"), dash_root, b"--name=caf\xe9"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with load("a/ctx/run", dash_root=dash_root) as view:
+        assert view.info["context"]["command"][-1] == "--name=caf\ufffd"

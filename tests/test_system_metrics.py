@@ -223,3 +223,14 @@ def test_sigterm_stops_the_sampler_and_keeps_its_rows(dash_root):
         stamps = view.metrics("system").column("_ts")
         ended = view.launches[-1]["endedAt"]
     assert len(stamps) >= 5 and stamps[-1] <= _seconds(ended)
+
+
+def test_a_probe_warning_is_one_record_when_the_console_is_captured(dash_root, monkeypatch):
+    def broken(*args, **kwargs):
+        raise PermissionError("refused")
+    monkeypatch.setattr(psutil, "virtual_memory", broken)
+    with Experiment("a/sys/captured", dash_root=dash_root, system_metrics=0.02, capture_console=True).run:
+        time.sleep(0.1)
+    with load("a/sys/captured", dash_root=dash_root) as view:
+        messages = [r["message"] for r in view.logs.read()["data"]]
+    assert len([m for m in messages if "memory probe failed" in m]) == 1, messages
