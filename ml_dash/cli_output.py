@@ -99,8 +99,8 @@ def launches(entries):
     """The launches table of ``show``."""
     rows = [[local_time(e.get("startedAt")), local_time(e.get("endedAt")),
              e.get("status") or "", str(e.get("pid") or ""), e.get("host") or "",
-             e.get("command") or "", e.get("error") or ""] for e in entries]
-    return table(rows, ["STARTED", "ENDED", "STATUS", "PID", "HOST", "COMMAND", "ERROR"])
+             e.get("commit") or "", e.get("command") or "", e.get("error") or ""] for e in entries]
+    return table(rows, ["STARTED", "ENDED", "STATUS", "PID", "HOST", "COMMIT", "COMMAND", "ERROR"])
 
 
 def local_time(text):

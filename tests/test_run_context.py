@@ -209,3 +209,20 @@ def test_arguments_that_are_not_utf8_are_stored_readably(tmp_path, dash_root):
     assert done.returncode == 0, done.stderr
     with load("a/ctx/run", dash_root=dash_root) as view:
         assert view.info["context"]["command"][-1] == "--name=caf\ufffd"
+
+
+@needs_git
+def test_each_launch_records_its_commit_and_show_lists_them(tmp_path, dash_root):
+    first = _repository(tmp_path / "repo")
+    _run(tmp_path / "repo" / "train.py", dash_root)
+    (tmp_path / "repo" / "notes.txt").write_text("second\n")
+    _git(tmp_path / "repo", "commit", "-q", "-am", "second")
+    second = _git(tmp_path / "repo", "rev-parse", "HEAD")
+    info = _run(tmp_path / "repo" / "train.py", dash_root)
+    assert [launch["commit"] for launch in info["launches"]] == [first[:12], second[:12]]
+    assert info["context"]["git"]["commit"] == second  # the latest launch's
+    shown = subprocess.run([sys.executable, "-m", "ml_dash", "show", "a/ctx/run", "--dash-root", dash_root],
+                           capture_output=True, text=True, timeout=60).stdout
+    header = next(line for line in shown.splitlines() if line.startswith("STARTED"))
+    assert header.split() == ["STARTED", "ENDED", "STATUS", "PID", "HOST", "COMMIT", "COMMAND", "ERROR"]
+    assert first[:12] in shown and second[:12] in shown
