@@ -109,7 +109,7 @@ def _runs(logdir, base):
         below = "" if relative == "." else relative + os.sep
         if any(other != relative and other.startswith(below) for other in found):
             segments.append(OWN_EVENTS)
-        yield "/".join([base, *segments]), os.path.join(logdir, relative), files
+        yield "/".join([base, *segments]), os.path.normpath(os.path.join(logdir, relative)), files
 
 
 def _file_order(name):
