@@ -45,8 +45,9 @@ def _tensorboard(args):
     for prefix, scalars in summary.runs.items():
         print(f"{prefix}: {scalars:,} scalars" if scalars else f"{prefix}: up to date")
     skipped = ", ".join(f"{count:,} {kind}" for kind, count in sorted(summary.skipped.items()))
-    print(f"{summary.scalars:,} scalars and {summary.hparams} hparams imported into "
-          f"{len(summary.runs)} run{'' if len(summary.runs) == 1 else 's'}" + (f"; not imported: {skipped}" if skipped else ""))
+    runs = f"{len(summary.runs)} run{'' if len(summary.runs) == 1 else 's'}"
+    print(f"{summary.scalars:,} scalars and {summary.hparams} hparams imported into {runs}"
+          + (f"; not imported: {skipped}" if skipped else ""))
     for note in summary.incomplete:
         print(f"note: {note}", file=sys.stderr)
     for problem in summary.problems:

@@ -285,3 +285,20 @@ def test_record_reader_stops_at_every_cut(tmp_path):
         assert [r for r, _ in got] == records[:whole]
         assert reader.end == (ends[whole - 1] if whole else 0) and reader.problem is None
         assert reader.incomplete == cut - reader.end
+
+
+def test_more_streams_than_a_run_holds_stores_no_point_without_its_record(tmp_path):
+    """The chunk that fails stores nothing, so importing again cannot store a point twice."""
+    logdir, root = tmp_path / "logs", str(tmp_path / "dash")
+    with _torch_writer(logdir / "wide") as writer:
+        for number in range(1100):
+            writer.add_scalar(f"layer{number}/norm", 1.0, 0)
+    with _torch_writer(logdir / "narrow") as writer:
+        writer.add_scalar("train/loss", 0.5, 0)
+    for _ in range(2):
+        summary = import_tensorboard(str(logdir), prefix="kim/wide", dash_root=root)
+        assert summary.runs == {"kim/wide/narrow": summary.runs["kim/wide/narrow"], "kim/wide/wide": 0}
+        assert len(summary.problems) == 1 and "kim/wide/wide" in summary.problems[0]
+        assert "at most 1000 named streams" in summary.problems[0]
+        assert load("kim/wide/wide", dash_root=root).metrics.list_all() == []
+    assert len(load("kim/wide/narrow", dash_root=root).metrics("train")) == 1

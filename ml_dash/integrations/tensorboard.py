@@ -20,8 +20,8 @@ tensorboard logs --prefix alice/tb``) makes one run of every folder under
   restart that logged the step again) starts a new point.  Points keep the
   order of the events.
 - TF1 ``simple_value`` summaries and TF2 scalar tensors (plugin ``scalars``)
-  are scalars; the hparams plugin's session start (``add_hparams``, Keras'
-  and Lightning's hparams) sets params.  Everything else (histograms, images,
+  are scalars; the hparams plugin's session start (torch's ``add_hparams``,
+  Lightning's ``TensorBoardLogger``) sets params.  Everything else (histograms, images,
   text, graphs...) is counted in the summary's ``skipped``.
 
 It is idempotent: the stream ``tensorboard import`` of each run records
@@ -204,13 +204,14 @@ class _RunImport:
         if decoder.hparams:  # a snapshot of its own, first: set again if the chunk is imported again
             exp.params.set(decoder.hparams)
             self.summary.hparams += len(decoder.hparams)
-        streams: dict[Any, Any] = {}
+        # Every stream first: one the run cannot hold (StreamLimitError) then
+        # raises before anything of the chunk is staged, so the flush at the
+        # run's end cannot store points without the record of their bytes.
+        record = exp.metrics(RECORD_STREAM)
+        streams = {name: exp.metrics(name) if name else exp.metrics for name in decoder.streams}
         for stream, ts, fields in decoder.rows:
-            handle = streams.get(stream)
-            if handle is None:
-                handle = streams[stream] = exp.metrics(stream) if stream else exp.metrics
-            handle.log(_ts=ts, **fields)
-        exp.metrics(RECORD_STREAM).log(file=name, start=start, end=end, records=records,
+            streams[stream].log(_ts=ts, **fields)
+        record.log(file=name, start=start, end=end, records=records,
                                        scalars=decoder.scalars,
                                        tensor_tags=sorted(map(list, decoder.plugins.items())))
         exp.flush()
@@ -231,6 +232,8 @@ def _imported(prefix, dash_root):
     except FileNotFoundError:
         return {}
     done: dict[str, tuple[int, dict]] = {}
+    if RECORD_STREAM not in {summary["name"] for summary in view.metrics.list_all()}:
+        return done  # a run made otherwise, or whose first chunk failed
     stream = view.metrics(RECORD_STREAM)
     start = 0
     while True:
@@ -260,6 +263,7 @@ class _Decoder:
     def next_chunk(self):
         self.rows: list[tuple[str | None, float, dict]] = []  # (stream, _ts, fields) in event order
         self._open: dict[tuple, dict] = {}  # (stream, step) -> fields of its latest point
+        self.streams: set[str | None] = set()
         self.scalars = 0
         self.hparams: dict[str, Any] = {}
 
@@ -290,6 +294,7 @@ class _Decoder:
         if fields is None or key in fields:
             fields = self._open[(stream, step)] = {"step": step}
             self.rows.append((stream, ts, fields))
+            self.streams.add(stream)
         fields[key] = number
         self.scalars += 1
 
