@@ -4,8 +4,9 @@
     python bench/tb_import.py --quick         # 10 tags x 200 steps, a smoke run
     python bench/tb_import.py --write bench/results/2026-12-02-tb-import.md
 
-The event file is written once by torch's ``SummaryWriter`` (``add_scalar``:
-TF1 ``simple_value`` summaries, as most PyTorch code writes them), five tags
+The event file is written once by tensorboard's ``EventFileWriter`` (the
+writer under torch's ``SummaryWriter``), with the events ``add_scalar()``
+makes (TF1 ``simple_value`` summaries, as most PyTorch code writes them), five tags
 ``train/*`` and five ``eval/*``, and reused by later runs.  Each round times,
 in a rotating order:
 
@@ -45,12 +46,18 @@ def write_events(logdir, steps):
     if os.path.exists(marker):
         return None
     shutil.rmtree(logdir, ignore_errors=True)
-    from torch.utils.tensorboard import SummaryWriter
+    # The writer under torch's SummaryWriter, given the events add_scalar() makes:
+    # the same file, without importing torch.
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
     started = time.perf_counter()
-    with SummaryWriter(logdir, max_queue=10_000, flush_secs=3600) as writer:
-        for step in range(steps):
-            for number, tag in enumerate(TAGS):
-                writer.add_scalar(tag, step * 1e-3 + number, step)
+    writer = EventFileWriter(logdir, max_queue_size=10_000, flush_secs=3600)
+    for step in range(steps):
+        for number, tag in enumerate(TAGS):
+            value = Summary.Value(tag=tag, simple_value=step * 1e-3 + number)
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[value])))
+    writer.close()
     open(marker, "w").close()
     return time.perf_counter() - started
 

@@ -236,12 +236,38 @@ def test_a_damaged_record_stops_its_file_and_is_reported(tmp_path):
 
 def test_a_run_the_store_refuses_is_reported_and_the_others_imported(tmp_path):
     logdir, root = tmp_path / "logs", str(tmp_path / "dash")
-    for run in ("ok", "back\\slash"):
+    # exp's own events would be the run ian/x/exp/events, which is also exp/events' prefix
+    for run in ("ok", "back\\slash", "exp", "exp/events"):
         with _torch_writer(logdir / run) as writer:
             _write_scalars(writer, ["loss"], steps=3)
     summary = import_tensorboard(str(logdir), prefix="ian/x", dash_root=root)
-    assert summary.runs == {"ian/x/ok": 3}
-    assert len(summary.problems) == 1 and "backslash" in summary.problems[0]
+    assert summary.runs == {"ian/x/ok": 3, "ian/x/exp/events": 3}
+    assert len(summary.problems) == 2
+    assert "backslash" in summary.problems[0]
+    assert summary.problems[1].startswith(str(logdir / "exp" / "events"))
+    assert "'ian/x/exp/events' is already that of" in summary.problems[1]
+
+
+def test_a_file_shorter_than_what_was_imported_is_reported_not_read_again(tmp_path):
+    logdir, root = tmp_path / "logs", str(tmp_path / "dash")
+    with _torch_writer(logdir) as writer:
+        _write_scalars(writer, ["train/loss"], steps=10)
+    import_tensorboard(str(logdir), prefix="lea/short", dash_root=root)
+    path = _event_file(logdir)
+    os.truncate(path, os.path.getsize(path) // 2)
+    summary = import_tensorboard(str(logdir), prefix="lea/short", dash_root=root)
+    assert summary.scalars == 0 and len(summary.problems) == 1 and "shorter" in summary.problems[0]
+    assert len(load("lea/short", dash_root=root).metrics("train")) == 10
+
+
+def test_bench_smoke(tmp_path):
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "tb_import.py")
+    done = subprocess.run([sys.executable, bench, "--quick", "--no-loader", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "events/s" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| ml_dash import", "| read only (our framing + protobuf)",
+                                                    "| EventAccumulator"]
 
 
 def test_cli_imports_then_says_up_to_date(tmp_path):

@@ -91,7 +91,13 @@ def import_tensorboard(logdir: str, prefix: str | None = None,
     if prefix is None:
         prefix = f"{RUN.user}/{os.path.basename(os.path.abspath(logdir))}"
     summary = ImportSummary()
+    folders: dict[str, str] = {}
     for run_prefix, directory, files in _runs(logdir, prefix.strip("/")):
+        if run_prefix in folders:  # a folder named like OWN_EVENTS beside the events it names
+            summary.problems.append(f"{directory}: not imported: its prefix {run_prefix!r} is "
+                                    f"already that of {folders[run_prefix]}")
+            continue
+        folders[run_prefix] = directory
         _RunImport(run_prefix, directory, dash_root, summary).run(files)
     return summary
 
