@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..arrays import require
+from ..errors import MLDashError
 from ..experiment import Experiment
 from ..run import RUN
 from ..view import load
@@ -168,7 +169,6 @@ class _RunImport:
         if not todo:  # up to date: the run is not even opened, so no launch is recorded
             return
         description = None if done else f"imported from TensorBoard: {os.path.abspath(self.directory)}"
-        from ..errors import MLDashError
         try:
             with Experiment(_literal(self.prefix), dash_root=self.dash_root,
                             description=description).run as exp:
@@ -214,12 +214,11 @@ class _RunImport:
         # raises before anything of the chunk is staged, so the flush at the
         # run's end cannot store points without the record of their bytes.
         record = exp.metrics(RECORD_STREAM)
-        streams = {name: exp.metrics(name) if name else exp.metrics for name in decoder.streams}
+        streams = {stream: exp.metrics(stream) if stream else exp.metrics for stream in decoder.streams}
         for stream, ts, fields in decoder.rows:
             streams[stream].log(_ts=ts, **fields)
-        record.log(file=name, start=start, end=end, records=records,
-                                       scalars=decoder.scalars,
-                                       tensor_tags=sorted(map(list, decoder.plugins.items())))
+        record.log(file=name, start=start, end=end, records=records, scalars=decoder.scalars,
+                   tensor_tags=sorted(map(list, decoder.plugins.items())))
         exp.flush()
         self.scalars += decoder.scalars
         self.summary.scalars += decoder.scalars
@@ -237,6 +236,13 @@ def _imported(prefix, dash_root):
         view = load(prefix, dash_root=dash_root)
     except FileNotFoundError:
         return {}
+    with view:
+        return _records_of(view)
+
+
+def _records_of(view):
+    """:func:`_imported` of an open view; points of the record stream not of its shape
+    (the stream is the user's to write too) are ignored."""
     done: dict[str, tuple[int, dict]] = {}
     if RECORD_STREAM not in {summary["name"] for summary in view.metrics.list_all()}:
         return done  # a run made otherwise, or whose first chunk failed
@@ -246,8 +252,10 @@ def _imported(prefix, dash_root):
         page = stream.read(start_index=start, limit=1000)
         for row in page["data"]:
             data = row["data"]
-            if data["end"] > done.get(data["file"], (0,))[0]:
-                done[data["file"]] = (data["end"], dict(data["tensor_tags"]))
+            file, end, tags = data.get("file"), data.get("end"), data.get("tensor_tags", [])
+            if (isinstance(file, str) and type(end) is int and end > done.get(file, (0,))[0]
+                    and all(isinstance(pair, list) and len(pair) == 2 for pair in tags)):
+                done[file] = (end, dict(tags))
         if not page["hasMore"]:
             return done
         start += len(page["data"])
