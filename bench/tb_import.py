@@ -20,7 +20,8 @@ in a rotating order:
   the file, the loader under the accumulator's multiplexer (``--no-loader``
   leaves it out: it is the slowest by far).
 
-Medians over the rounds (and the spread); the machine is shared.
+Medians over the rounds (and the spread), and the median over rounds of each
+workload's time over the import's in the same round; the machine is shared.
 """
 
 import argparse
@@ -131,15 +132,21 @@ def main(argv=None):
             took, values = workloads[name](logdir, scratch)
             assert values == len(TAGS) * args.steps, (name, values)
             times[name].append(took)
+            print(f"round {round_number + 1}: {name}: {took:.2f} s", file=sys.stderr, flush=True)
     shutil.rmtree(scratch)
     events = len(TAGS) * args.steps
     lines = [f"TensorBoard import: {events:,} scalar events ({len(TAGS)} tags x {args.steps:,} steps, "
              f"one file of {os.path.getsize(os.path.join(logdir, _event_files(logdir)[0])) / 2**20:.1f} MiB), "
              f"median of {args.rounds} round{'s' if args.rounds > 1 else ''}",
-             "", "| workload | seconds (median) | min - max | events/s |", "|---|---:|---:|---:|"]
+             "", "| workload | seconds (median) | min - max | events/s | time / ml_dash import |",
+             "|---|---:|---:|---:|---:|"]
+    ours_times = times["ml_dash import"]
     for name, taken in times.items():
         median = statistics.median(taken)
-        lines.append(f"| {name} | {median:.2f} | {min(taken):.2f} - {max(taken):.2f} | {events / median:,.0f} |")
+        # per round, against the import of the same round: the machine's load changes between rounds
+        ratio = statistics.median(t / o for t, o in zip(taken, ours_times))
+        lines.append(f"| {name} | {median:.2f} | {min(taken):.2f} - {max(taken):.2f} | "
+                     f"{events / median:,.0f} | {ratio:.2f}x |")
     text = "\n".join(lines)
     print(text)
     if args.write:
