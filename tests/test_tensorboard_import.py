@@ -328,3 +328,31 @@ def test_more_streams_than_a_run_holds_stores_no_point_without_its_record(tmp_pa
         assert "at most 1000 named streams" in summary.problems[0]
         assert load("kim/wide/wide", dash_root=root).metrics.list_all() == []
     assert len(load("kim/wide/narrow", dash_root=root).metrics("train")) == 1
+
+
+def test_chunks_cover_the_file_once(tmp_path, monkeypatch):
+    """Small chunks: a chunk ends on its record count or on its point count (events of
+    several values), and the record stream's byte ranges tile the file."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    import ml_dash.integrations.tensorboard as tensorboard
+    monkeypatch.setattr(tensorboard, "CHUNK", 7)
+    logdir, root = tmp_path / "logs", str(tmp_path / "dash")
+    writer = EventFileWriter(str(logdir))
+    for step in range(40):
+        values = [Summary.Value(tag=tag, simple_value=step + number / 4)
+                  for number, tag in enumerate(["a/x", "b/x", "c/x"] if step % 2 else ["a/x"])]
+        writer.add_event(Event(wall_time=1e9 + step, step=step, summary=Summary(value=values)))
+    writer.close()
+
+    assert import_tensorboard(str(logdir), prefix="max/chunks", dash_root=root).scalars == 80
+    assert import_tensorboard(str(logdir), prefix="max/chunks", dash_root=root).scalars == 0
+
+    view = load("max/chunks", dash_root=root)
+    assert view.metrics("a").column("x").tolist() == [float(step) for step in range(40)]
+    assert view.metrics("c").column("x").tolist() == [step + 0.5 for step in range(1, 40, 2)]
+    ranges = [(row["data"]["start"], row["data"]["end"]) for row in view.metrics(RECORD_STREAM).read()["data"]]
+    assert len(ranges) > 40 // 7 and ranges[0][0] == 0 and ranges[-1][1] == os.path.getsize(_event_file(logdir))
+    assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))
