@@ -287,6 +287,9 @@ def test_cli_imports_then_says_up_to_date(tmp_path):
     missing = subprocess.run([*command[:5], str(tmp_path / "nowhere")], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+    a_file = subprocess.run([*command[:5], _event_file(logdir / "exp")], capture_output=True, text=True,
+                            timeout=60)
+    assert a_file.returncode == 1 and "is a file: give the folder that holds it" in a_file.stderr
 
 
 def test_record_reader_stops_at_every_cut(tmp_path):

@@ -18,7 +18,9 @@ tensorboard logs --prefix alice/tb``) makes one run of every folder under
   table), with the step as its ``step`` field and the wall time of the first
   of them as its ``_ts``; a second value of the same tag at that step (a
   restart that logged the step again) starts a new point.  Points keep the
-  order of the events.
+  order of the events.  Values are gathered a chunk (``CHUNK`` records) at a
+  time, so a step split by a chunk's end, or by two imports of a growing
+  file, is two points.
 - TF1 ``simple_value`` summaries and TF2 scalar tensors (plugin ``scalars``)
   are scalars; the hparams plugin's session start (torch's ``add_hparams``,
   Lightning's ``TensorBoardLogger``) sets params.  Everything else (histograms, images,
@@ -87,8 +89,9 @@ def import_tensorboard(logdir: str, prefix: str | None = None,
     the summary's ``problems`` and the others are imported.
     """
     if not os.path.isdir(logdir):
-        raise FileNotFoundError(f"TensorBoard log folder {logdir!r} does not exist "
-                                f"(looked in {os.path.abspath(logdir)})")
+        what = ("is a file: give the folder that holds it (TensorBoard's --logdir)"
+                if os.path.exists(logdir) else f"does not exist (looked in {os.path.abspath(logdir)})")
+        raise FileNotFoundError(f"TensorBoard log folder {logdir!r} {what}")
     if prefix is None:
         prefix = f"{RUN.user}/{os.path.basename(os.path.abspath(logdir))}"
     summary = ImportSummary()
