@@ -162,8 +162,11 @@ def reference(parser):
 
 
 def _subcommands(parser):
+    """``(name, parser)`` of every subcommand, nested ones (``import tensorboard``) after theirs."""
     for action in parser._actions:
         choices = getattr(action, "choices", None)
         if isinstance(choices, dict):
-            return list(choices.items())
+            return [(f"{name}{' ' + inner if inner else ''}", found)
+                    for name, sub in choices.items()
+                    for inner, found in [("", sub), *_subcommands(sub)]]
     return []

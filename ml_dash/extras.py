@@ -25,6 +25,7 @@ EXTRAS = {
     "ui": ("starlette>=0.37", "uvicorn>=0.29", "pyyaml>=6", "plotly>=5"),
     "video": ("imageio>=2.28", "imageio-ffmpeg>=0.4.9"),
     "system": ("psutil>=5.9", "nvidia-ml-py>=12"),
+    "tensorboard": ("tensorboard>=2.10", "google-crc32c>=1.5"),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)

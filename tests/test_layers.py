@@ -30,9 +30,10 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files",
                  "tracks", "system_metrics", "console"],
     "experiment/view": ["experiment", "view", "auto_start"],
+    "integrations": ["integrations", "integrations.*"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
-    "cli": ["cli", "cli_output", "cli_annotate", "demo", "__main__", ""],  # "": the package's __init__
+    "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "demo", "__main__", ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
 
