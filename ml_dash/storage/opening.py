@@ -5,12 +5,16 @@ version of a new store (an older one is appended to in its own format),
 takes ownership (see ``owner.py``), loads the catalog and each stream's
 committed count (the count rule, ``keys.count_after``), maps the column
 files and rebuilds the slots past the synced watermark from the rows (see
-``slots.ColumnSlots.open``).  Then it records the new watermark.
+``slots.ColumnSlots.open``).  The watermark is left as stored: rebuilt slots
+are not on disk yet, and the next sync (the background one, or close)
+flushes them and records it.  (Rejected: recording it here, as it once was:
+a transaction more per run, and a mark claiming rebuilt slots that a crash
+of the machine could still take.)
 """
 
 import json
 
-from . import durability, keys
+from . import keys
 from .catalog import TS_KEY
 from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
 from .owner import take_ownership
@@ -26,7 +30,6 @@ def open_store(writer):
     except BaseException:
         writer.env.aborted()
         raise
-    durability.write_watermark(writer, durability.marks(writer))
 
 
 def _load_store(writer, env):
