@@ -245,21 +245,22 @@ class Experiment:
             self._read_store = None
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
         self.run._new_id()
-        session = Session(self.path, **self._options)
-        try:
-            stored = records.stored_experiment(session.reader)
+        started = []
+
+        def start_record(stored):
             now = time.time()
             record = launches.started(stored, now)  # the history, and the first start kept
             record.update({k: v for k, v in self._given.items() if v is not None})
             record.update(prefix=self.prefix, status=RUNNING, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
             record.setdefault("createdAt", now)
-            session.stage_record(records.experiment_put(record))
-            session.flush()
-        except BaseException:
-            session.close()
-            raise
-        self._record = record
+            started.append(record)
+            return [records.experiment_put(record)]
+
+        # The record is stored by the transaction that opens the store: a run
+        # that cannot start stores nothing, and a short one pays no commit for it.
+        session = Session(self.path, **self._options, on_open=start_record)
+        self._record = started[-1]
         self._session = session
         with _open_lock:
             _open_experiments.add(self)

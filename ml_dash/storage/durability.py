@@ -36,6 +36,7 @@ from . import faults, keys
 from .columns import sync_column
 
 READER_CHECK_EVERY = 10  # syncs
+DEFAULT_PERIOD = 1.0  # seconds between background syncs with sync_interval=0
 REBUILD_AT_OPEN = 4096  # unsynced points a close may leave past the watermark
 SYNC_THREADS = 8  # files of one sync in flight at once
 
@@ -171,9 +172,10 @@ def sync_in_background(writer):
 
 
 def sync_loop(writer):
-    period = writer.sync_interval or 1.0
+    """The sync thread: started when its first sync is due, then every period."""
+    period = writer.sync_interval or DEFAULT_PERIOD
     syncs = 0
-    while not writer._stop.wait(period):
+    while not writer._stop.is_set():
         try:
             sync_in_background(writer)
             syncs += 1
@@ -185,3 +187,4 @@ def sync_loop(writer):
         except Exception as exc:  # never let the thread die silently
             warnings.warn(f"ml_dash: background sync of {writer.directory} failed: {exc}", RuntimeWarning,
                           stacklevel=1)
+        writer._stop.wait(period)
