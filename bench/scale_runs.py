@@ -156,7 +156,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     runs = next(iter(next(iter(results.values())).values()))["runs"]
-    heading = (f"{runs:,} runs per row, 2 keys per point, {args.rounds} interleaved rounds; "
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    heading = (f"{runs:,} runs per row, 2 keys per point, {args.rounds} interleaved rounds, "
+               f"load average {load} at the end on {os.cpu_count()} CPUs; "
                f"`python bench/scale_runs.py --runs {args.runs} --rounds {args.rounds} "
                f"--points {' '.join(map(str, args.points))}`")
     text = heading + "\n\n" + table(results, syncs) + "\n"

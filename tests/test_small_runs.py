@@ -159,3 +159,20 @@ def test_scale_runs_benchmark_smoke_run(tmp_path):
         ms, allocated, apparent = (float(cell) for cell in row.split("|")[3:6])
         assert ms > 0 and allocated > 0 and apparent > 0
     assert list(tmp_path.iterdir()) == [page]  # the runs it made are gone
+
+
+def test_a_run_left_open_at_exit_is_closed_and_synced(dash_root):
+    # Its close runs while the interpreter exits, when some thread pools no
+    # longer take work: the columns and the data file must still be synced.
+    script = textwrap.dedent(f"""
+        import ml_dash
+        exp = ml_dash.Experiment(prefix="sweep/left-open", dash_root={dash_root!r})
+        exp.run.start()
+        for step in range(10):
+            exp.metrics("train").log(loss=1.0 / (step + 1), acc=0.5)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "could not close" not in done.stderr, done.stderr
+    with load("sweep/left-open", dash_root=dash_root) as view:
+        assert view.status == "COMPLETED"
+        assert view.metrics("train").column("loss").tolist() == [1.0 / (step + 1) for step in range(10)]

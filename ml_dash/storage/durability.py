@@ -25,9 +25,9 @@ be torn by a crash of the machine, and it would then take the run with it.)
 
 import json
 import os
+import queue
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import lmdb
 
@@ -40,8 +40,6 @@ DEFAULT_PERIOD = 1.0  # seconds between background syncs with sync_interval=0
 REBUILD_AT_OPEN = 4096  # unsynced points a close may leave past the watermark
 SYNC_THREADS = 8  # files of one sync in flight at once
 
-_pool: ThreadPoolExecutor | None = None  # made on first use, once per process
-_pool_guard = threading.Lock()
 
 
 def sync_locked(writer, full):
@@ -73,38 +71,82 @@ def sync_locked(writer, full):
 def sync_together(writer, paths):
     """Fsync the column files at ``paths`` and the data file, overlapping.
 
-    Every sync is waited for; the first failure is raised after all have
-    ended, so none is still running when the caller goes on.
+    The columns go to the sync threads, the data file is synced by the
+    caller meanwhile; every sync is waited for, and the first failure is
+    raised after all have ended, so none is still running when the caller
+    goes on.
     """
-    jobs = [writer.env.sync] + [lambda path=path: sync_column(path) for path in paths]
-    if len(jobs) == 1:
-        jobs[0]()
-        return
-    futures = [_sync_pool().submit(job) for job in jobs]
+    tasks = [_hand_off(lambda path=path: sync_column(path)) for path in paths]
     failure = None
-    for future in futures:
-        exc = future.exception()
-        if exc is not None and failure is None:
-            failure = exc
+    try:
+        writer.env.sync()
+    except BaseException as exc:
+        failure = exc
+    for task in tasks:
+        task.done.wait()
+        if task.error is not None and failure is None:
+            failure = task.error
     if failure is not None:
         raise failure
 
 
-def _sync_pool():
-    global _pool
+class _Task:
+    __slots__ = ("job", "done", "error")
+
+    def __init__(self, job):
+        self.job = job
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+def _hand_off(job):
+    """Queue ``job`` for a sync thread (started on first need, at most :data:`SYNC_THREADS`).
+
+    Plain daemon threads: (rejected) ``concurrent.futures`` refuses new work
+    once the interpreter begins to exit, which is when a run left open is
+    closed, and its close must still sync.
+    """
+    task = _Task(job)
     with _pool_guard:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="ml_dash fsync")
-        return _pool
+        if _pool.waiting == 0 and len(_pool.threads) < SYNC_THREADS:
+            thread = threading.Thread(target=_sync_thread, args=(_pool,), daemon=True,
+                                      name="ml_dash fsync")
+            _pool.threads.append(thread)
+            thread.start()
+        else:
+            _pool.waiting -= 1
+    _pool.tasks.put(task)
+    return task
+
+
+def _sync_thread(pool):
+    while True:
+        task = pool.tasks.get()
+        try:
+            task.job()
+        except BaseException as exc:
+            task.error = exc
+        task.done.set()
+        with _pool_guard:
+            pool.waiting += 1
+
+
+class _Pool:
+    def __init__(self):
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list = []
+        self.waiting = 0  # threads idle or about to be
 
 
 def _after_fork_in_child():
-    # The pool's threads did not survive the fork; a child that syncs makes its own.
+    # The sync threads did not survive the fork; a child that syncs starts its own.
     global _pool, _pool_guard
-    _pool = None
+    _pool = _Pool()
     _pool_guard = threading.Lock()
 
 
+_pool = _Pool()
+_pool_guard = threading.Lock()
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
