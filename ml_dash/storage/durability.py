@@ -16,9 +16,9 @@ of four in a row (measured on a loaded 2-CPU VM: 20 ms for four in a row,
 3 ms together).  The watermark is written only after all of them, so it
 never claims a slot that is not on disk.  A close whose columns are at most
 :data:`REBUILD_AT_OPEN` points past the watermark syncs once and leaves the
-watermark where it is: the next open rebuilds those few slots from the rows
-(well under a millisecond), which is cheaper than the second fsync that a
-watermark written at close would need to be durable itself.  (Rejected:
+watermark where it is: the next open rebuilds those few slots from the rows,
+which costs about what the second fsync would that a watermark written at
+close needs to be durable itself.  (Rejected:
 writing it at close without that second fsync: a commit left unsynced can
 be torn by a crash of the machine, and it would then take the run with it.)
 """
@@ -37,9 +37,12 @@ from .columns import sync_column
 
 READER_CHECK_EVERY = 10  # syncs
 DEFAULT_PERIOD = 1.0  # seconds between background syncs with sync_interval=0
-REBUILD_AT_OPEN = 4096  # unsynced points a close may leave past the watermark
+# Unsynced points a close may leave past the watermark: rebuilding them at
+# the next open costs about what the second fsync would (2 to 9 us a point,
+# 0.5 to 5 ms an fsync, quiet to loaded 2-CPU VM); a run of this many points
+# has its columns still in their first page.
+REBUILD_AT_OPEN = 512
 SYNC_THREADS = 8  # files of one sync in flight at once
-
 
 
 def sync_locked(writer, full):
@@ -108,7 +111,7 @@ def _hand_off(job):
     """
     task = _Task(job)
     with _pool_guard:
-        if _pool.waiting == 0 and len(_pool.threads) < SYNC_THREADS:
+        if _pool.waiting <= 0 and len(_pool.threads) < SYNC_THREADS:
             thread = threading.Thread(target=_sync_thread, args=(_pool,), daemon=True,
                                       name="ml_dash fsync")
             _pool.threads.append(thread)
@@ -126,16 +129,16 @@ def _sync_thread(pool):
             task.job()
         except BaseException as exc:
             task.error = exc
-        task.done.set()
         with _pool_guard:
-            pool.waiting += 1
+            pool.waiting += 1  # before done: the caller's next hand-off may count on this thread
+        task.done.set()
 
 
 class _Pool:
     def __init__(self):
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
         self.threads: list = []
-        self.waiting = 0  # threads idle or about to be
+        self.waiting = 0  # idle threads, less the tasks queued for them
 
 
 def _after_fork_in_child():

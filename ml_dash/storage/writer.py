@@ -107,11 +107,14 @@ class Writer:
         # The sync thread starts when its first sync is due: a run closed
         # before then (most of a sweep's) never starts it (see delayed.py).
         self._thread: threading.Thread | None = None
+        # Its start against close(); not the write lock, which a long commit
+        # holds: the thread that starts it serves every run of the process.
+        self._thread_guard = threading.Lock()
         self._start_sync = call_later(self.sync_interval or durability.DEFAULT_PERIOD,
                                       self._start_sync_thread)
 
     def _start_sync_thread(self):
-        with self._lock:
+        with self._thread_guard:
             if not self._closed and self._thread is None:
                 self._thread = threading.Thread(target=durability.sync_loop, args=(self,),
                                                 name=f"ml_dash sync {self.directory}", daemon=True)
@@ -425,8 +428,10 @@ class Writer:
                     for column in state.files.values():
                         column.close()
                 self._writer_lock.release()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        with self._thread_guard:  # started before _closed was set, or never
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
 
 
