@@ -9,11 +9,12 @@ watermark); after an unclean shutdown the columns are rebuilt from the
 rows past it (see ``slots.ColumnSlots.open``).  These functions work on the
 state of one :class:`~ml_dash.storage.writer.Writer`, whose lock they take.
 
-The files of one sync are synced together (:func:`sync_together`): a
+The files of a close are synced together (:func:`sync_together`): a
 journaling filesystem commits its journal once for fsyncs that overlap, so
 a close of three columns and the data file costs about one fsync instead
 of four in a row (measured on a loaded 2-CPU VM: 20 ms for four in a row,
-3 ms together).  The watermark is written only after all of them, so it
+3 ms together).  The background sync, which nobody waits for, syncs one
+file after the other.  The watermark is written only after all of them, so it
 never claims a slot that is not on disk.  A close whose columns are at most
 :data:`REBUILD_AT_OPEN` points past the watermark syncs once and leaves the
 watermark where it is: the next open rebuilds those few slots from the rows,
@@ -206,8 +207,11 @@ def sync_in_background(writer):
     try:
         if faults.ACTIVE:
             faults.hit("sync", writer.directory)
-        # the data file's fsync is safe beside a write transaction, see env.py
-        sync_together(writer, paths)
+        # One file after the other: nobody waits for this sync, and a wide
+        # run's columns synced together would hold many descriptors at once.
+        for path in paths:
+            sync_column(path)
+        writer.env.sync()  # an fdatasync: safe beside a write transaction, see env.py
     except BaseException:
         writer._dirty = True  # try again at the next round
         raise
