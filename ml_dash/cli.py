@@ -188,11 +188,14 @@ def _read(args):
             stream = _stream(view, args.stream)
         except UserError:
             if not (args.follow and view.status == "RUNNING" and not view.stale):
-                raise
-            # A live run may create the stream later: wait for its first points.
-            stream = view.metrics(None if args.stream in ROOT_NAMES else args.stream)
-            print(f"waiting for the first points of stream {args.stream!r} of the live run",
-                  file=sys.stderr, flush=True)
+                # Not live now: a short run may have made the stream and ended
+                # since the first look, so look again before refusing.
+                stream = _stream(view, args.stream)
+            else:
+                # A live run may create the stream later: wait for its first points.
+                stream = view.metrics(None if args.stream in ROOT_NAMES else args.stream)
+                print(f"waiting for the first points of stream {args.stream!r} of the live run",
+                      file=sys.stderr, flush=True)
         count = len(stream)
         start = max(count - args.tail, 0) if args.tail is not None else args.start
         page = stream.read(start_index=start, limit=args.limit)

@@ -267,9 +267,9 @@ class Experiment:
         refuse_nesting(self._segments, self.dash_root)  # again: runs may have appeared since
         interval, context, capture = self._extras_asked()  # before anything is written
         self.run._new_id()
-        session = Session(self.path, **self._options)
-        try:
-            stored = records.stored_experiment(session.reader)
+        started = []
+
+        def start_record(stored):
             now = time.time()
             record = launches.started(stored, now)  # the history, and the first start kept
             record.pop("context", None)  # an earlier launch's
@@ -283,12 +283,13 @@ class Experiment:
             record.update(prefix=self.prefix, status=RUNNING, endedAt=None,
                           writer={"pid": os.getpid(), "host": socket.gethostname()})
             record.setdefault("createdAt", now)
-            session.stage_record(records.experiment_put(record))
-            session.flush()
-        except BaseException:
-            session.close()
-            raise
-        self._record = record
+            started.append(record)
+            return [records.experiment_put(record)]
+
+        # The record is stored by the transaction that opens the store: a run
+        # that cannot start stores nothing, and a short one pays no commit for it.
+        session = Session(self.path, **self._options, on_open=start_record)
+        self._record = started[-1]
         self._session = session
         with _open_lock:
             _open_experiments.add(self)

@@ -27,6 +27,7 @@ import weakref
 from itertools import repeat, starmap
 from typing import Any
 
+from .delayed import call_later
 from .errors import ConfigurationError, ExperimentError, StreamLimitError, UnstorablePointError
 from .storage import Store
 
@@ -41,14 +42,15 @@ TIMER_TICKS = 4  # wake-ups per interval: a point waits 3/4 to 4/4 of it
 
 
 class Session:
-    def __init__(self, path, sync_interval, lock_timeout):
+    def __init__(self, path, sync_interval, lock_timeout, on_open=None):
+        """``on_open``: see ``Store.open`` (the run's start record)."""
         self.flush_interval = flush_interval()
         write_through = not buffer_enabled()  # both checked before the store and its lock are taken
         self.path = path
         self.pid = os.getpid()
         self.forked = False  # set in a child process: see _after_fork_in_child
         self.store = Store.open(path, write=True, sync_interval=sync_interval,
-                                lock_timeout=lock_timeout)
+                                lock_timeout=lock_timeout, on_open=on_open)
         writer = self.store.writer
         assert writer is not None  # opened to write
         self.writer = writer
@@ -70,34 +72,45 @@ class Session:
         self._flushes = 0  # commits so far: tells the timer that what it saw was taken
         _sessions.add(self)
         self._stop_timer = threading.Event()
-        self._timer = threading.Thread(target=self._commit_on_timer, daemon=True,
-                                       name=f"ml_dash timed commit {path}")
-        self._timer.start()
+        # The timer thread starts when its first look is due: a run closed
+        # before then (most of a sweep's) never starts it (see delayed.py).
+        self._timer: threading.Thread | None = None
+        self._timer_guard = threading.Lock()  # its start against close()
+        self._start_timer_call = call_later(self.flush_interval / TIMER_TICKS, self._start_timer)
+
+    def _start_timer(self):
+        with self._timer_guard:
+            if not self._stop_timer.is_set() and self._timer is None:
+                self._timer = threading.Thread(target=self._commit_on_timer, daemon=True,
+                                               name=f"ml_dash timed commit {self.path}")
+                self._timer.start()
 
     def _commit_on_timer(self):
         """Commit points staged for about ``flush_interval`` seconds, until closed.
 
-        The thread wakes ``TIMER_TICKS`` times per interval; the first time
-        it sees points staged since the last commit stands for when they
-        were staged (at most a tick late), so it commits between 3/4 and 4/4
-        of the interval after.  Nothing is timed on the logging path.
+        The thread wakes ``TIMER_TICKS`` times per interval, the first time
+        one tick after the session opened (when it is started); the first
+        time it sees points staged since the last commit stands for when
+        they were staged (at most a tick late), so it commits between 3/4
+        and 4/4 of the interval after.  Nothing is timed on the logging path.
         """
         tick = self.flush_interval / TIMER_TICKS
         first_seen = None  # (commits then, monotonic time) when points were first seen staged
-        while not self._stop_timer.wait(tick):
+        while not self._stop_timer.is_set():
             if not self.pending:
                 first_seen = None
-                continue
-            now = time.monotonic()
-            if first_seen is None or first_seen[0] != self._flushes:
-                first_seen = (self._flushes, now)
-            if now - first_seen[1] >= self.flush_interval - tick - 1e-3:
-                first_seen = None
-                try:
-                    self.flush()
-                except Exception as exc:  # the thread must live on; the next flush() raises it
-                    warnings.warn(f"ml_dash: timed commit of {self.path} failed: {exc}",
-                                  RuntimeWarning, stacklevel=1)
+            else:
+                now = time.monotonic()
+                if first_seen is None or first_seen[0] != self._flushes:
+                    first_seen = (self._flushes, now)
+                if now - first_seen[1] >= self.flush_interval - tick - 1e-3:
+                    first_seen = None
+                    try:
+                        self.flush()
+                    except Exception as exc:  # the thread must live on; the next flush() raises it
+                        warnings.warn(f"ml_dash: timed commit of {self.path} failed: {exc}",
+                                      RuntimeWarning, stacklevel=1)
+            self._stop_timer.wait(tick)
 
     def stage_record(self, record):
         """Stage a record (see ``storage.records``): a put or a delete, for the next flush."""
@@ -190,8 +203,11 @@ class Session:
         if not self.writer.closed:  # else a close interrupted (Ctrl-C, SIGTERM) after it: finish it
             self.flush()  # if it fails the run stays open, its timer still running
             self._stop_timer.set()
-            if self._timer is not threading.current_thread():
-                self._timer.join()  # a timed commit in progress ends first
+            self._start_timer_call.cancel()
+            with self._timer_guard:
+                timer = self._timer
+            if timer is not None and timer is not threading.current_thread():
+                timer.join()  # a timed commit in progress ends first
             self.flush()  # what other threads staged meanwhile
         self.store.close()  # finishes a close that was interrupted after the writer closed
 

@@ -83,11 +83,12 @@ def test_a_forked_child_logging_while_the_parent_flushes_is_refused_not_hung(das
 
 
 INTERRUPTED_CLOSE = """
-    import sys, threading, ml_dash
+    import sys, threading, time, ml_dash
 
-    exp = ml_dash.Experiment(prefix="a/interrupted", dash_root=sys.argv[1])
+    exp = ml_dash.Experiment(prefix="a/interrupted", dash_root=sys.argv[1], sync_interval=0.05)
     exp.run.start()
     exp.metrics("train").log(step=0)
+    time.sleep(0.5)  # long enough for its sync thread to have started
     join = threading.Thread.join
 
     def interrupted_join(thread, timeout=None):  # SIGTERM lands while close() waits

@@ -52,7 +52,9 @@ def test_clean_run_checks_ok_and_reports_counts(dash_root):
 
 
 def test_garbled_slot_inside_the_watermark_is_found_and_repaired(dash_root):
-    write_run(dash_root, 50)  # closed cleanly: the watermark covers every point
+    # Closed cleanly with more points than the next open would rebuild from
+    # the rows: close records a watermark that covers every point.
+    write_run(dash_root, 5000)
     garble(column_file(dash_root, 1, 2), 17)  # column 2 is "loss"
     reopened = Experiment(prefix=PREFIX, dash_root=dash_root)
     with reopened.run:  # opening trusts columns below the watermark
@@ -64,6 +66,16 @@ def test_garbled_slot_inside_the_watermark_is_found_and_repaired(dash_root):
     assert repaired.ok and len(repaired.repaired) == 1
     assert ml_dash.check(PREFIX, dash_root=dash_root).ok
     assert load(PREFIX, dash_root=dash_root).metrics("train").column("loss")[17] == 1.0 / 18
+
+
+def test_a_small_run_closed_cleanly_rebuilds_its_few_slots_at_the_next_open(dash_root):
+    # Its close synced the columns and the rows together, once, and left the
+    # watermark behind them: the next writer rebuilds those slots from the rows.
+    write_run(dash_root, 50)
+    garble(column_file(dash_root, 1, 2), 17)
+    with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
+        assert exp.metrics("train").column("loss")[17] == 1.0 / 18
+    assert ml_dash.check(PREFIX, dash_root=dash_root).ok
 
 
 def test_garbled_slots_past_the_watermark_are_repaired_at_open(dash_root):

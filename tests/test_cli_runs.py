@@ -317,9 +317,10 @@ def test_read_follow_waits_for_a_run_that_does_not_exist_yet(dash_root):
         with Experiment(prefix="alice/proj/later", dash_root=dash_root).run as exp:
             for i in range(5):
                 exp.metrics("train").log(i=i).flush()
-        out = follower.communicate(timeout=60)[0].splitlines()
+        out, err = follower.communicate(timeout=60)
+        out = out.splitlines()
     finally:
         if follower.poll() is None:
             follower.kill()
-    assert follower.returncode == 0
+    assert follower.returncode == 0, err
     assert [json.loads(line)["data"]["i"] for line in out] == list(range(5))

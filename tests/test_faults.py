@@ -238,7 +238,7 @@ def test_really_full_disk_while_creating_columns(small_disk):
     with Experiment(prefix=PREFIX, dash_root=dash_root).run as exp:
         log_points(exp, 0, 100)
         exp.flush()
-        wide = {f"k{c}": float(c) for c in range(40)}  # 40 new columns of 32 KB each
+        wide = {f"k{c}": float(c) for c in range(400)}  # 400 new columns of 4 KB each
         exp.metrics("train").log(i=100, **wide)
         exp.metrics("eval").log(i=100)
         with pytest.raises(StorageError, match="column file .*small.*No space left"):
@@ -249,7 +249,7 @@ def test_really_full_disk_while_creating_columns(small_disk):
         exp.flush()
     assert stored(dash_root) == list(range(101))
     view = load(PREFIX, dash_root=dash_root)
-    assert view.metrics("train").column("k39")[100] == 39.0 and np.isnan(view.metrics("train").column("k39")[99])
+    assert view.metrics("train").column("k399")[100] == 399.0 and np.isnan(view.metrics("train").column("k399")[99])
     assert ml_dash.check(PREFIX, dash_root=dash_root).ok
 
 

@@ -23,7 +23,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ml_dash"
 # where it belongs (see docs/architecture.md).
 LAYERS = {
     "leaves": ["errors", "names", "timestamps", "values", "extras", "arrays", "downsample", "keypaths",
-               "config_values"],
+               "config_values", "delayed"],
     "storage": ["storage", "storage.*"],
     "session": ["paths", "templates", "run", "session", "maintenance", "launches",
                 "annotations", "run_context"],

@@ -243,8 +243,9 @@ def test_a_params_set_whose_commit_fails_stores_nothing_later_either(dash_root):
     import subprocess
     import sys
 
-    # The third commit fails (1: the run's start, 2: the first set, 3: the second),
-    # and so does every one after it; then the script ends and its exit cannot commit.
+    # The second commit fails (1: the first set, 2: the second; the run's start is
+    # stored by the transaction that opens the store), and so does every one after
+    # it; then the script ends and its exit cannot commit.
     script = f"""
 import ml_dash
 exp = ml_dash.Experiment(prefix={PREFIX!r}, dash_root={dash_root!r})
@@ -255,7 +256,7 @@ try:
 except ml_dash.StorageError:
     print("refused", exp.params.get())
 """
-    env = dict(os.environ, ML_DASH_FAULT="before_commit:eio:3")
+    env = dict(os.environ, ML_DASH_FAULT="before_commit:eio:2")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "refused {'model': 1}", out.stderr

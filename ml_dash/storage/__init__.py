@@ -47,16 +47,18 @@ class Store:
 
     @classmethod
     def open(cls, path: str, write: bool = False, sync_interval: float = 1.0,
-             lock_timeout: float | None = 0.0) -> Store:
+             lock_timeout: float | None = 0.0, on_open=None) -> Store:
         """Open the store at ``path``.
 
         Reading: ``FileNotFoundError`` when there is none.  Writing creates it
-        if needed and takes the single-writer lock (``WriterLockedError``).
+        if needed and takes the single-writer lock (``WriterLockedError``);
+        ``on_open(stored experiment record)`` returns records that the
+        opening transaction stores (all or, raising, none with the store).
         """
         env = acquire(path, writable=write)
         try:
-            writer = Writer(env, path, sync_interval=sync_interval,
-                            lock_timeout=lock_timeout) if write else None
+            writer = Writer(env, path, sync_interval=sync_interval, lock_timeout=lock_timeout,
+                            on_open=on_open) if write else None
             try:
                 reader = StoreReader(env, path)
             except BaseException:

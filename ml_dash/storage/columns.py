@@ -30,7 +30,12 @@ from .failures import os_failure
 
 DTYPE = np.dtype("<f8")
 ITEM = DTYPE.itemsize
-INITIAL_CAPACITY = 4096
+# A new column file holds one page of slots and doubles as its stream grows:
+# a run of 100 points costs 4 KB per column, not the 32 KB that 4,096 slots
+# did (three of them were most of a small run's folder).  Growth remaps, and
+# readers remap when a column outgrows their mapping (ColumnMap.view), so
+# starting small costs a long run about three more remaps, nothing per point.
+INITIAL_CAPACITY = 512
 NAN = float("nan")
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -43,7 +43,16 @@ from .mapguard import MapGuard
 
 INITIAL_MAP_SIZE = 64 << 20
 MAX_DBS = 1024  # each read transaction allocates per possible sub-database: 16384 made one cost 19 us instead of 2
-MAX_READERS = 1024
+# Read transactions open at once on one run, over all processes (each
+# thread's read holds a slot while it runs; py-lmdb keeps one spare per
+# process).  LMDB's own default: its reader table, lock.mdb, is then 8 KB
+# instead of the 64 KB that 1,024 slots took in every run folder, most of
+# a small run's disk.  A killed reader's slot is cleared by the writer.
+# (Rejected: removing lock.mdb when the last process closes the run; one
+# that opened it just then keeps a reader table no later process sees, the
+# hazard compact.py describes.  And a sparse lock file: a full disk would
+# turn its first touch into SIGBUS, see envfiles.py.)
+MAX_READERS = 126
 REOPENS = 5
 
 # What LMDB says when the pages it walks are not what it wrote.
@@ -197,6 +206,11 @@ class Environment:
                     txn = env.begin(buffers=False)
                 except lmdb.MapResizedError:
                     missing = None
+                except lmdb.ReadersFullError as exc:
+                    raise StorageError(
+                        f"cannot read the store at {self.path}: {MAX_READERS} read transactions "
+                        "are open on it at once, from all processes; read again when some have "
+                        "ended") from exc
                 except lmdb.Error:
                     self._refuse_if_closed(env)
                     raise

@@ -5,31 +5,40 @@ version of a new store (an older one is appended to in its own format),
 takes ownership (see ``owner.py``), loads the catalog and each stream's
 committed count (the count rule, ``keys.count_after``), maps the column
 files and rebuilds the slots past the synced watermark from the rows (see
-``slots.ColumnSlots.open``).  Then it records the new watermark.
+``slots.ColumnSlots.open``).  The watermark is left as stored: rebuilt slots
+are not on disk yet, and the next sync (the background one, or close)
+flushes them and records it.  (Rejected: recording it here, as it once was:
+a transaction more per run, and a mark claiming rebuilt slots that a crash
+of the machine could still take.)
 """
 
 import json
 
-from . import durability, keys
+from . import keys
 from .catalog import TS_KEY
 from .codec import FORMAT_VERSION, PointDecoder, PointEncoder, stored_format
 from .owner import take_ownership
+from .reader import json_record
 from .slots import StreamState
 
 
-def open_store(writer):
-    """Load ``writer``'s state from its store (under its write lock)."""
+def open_store(writer, on_open=None):
+    """Load ``writer``'s state from its store (under its write lock).
+
+    ``on_open(stored experiment record)`` returns records put in the same
+    transaction: a run's start record costs no commit of its own, nor the
+    pages a commit copies (a 100-point run's data file is 3 pages smaller).
+    """
     env = writer.env.lmdb
     env.reader_check()
     try:
-        _load_store(writer, env)
+        _load_store(writer, env, on_open)
     except BaseException:
         writer.env.aborted()
         raise
-    durability.write_watermark(writer, durability.marks(writer))
 
 
-def _load_store(writer, env):
+def _load_store(writer, env, on_open):
     with env.begin(write=True) as txn:
         txn_id = txn.id()
         meta = writer.env.db(keys.META_DB, txn, create=True)
@@ -42,6 +51,11 @@ def _load_store(writer, env):
         writer._encoder = PointEncoder(version)
         writer._decode = PointDecoder(version).decode
         take_ownership(txn, meta, writer._owner, writer._writer_lock, writer.directory)
+        if on_open is not None:
+            stored_record = json_record(txn.get(keys.EXPERIMENT_KEY, db=meta), keys.EXPERIMENT_KEY,
+                                        writer.directory, {})
+            for db_name, key, value in on_open(stored_record):
+                txn.put(key, value, db=writer.env.db(db_name, txn, create=True))
         writer._catalog.refresh(txn, writer.env)
         watermark = _watermark(txn.get(keys.WATERMARK_KEY, b"{}", db=meta))
         for entry in writer._catalog.by_id.values():

@@ -255,13 +255,7 @@ class StoreReader:
     def get_json(self, db_name, key, default=None):
         """A JSON record from sub-database ``db_name``, or ``default``."""
         value = self.env.read(lambda txn: self._get(txn, db_name, key))
-        if not value:
-            return default
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise CorruptStoreError(f"{self.directory}: the {key.decode()} record is damaged "
-                                    f"(not JSON: {value[:60]!r})") from None
+        return json_record(value, key, self.directory, default)
 
     def get_value(self, db_name, key, default=None):
         """One record of ``db_name`` (see ``codec.encode_value``), or ``default``."""
@@ -296,6 +290,18 @@ class StoreReader:
             cursor = txn.cursor(db=db)
             return cursor.key() if cursor.last() else None
         return self.env.read(read)
+
+
+def json_record(value, key, directory, default=None):
+    """The stored JSON ``value`` of record ``key`` decoded, ``default`` when
+    there is none; :class:`CorruptStoreError` when it is not JSON."""
+    if not value:
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise CorruptStoreError(f"{directory}: the {key.decode()} record is damaged "
+                                f"(not JSON: {value[:60]!r})") from None
 
 
 # The fields of an experiment record that listings and views compute with.

@@ -63,7 +63,9 @@ class ColumnSlots:
             for key, value in cursor:
                 _, ts, data = decode(value)
                 self.write(state, keys.unpack_index(key), ts, data)
-        state.synced = state.count
+        # Slots rebuilt here are in the page cache only: the next sync
+        # flushes them and only then records them in the watermark.
+        state.synced = min(watermark, state.count)
 
     def new_column(self, state, key):
         entry = state.entry

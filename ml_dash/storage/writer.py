@@ -37,6 +37,7 @@ from typing import Any
 
 import lmdb
 
+from ..delayed import call_later
 from ..errors import StorageError, StreamLimitError, UnstorablePointError
 from ..names import stream_label as _label
 from . import durability, faults, keys, opening
@@ -74,7 +75,8 @@ class StreamSpec:
 class Writer:
     """Owns an experiment's store for writing; one per experiment per process."""
 
-    def __init__(self, env, directory, sync_interval=1.0, lock_timeout=0.0):
+    def __init__(self, env, directory, sync_interval=1.0, lock_timeout=0.0, on_open=None):
+        """``on_open``: see :func:`opening.open_store`."""
         self.env = env
         self.directory = directory
         self.sync_interval = float(sync_interval)
@@ -97,14 +99,26 @@ class Writer:
         self._closed = False
         try:
             with self._lock:
-                opening.open_store(self)
+                opening.open_store(self, on_open)
         except BaseException:
             self._writer_lock.release()
             raise
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=durability.sync_loop, args=(self,), name=f"ml_dash sync {directory}", daemon=True)
-        self._thread.start()
+        # The sync thread starts when its first sync is due: a run closed
+        # before then (most of a sweep's) never starts it (see delayed.py).
+        self._thread: threading.Thread | None = None
+        # Its start against close(); not the write lock, which a long commit
+        # holds: the thread that starts it serves every run of the process.
+        self._thread_guard = threading.Lock()
+        self._start_sync = call_later(self.sync_interval or durability.DEFAULT_PERIOD,
+                                      self._start_sync_thread)
+
+    def _start_sync_thread(self):
+        with self._thread_guard:
+            if not self._closed and self._thread is None:
+                self._thread = threading.Thread(target=durability.sync_loop, args=(self,),
+                                                name=f"ml_dash sync {self.directory}", daemon=True)
+                self._thread.start()
 
     # -- the write path ----------------------------------------------------------
 
@@ -409,12 +423,15 @@ class Writer:
             finally:
                 self._closed = True
                 self._stop.set()
+                self._start_sync.cancel()
                 for state in self._streams.values():
                     for column in state.files.values():
                         column.close()
                 self._writer_lock.release()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        with self._thread_guard:  # started before _closed was set, or never
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
 
 
