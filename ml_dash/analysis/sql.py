@@ -1,0 +1,284 @@
+"""SQL over runs: ``ml_dash.sql("select prefix, max(loss) from metrics group by prefix")``.
+
+DuckDB (the ``sql`` extra) runs the query; ml_dash hands it the tables the
+query names, as Arrow tables:
+
+- ``runs``: one row per run (what :func:`list_experiments` lists);
+- ``params``: one row per run and flat param key (``prefix, key, value,
+  number, type``) and ``params_wide``: one row per run, one column per key;
+- ``metrics``: one row per point of every stream (``prefix, stream, index,
+  _ts`` and one column per numeric key: the union of the runs' keys);
+- ``logs``: one row per log line.
+
+Only what the query names is built: the tables (``duckdb.get_table_names``)
+and, in ``metrics``, the key columns (every column name the query's parse
+tree mentions, or all of them for a ``*``).  Column data is not copied:
+each Arrow array is built over the run's memory-mapped column, and only a
+validity bitmap (NaN, a point without the key, is NULL) is computed.  The
+prefix and stream of a stream's points are one run-end-encoded value each.
+
+(Rejected: DuckDB replacement scans of Python objects, which find names
+only among the caller's variables; registering every table eagerly, which
+opens every run for a question about params; and a DuckDB table function
+reading LMDB rows, which would decode each point in Python.)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..arrays import require
+from ..storage import committed_columns
+from ..view import load
+from .listing import list_experiments
+
+TABLES = ("runs", "params", "params_wide", "metrics", "logs")
+_METRICS_FIXED = ("prefix", "stream", "index", "_ts")
+_LOG_PAGE = 10_000
+
+
+def sql(query: str, pattern: str | None = None, dash_root: str | None = None) -> Any:
+    """Run the SQL ``query`` (DuckDB's dialect) over the runs matching ``pattern``.
+
+    Returns a ``duckdb.DuckDBPyRelation``: print it, or take ``.df()``
+    (pandas), ``.arrow()`` (a pyarrow table), ``.pl()`` (polars) or
+    ``.fetchall()`` (tuples).  A statement without a result (``create
+    table ...``) returns None.  The tables are ``runs``, ``params``,
+    ``params_wide``, ``metrics`` and ``logs`` (docs/many-runs.md lists their
+    columns).  Runs are read as committed when the query is made: a live run
+    shows its flushed snapshots.  ``pattern`` is a glob over prefixes as in
+    :func:`list_experiments`.  A query DuckDB refuses raises ``ValueError``
+    with DuckDB's message; without the extra, ``ImportError`` names the
+    command that installs it.
+    """
+    duckdb = require("duckdb", "sql", "ml_dash.sql()")
+    pa = require("pyarrow", "sql", "ml_dash.sql()")
+    if not isinstance(query, str):
+        raise TypeError(f"ml_dash.sql: query must be a str, got {type(query).__name__}")
+    connection = duckdb.connect()
+    try:
+        named = {name.lower() for name in duckdb.get_table_names(query)}
+        columns = _columns_named(connection, query)
+    except duckdb.Error as exc:
+        raise ValueError(f"ml_dash.sql: {exc}") from None
+    runs = list_experiments(dash_root, pattern)
+    builders = {"runs": _runs_table, "params": _params_table, "params_wide": _params_wide,
+                "metrics": lambda pa, runs: _metrics_table(pa, runs, columns),
+                "logs": lambda pa, runs: _logs_table(pa, runs, dash_root)}
+    for name in TABLES:
+        if name in named:
+            connection.register(name, builders[name](pa, runs))
+    try:
+        return connection.sql(query)
+    except duckdb.Error as exc:
+        raise ValueError(f"ml_dash.sql: {exc}") from None
+
+
+def _columns_named(connection, query):
+    """The lowercased names of every column the query mentions, or None for all of them
+    (a ``*``, ``COLUMNS(...)``, or a tree this cannot read)."""
+    tree = json.loads(connection.execute("select json_serialize_sql(?)", [query]).fetchall()[0][0])
+    if tree.get("error"):
+        return None
+    names: set = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("class")
+            if kind in ("STAR", "COLUMNS"):
+                return None
+            if kind == "COLUMN_REF":
+                names.update(part.lower() for part in node.get("column_names", ()))
+            for key in ("using_columns", "column_name_alias"):
+                names.update(str(part).lower() for part in node.get(key) or ())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
+def _times(pa, texts):
+    return pa.array(texts, pa.string()).cast(pa.timestamp("us", "UTC"))
+
+
+def _runs_table(pa, runs):
+    segments = [run["prefix"].split("/") for run in runs]
+    return pa.table({
+        "prefix": pa.array([run["prefix"] for run in runs], pa.string()),
+        "owner": pa.array([s[0] for s in segments], pa.string()),
+        "project": pa.array([s[1] for s in segments], pa.string()),
+        "name": pa.array([s[-1] for s in segments], pa.string()),
+        "path": pa.array([run["path"] for run in runs], pa.string()),
+        "status": pa.array([run["status"] for run in runs], pa.string()),
+        "stale": pa.array([run["stale"] for run in runs], pa.bool_()),
+        "created_at": _times(pa, [run.get("createdAt") for run in runs]),
+        "started_at": _times(pa, [run.get("startedAt") for run in runs]),
+        "ended_at": _times(pa, [run.get("endedAt") for run in runs]),
+        "description": pa.array([run.get("description") for run in runs], pa.string()),
+        "tags": pa.array([[str(t) for t in run.get("tags") or ()] for run in runs],
+                         pa.list_(pa.string())),
+        "launches": pa.array([run["launches"] for run in runs], pa.int64()),
+        "streams": pa.array([len(run["streams"]) for run in runs], pa.int64()),
+        "points": pa.array([run["points"] for run in runs], pa.int64()),
+        "error": pa.array([run.get("error") for run in runs], pa.string()),
+    })
+
+
+def _kind(value):
+    return "null" if value is None else {bool: "bool", int: "int", float: "float", str: "str",
+                                         list: "list", dict: "dict"}.get(type(value), "str")
+
+
+def _text(value):
+    """A param as text: a string as it is, anything else as JSON (None stays NULL)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _number(value):
+    return float(value) if type(value) in (int, float, bool) else None
+
+
+def _params_table(pa, runs):
+    rows = [(run["prefix"], key, value) for run in runs for key, value in run["params"].items()]
+    return pa.table({
+        "prefix": pa.array([r[0] for r in rows], pa.string()),
+        "key": pa.array([r[1] for r in rows], pa.string()),
+        "value": pa.array([_text(r[2]) for r in rows], pa.string()),
+        "number": pa.array([_number(r[2]) for r in rows], pa.float64()),
+        "type": pa.array([_kind(r[2]) for r in rows], pa.string()),
+    })
+
+
+def _params_wide(pa, runs):
+    keys: dict = {}
+    for run in runs:
+        for key in run["params"]:
+            keys.setdefault(key, None)
+    names = column_names(("prefix",), list(keys))
+    out = {"prefix": pa.array([run["prefix"] for run in runs], pa.string())}
+    for key, name in zip(keys, names):
+        out[name] = _param_column(pa, [run["params"].get(key) for run in runs])
+    return pa.table(out)
+
+
+def _param_column(pa, values):
+    """One typed column: BIGINT, DOUBLE, BOOLEAN or VARCHAR, as the values allow."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {bool}:
+        return pa.array(values, pa.bool_())
+    if kinds and kinds <= {int} and all(v is None or -(1 << 63) <= v < 1 << 63 for v in values):
+        return pa.array(values, pa.int64())
+    if kinds and kinds <= {int, float}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def column_names(fixed, keys):
+    """SQL names of ``keys`` beside the ``fixed`` columns: SQL names are compared without
+    case, so a key taken already (``Loss`` beside ``loss``, or ``prefix``) gets ``_2``, ..."""
+    taken = {name.lower() for name in fixed}
+    out = []
+    for key in keys:
+        name, n = key, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{key}_{n}"
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
+def _float_array(pa, values):
+    """An Arrow float64 array over ``values`` (no copy), NaN as NULL (a bitmap is built)."""
+    present = ~np.isnan(values)
+    if present.all():
+        return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
+    bitmap = np.packbits(present, bitorder="little")
+    return pa.Array.from_buffers(pa.float64(), len(values),
+                                 [pa.py_buffer(bitmap), pa.py_buffer(values)])
+
+
+def _constant(pa, value, length):
+    """``value`` repeated ``length`` times, stored once (run-end encoded)."""
+    return pa.RunEndEncodedArray.from_arrays(pa.array([length], pa.int64()),
+                                             pa.array([value], pa.string()))
+
+
+def _metrics_table(pa, runs, wanted):
+    taken = []  # (prefix, stream, {key: array})
+    keys: dict = {}
+    for run in runs:
+        if run["status"] == "UNREADABLE" or not run["points"]:
+            continue
+        try:
+            streams = committed_columns(run["path"], lambda key: _is_named(key, wanted))
+        except FileNotFoundError:
+            continue  # removed since it was listed
+        for name, columns in streams:
+            taken.append((run["prefix"], name or "", columns))
+            for key in columns:
+                if key != "_ts":
+                    keys.setdefault(key, None)
+    names = column_names(_METRICS_FIXED, list(keys))
+    fields = [pa.field("prefix", pa.run_end_encoded(pa.int64(), pa.string())),
+              pa.field("stream", pa.run_end_encoded(pa.int64(), pa.string())),
+              pa.field("index", pa.int64()), pa.field("_ts", pa.float64()),
+              *(pa.field(name, pa.float64()) for name in names)]
+    schema = pa.schema(fields)
+    with_index = wanted is None or "index" in wanted
+    batches = []
+    for prefix, stream, columns in taken:
+        length = len(columns["_ts"])
+        index = pa.array(np.arange(length, dtype=np.int64)) if with_index else pa.nulls(length, pa.int64())
+        arrays = [_constant(pa, prefix, length), _constant(pa, stream, length), index,
+                  _float_array(pa, columns["_ts"])]
+        arrays += [_float_array(pa, columns[key]) if key in columns else pa.nulls(length, pa.float64())
+                   for key in keys]
+        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _is_named(key, wanted):
+    """Whether the query may name ``key``: as it is, or renamed ``key_2``... by :func:`column_names`."""
+    if wanted is None:
+        return True
+    lower = key.lower()
+    return lower in wanted or any(w.startswith(lower + "_") and w[len(lower) + 1:].isdigit()
+                                  for w in wanted)
+
+
+def _logs_table(pa, runs, dash_root):
+    rows: dict = {"prefix": [], "index": [], "time": [], "level": [], "message": [], "metadata": []}
+    for run in runs:
+        if run["status"] == "UNREADABLE":
+            continue
+        try:
+            view = load(run["prefix"], dash_root=dash_root)
+        except FileNotFoundError:
+            continue
+        with view:
+            start = 0
+            while True:
+                page = view.logs.read(start_index=start, limit=_LOG_PAGE)
+                for line in page["data"]:
+                    rows["prefix"].append(run["prefix"])
+                    rows["index"].append(line["index"])
+                    rows["time"].append(line["timestamp"])
+                    rows["level"].append(line["level"])
+                    rows["message"].append(line["message"])
+                    rows["metadata"].append(json.dumps(line["metadata"], separators=(",", ":")))
+                if not page["hasMore"]:
+                    break
+                start = page["endIndex"] + 1
+    return pa.table({"prefix": pa.array(rows["prefix"], pa.string()),
+                     "index": pa.array(rows["index"], pa.int64()),
+                     "time": _times(pa, rows["time"]),
+                     "level": pa.array(rows["level"], pa.string()),
+                     "message": pa.array(rows["message"], pa.string()),
+                     "metadata": pa.array(rows["metadata"], pa.string())})
