@@ -10,9 +10,9 @@ query names, as Arrow tables:
   _ts`` and one column per numeric key: the union of the runs' keys);
 - ``logs``: one row per log line.
 
-Only what the query names is built: the tables (``duckdb.get_table_names``)
-and, in ``metrics``, the key columns (every column name the query's parse
-tree mentions, or all of them for a ``*``).  Column data is not copied:
+Only what the query names is built: the tables and, in ``metrics``, the key
+columns (every name DuckDB's parse tree of the query mentions, or all of
+them for a ``*``).  Column data is not copied:
 each Arrow array is built over the run's memory-mapped column, and only a
 validity bitmap (NaN, a point without the key, is NULL) is computed.  The
 prefix and stream of a stream's points are one run-end-encoded value each.
@@ -60,8 +60,7 @@ def sql(query: str, pattern: str | None = None, dash_root: str | None = None) ->
         raise TypeError(f"ml_dash.sql: query must be a str, got {type(query).__name__}")
     connection = duckdb.connect()
     try:
-        named = {name.lower() for name in duckdb.get_table_names(query)}
-        columns = _columns_named(connection, query)
+        named, columns = _names_in(connection, query)
     except duckdb.Error as exc:
         raise ValueError(f"ml_dash.sql: {exc}") from None
     runs = list_experiments(dash_root, pattern)
@@ -77,28 +76,38 @@ def sql(query: str, pattern: str | None = None, dash_root: str | None = None) ->
         raise ValueError(f"ml_dash.sql: {exc}") from None
 
 
-def _columns_named(connection, query):
-    """The lowercased names of every column the query mentions, or None for all of them
-    (a ``*``, ``COLUMNS(...)``, or a tree this cannot read)."""
+def _names_in(connection, query):
+    """``(tables, columns)``: the lowercased names of the tables and of the columns the
+    query mentions, from DuckDB's own parse tree (``json_serialize_sql``).  ``columns``
+    is None for all of them (a ``*`` or ``COLUMNS(...)``).  A query the parser refuses
+    names nothing: running it, DuckDB reports why.
+
+    (Rejected: ``duckdb.get_table_names``, which in DuckDB 2.0 also binds the query and
+    refuses ``join ... using (prefix)`` over tables not registered yet.)
+    """
     tree = json.loads(connection.execute("select json_serialize_sql(?)", [query]).fetchall()[0][0])
     if tree.get("error"):
-        return None
-    names: set = set()
+        return set(), None
+    tables: set = set()
+    columns: set | None = set()
     stack = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             kind = node.get("class")
             if kind in ("STAR", "COLUMNS"):
-                return None
-            if kind == "COLUMN_REF":
-                names.update(part.lower() for part in node.get("column_names", ()))
-            for key in ("using_columns", "column_name_alias"):
-                names.update(str(part).lower() for part in node.get(key) or ())
+                columns = None
+            elif kind == "COLUMN_REF" and columns is not None:
+                columns.update(str(part).lower() for part in node.get("column_names", ()))
+            if node.get("type") == "BASE_TABLE":
+                tables.add(str(node.get("table_name", "")).lower())
+            if columns is not None:
+                for key in ("using_columns", "column_name_alias"):
+                    columns.update(str(part).lower() for part in node.get(key) or ())
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return names
+    return tables, columns
 
 
 def _times(pa, texts):
