@@ -170,3 +170,17 @@ def test_ls_shows_chosen_params_and_filters(sweep):
     assert listed[0]["params"]["model.layers"] == [64, 64]
     bad = cli("ls", "--where", "open('x')", dash_root=sweep, check=False)
     assert bad.returncode == 1 and "open('x')" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_runs_table_carries_params_and_takes_where(sweep):
+    pytest.importorskip("pandas")
+    df = ml_dash.runs_table(dash_root=sweep, params=True, where="params.model.depth != 4",
+                            streams=["train"])
+    assert sorted(df["run"].unique()) == ["team/sweep/lr-0", "team/sweep/lr-1", "team/sweep/lr-2"]
+    firsts = df.groupby("run", observed=True).first()
+    assert firsts["params.lr"].tolist() == [0.001, 0.01, 0.1]
+    assert firsts["params.model.depth"].tolist() == [0.0, 1.0, 2.0]
+    odd = ml_dash.runs_table("team/sweep/odd", dash_root=sweep, params=["lr", "model.layers", "absent"],
+                             to="numpy")
+    assert set(odd["params.lr"]) == {"0.1"} and set(odd["params.model.layers"]) == {"[64, 64]"}
+    assert all(v != v for v in odd["params.absent"])  # NaN: no run has it
