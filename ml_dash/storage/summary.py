@@ -32,11 +32,17 @@ from .reader import MAX_TIME
 
 SUMMARY_FILE = "summary.json"
 _FORMAT = 1
+# What a listing shows of the experiment record (the launches, metadata and an error's
+# traceback stay in the store: they made the file, and its parsing, several times larger).
+LISTED = ("prefix", "status", "createdAt", "startedAt", "endedAt", "description", "tags",
+          "launchCount", "writer")
+_FIRST_READ = 1 << 16  # most summaries are a few hundred bytes
 
 
 def gather(reader) -> dict:
     """The summary of the store ``reader`` reads, in one read transaction."""
     snapshot, record, counts, tracks, params, last, layout = reader.summary()
+    record = {key: record[key] for key in LISTED if key in record}
     return {"format": _FORMAT, "snapshot": snapshot, "record": record,
             "streams": [[name, count] for name, count in counts.items()],
             "columns": [[name, sid, columns] for name, (sid, columns) in layout.items()],
@@ -76,8 +82,14 @@ def fresh(directory: str) -> dict | None:
     then reads the store.
     """
     try:
-        with open(os.path.join(directory, SUMMARY_FILE), "rb") as f:
-            summary = json.loads(f.read())
+        fd = os.open(os.path.join(directory, SUMMARY_FILE), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            text = os.read(fd, _FIRST_READ)
+            if len(text) == _FIRST_READ:  # a large one (many params): the rest
+                text += os.read(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        summary = json.loads(text)
     except (OSError, ValueError):
         return None
     if type(summary) is not dict or summary.get("format") != _FORMAT:
