@@ -90,7 +90,8 @@ def test_where_takes_a_callable(sweep):
 @pytest.mark.parametrize("where", [
     "__import__('os').system('true')", "params.lr()", "().__class__", "lr > 1",
     "params[0] > 1", "lambda: 1", "[x for x in tags]", "2 ** 1000 ** 1000", "params.lr >",
-    "status := 1", "{1: 2}", "tags[0] == 'a'",
+    "status := 1", "{1: 2}", "tags[0] == 'a'", "not " * 3000 + "status", "(" * 500 + "1" + ")" * 500,
+    "1 or " * 5000 + "1",
 ])
 def test_a_where_outside_the_language_is_refused_at_the_call(dash_root, where):
     # no run exists: the expression is checked before any run is read

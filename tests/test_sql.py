@@ -82,6 +82,17 @@ def test_metrics_union_of_keys_with_null_where_absent(runs):
     assert got == column.tolist()
 
 
+def test_names_sql_compares_without_case_get_a_suffix(dash_root):
+    with Experiment(prefix="a/b/clash", dash_root=dash_root).run as exp:
+        exp.params.set(prefix="mine", lr=0.1, LR=0.2)
+        exp.metrics.log(loss=1.0, Loss=2.0, index=5.0, stream=6.0)
+    # params in key order: LR before lr
+    assert _rows("select prefix, prefix_2, LR, lr_2 from params_wide", dash_root) == [
+        ("a/b/clash", "mine", 0.2, 0.1)]
+    assert _rows("select index, stream, loss, loss_2, index_2, stream_2 from metrics", dash_root) == [
+        (0, "", 1.0, 2.0, 5.0, 6.0)]
+
+
 def test_logs_table(runs):
     rows = _rows("select prefix, index, level, message, metadata from logs order by prefix, index", runs)
     assert rows[:2] == [("alice/proj/lr-0.01", 0, "info", "started", '{"epoch":0}'),

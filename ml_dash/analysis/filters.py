@@ -36,6 +36,7 @@ from typing import Any
 FIELDS = ("prefix", "status", "stale", "description", "tags", "points", "launches",
           "createdAt", "startedAt", "endedAt")
 _GROUPS = ("params", "last")
+MAX_LENGTH = 10_000  # a filter is a line or two; the parser's memory grows with nesting
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge,
             ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
@@ -55,12 +56,19 @@ class RunFilter:
         if not isinstance(where, str):
             raise TypeError(f"where= must be an expression (str) or a callable of a run's dict, "
                             f"got {type(where).__name__}")
+        if len(where) > MAX_LENGTH:
+            raise ValueError(f"where={where[:60]!r}...: longer than {MAX_LENGTH} characters")
         try:
             tree = ast.parse(where.strip(), mode="eval").body
         except SyntaxError as exc:
             raise ValueError(f"where={where!r}: not an expression ({exc.msg})") from None
+        except (RecursionError, MemoryError):  # nested past what Python's parser takes
+            raise ValueError(f"where={where[:60]!r}...: nested too deeply") from None
         self._expression = where
-        self._check(tree)
+        try:
+            self._check(tree)
+        except RecursionError:
+            raise ValueError(f"where={where[:60]!r}...: nested too deeply") from None
         self._tree = tree
         self._test = lambda run: bool(self._value(self._tree, run))
 
