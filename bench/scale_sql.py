@@ -88,7 +88,7 @@ def main(argv=None):
                         help="also list with the saved summaries moved away (every run from LMDB)")
     args = parser.parse_args(argv)
     if args.quick:
-        sizes = {"long": (20, 2_000), "small": [50, 200]}
+        sizes = {"long": (5, 1_000), "small": [20, 40]}
         repeats = 1
         args.root = os.path.join(args.root, "quick")
     else:
