@@ -48,25 +48,38 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None, *
     before any run is read.
     """
     keep = None if where is None else RunFilter(where)
-    root = os.path.realpath(resolve_root(dash_root))
-    matches = glob_matcher(pattern) if pattern else None
-    held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
+    held = Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
-    for prefix, directory in run_folders(root, pattern):
-        if matches is None or matches(prefix):
-            run = _summary(prefix, directory, held)
-            if keep is None or keep(run):
-                out.append(run)
-    out.sort(key=lambda run: run["prefix"])
+    for prefix, directory, summary in run_summaries(dash_root, pattern):
+        run = listed(prefix, directory, summary, held)
+        if keep is None or keep(run):
+            out.append(run)
     return out
 
 
-def _summary(prefix, directory, held):
+def run_summaries(dash_root: str | None, pattern: str | None) -> list[tuple]:
+    """``(prefix, directory, summary)`` of each run matching ``pattern``, sorted by
+    prefix: the summary as ``storage.run_summary`` gives it, or the exception that
+    says why the run cannot be read (``ml_dash.sql`` builds its tables from these)."""
+    root = os.path.realpath(resolve_root(dash_root))
+    matches = glob_matcher(pattern) if pattern else None
+    out = []
+    for prefix, directory in run_folders(root, pattern):
+        if matches is None or matches(prefix):
+            try:
+                summary: Any = run_summary(directory)
+            except (FileNotFoundError, MLDashError, OSError) as exc:
+                summary = exc
+            out.append((prefix, directory, summary))
+    out.sort(key=lambda run: run[0])
+    return out
+
+
+def listed(prefix: str, directory: str, summary: Any, held: Callable) -> dict:
+    """The listing's dict of a run from its summary (or the exception reading it raised)."""
     run = {"prefix": prefix, "path": directory}
-    try:
-        summary = run_summary(directory)
-    except (FileNotFoundError, MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), launches=0, streams=[],
+    if isinstance(summary, Exception):
+        return dict(run, status="UNREADABLE", stale=False, error=str(summary), launches=0, streams=[],
                     points=0, tracks=[], params={}, last={})
     record = summary["record"]
     writer = record.get("writer") or {}
@@ -95,7 +108,7 @@ def _summary(prefix, directory, held):
     return run
 
 
-class _Once:
+class Once:
     """A call made on first use and remembered: the flock table of the
     machine can be large, and only runs still marked RUNNING need it."""
 

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..arrays import require
-from ..storage import committed_columns
+from ..storage import committed_columns, held_flocks
 from ..view import load
-from .listing import list_experiments
+from .listing import Once, listed, run_summaries
 
 TABLES = ("runs", "params", "params_wide", "metrics", "logs")
 _METRICS_FIXED = ("prefix", "stream", "index", "_ts")
@@ -64,13 +64,19 @@ def sql(query: str, pattern: str | None = None, dash_root: str | None = None) ->
         named, columns = _names_in(connection, query)
     except duckdb.Error as exc:
         raise ValueError(f"ml_dash.sql: {exc}") from None
-    runs = list_experiments(dash_root, pattern)
-    builders = {"runs": _runs_table, "params": _params_table, "params_wide": _params_wide,
-                "metrics": lambda pa, runs: _metrics_table(pa, runs, columns),
-                "logs": lambda pa, runs: _logs_table(pa, runs, dash_root)}
+    # The tables of params and points are built from the runs' summaries as they
+    # are: the listing's dicts (ISO times, sorted streams) cost a third more per run.
+    summaries = run_summaries(dash_root, pattern)
+    readable = [(prefix, directory, s) for prefix, directory, s in summaries
+                if not isinstance(s, Exception)]
+    builders = {"runs": lambda: _runs_table(pa, summaries),
+                "params": lambda: _params_table(pa, readable),
+                "params_wide": lambda: _params_wide(pa, readable),
+                "metrics": lambda: _metrics_table(pa, readable, columns),
+                "logs": lambda: _logs_table(pa, readable, dash_root)}
     for name in TABLES:
         if name in named:
-            connection.register(name, builders[name](pa, runs))
+            connection.register(name, builders[name]())
     try:
         return connection.sql(query)
     except duckdb.Error as exc:
@@ -115,7 +121,9 @@ def _times(pa, texts):
     return pa.array(texts, pa.string()).cast(pa.timestamp("us", "UTC"))
 
 
-def _runs_table(pa, runs):
+def _runs_table(pa, summaries):
+    held = Once(held_flocks)
+    runs = [listed(prefix, directory, summary, held) for prefix, directory, summary in summaries]
     segments = [run["prefix"].split("/") for run in runs]
     return pa.table({
         "prefix": pa.array([run["prefix"] for run in runs], pa.string()),
@@ -155,7 +163,8 @@ def _number(value):
 
 
 def _params_table(pa, runs):
-    rows = [(run["prefix"], key, value) for run in runs for key, value in run["params"].items()]
+    rows = [(prefix, key, value) for prefix, _, summary in runs
+            for key, value in sorted(summary["params"].items())]
     return pa.table({
         "prefix": pa.array([r[0] for r in rows], pa.string()),
         "key": pa.array([r[1] for r in rows], pa.string()),
@@ -166,14 +175,11 @@ def _params_table(pa, runs):
 
 
 def _params_wide(pa, runs):
-    keys: dict = {}
-    for run in runs:
-        for key in run["params"]:
-            keys.setdefault(key, None)
-    names = column_names(("prefix",), list(keys))
-    out = {"prefix": pa.array([run["prefix"] for run in runs], pa.string())}
+    keys = sorted({key for _, _, summary in runs for key in summary["params"]})
+    names = column_names(("prefix",), keys)
+    out = {"prefix": pa.array([prefix for prefix, _, _ in runs], pa.string())}
     for key, name in zip(keys, names):
-        out[name] = _param_column(pa, [run["params"].get(key) for run in runs])
+        out[name] = _param_column(pa, [summary["params"].get(key) for _, _, summary in runs])
     return pa.table(out)
 
 
@@ -238,15 +244,15 @@ class _Shared:
 def _metrics_table(pa, runs, wanted):
     taken = []  # (prefix, stream, {key: array})
     keys: dict = {}
-    for run in runs:
-        if run["status"] == "UNREADABLE" or not run["points"]:
+    for prefix, directory, summary in runs:
+        if not any(count for _, count in summary["streams"]):
             continue
         try:
-            streams = committed_columns(run["path"], lambda key: _is_named(key, wanted))
+            streams = committed_columns(directory, lambda key: _is_named(key, wanted))
         except FileNotFoundError:
             continue  # removed since it was listed
         for name, columns in streams:
-            taken.append((run["prefix"], name or "", columns))
+            taken.append((prefix, name or "", columns))
             for key in columns:
                 if key != "_ts":
                     keys.setdefault(key, None)
@@ -282,11 +288,9 @@ def _is_named(key, wanted):
 
 def _logs_table(pa, runs, dash_root):
     rows: dict = {"prefix": [], "index": [], "time": [], "level": [], "message": [], "metadata": []}
-    for run in runs:
-        if run["status"] == "UNREADABLE":
-            continue
+    for prefix, _, _ in runs:
         try:
-            view = load(run["prefix"], dash_root=dash_root)
+            view = load(prefix, dash_root=dash_root)
         except FileNotFoundError:
             continue
         with view:
@@ -294,7 +298,7 @@ def _logs_table(pa, runs, dash_root):
             while True:
                 page = view.logs.read(start_index=start, limit=_LOG_PAGE)
                 for line in page["data"]:
-                    rows["prefix"].append(run["prefix"])
+                    rows["prefix"].append(prefix)
                     rows["index"].append(line["index"])
                     rows["time"].append(line["timestamp"])
                     rows["level"].append(line["level"])
