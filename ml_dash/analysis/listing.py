@@ -77,7 +77,7 @@ def run_summaries(dash_root: str | None, pattern: str | None) -> list[tuple]:
 
 def listed(prefix: str, directory: str, summary: Any, held: Callable) -> dict:
     """The listing's dict of a run from its summary (or the exception reading it raised)."""
-    run = {"prefix": prefix, "path": directory}
+    run: dict[str, Any] = {"prefix": prefix, "path": directory}
     if isinstance(summary, Exception):
         return dict(run, status="UNREADABLE", stale=False, error=str(summary), launches=0, streams=[],
                     points=0, tracks=[], params={}, last={})
