@@ -78,9 +78,14 @@ def save(directory: str, summary: dict) -> None:
 def fresh(directory: str) -> dict | None:
     """The saved summary of the run at ``directory`` if it is still true, else None.
 
-    None also for a missing, damaged or unknown-format file: the caller
-    then reads the store.
+    None also for a missing, damaged or unknown-format file, and for a run
+    folder whose path is not valid UTF-8 (LMDB cannot open it, so the run is
+    unreadable, whatever its summary says): the caller then reads the store.
     """
+    try:
+        directory.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
     try:
         fd = os.open(os.path.join(directory, SUMMARY_FILE), os.O_RDONLY | os.O_NONBLOCK)
         try:
