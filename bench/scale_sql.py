@@ -70,11 +70,16 @@ def build(root, runs, points, processes):
 
 
 def timed(function, repeats):
-    values = []
+    """``(median, min, max)`` wall seconds of ``repeats`` calls; the median CPU
+    seconds of this process (all its threads) are printed beside them, since on a
+    shared machine the wall time mostly measures the other tenants."""
+    values, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         function()
         values.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - used)
+    print(f"  (cpu {statistics.median(cpu):.3f} s, load average {os.getloadavg()[0]:.1f})")
     return statistics.median(values), min(values), max(values)
 
 
