@@ -21,6 +21,7 @@ from .analysis.export import export
 from .analysis.listing import list_experiments
 from .analysis.plotting import plot
 from .analysis.ranges import align
+from .analysis.sql import sql
 from .analysis.tables import runs_table
 from .annotations import annotate
 from .errors import (
@@ -64,6 +65,7 @@ __all__ = [
     "list_experiments",
     "align",
     "runs_table",
+    "sql",
     "export",
     "plot",
     "MLDashError",

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from . import cli_annotate, cli_import
+from . import cli_annotate, cli_import, cli_sql
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
 from .timestamps import iso
@@ -87,11 +87,11 @@ def _key(stream, key):
 
 def _ls(args):
     import ml_dash
-    listing = ml_dash.list_experiments(args.dash_root, args.pattern)
+    listing = ml_dash.list_experiments(args.dash_root, args.pattern, where=args.where)
     if args.json:
         print(json.dumps(listing, indent=1))
     elif listing:
-        print(output.runs(listing))
+        print(output.runs(listing, args.param))
     else:
         where = f"matching {args.pattern!r} " if args.pattern else ""
         print(f"no runs {where}under {args.dash_root}", file=sys.stderr)
@@ -437,6 +437,11 @@ def build_parser():
                     help="glob over prefixes: * within a segment, ** across them "
                          "(e.g. 'alice/proj/*', '**/lr-*')")
     ls.add_argument("--json", action="store_true", help="print the listing as JSON")
+    ls.add_argument("--param", action="append", default=[], metavar="KEY",
+                    help="add a column for this param (flat key, e.g. model.depth); repeatable")
+    ls.add_argument("--where", metavar="EXPR",
+                    help="only runs where EXPR holds, e.g. \"params.lr > 0.01 and status == "
+                         "'COMPLETED'\" (fields, params.KEY, last.KEY, comparisons, and/or/not)")
 
     show = command("show", _show, "show a run: params, streams with first and last values, tracks, logs")
     show.add_argument("prefix", metavar="PREFIX", help="the run, e.g. alice/proj/exp")
@@ -448,6 +453,7 @@ def build_parser():
 
     cli_annotate.add_commands(command)
     cli_import.add_commands(command)
+    cli_sql.add_commands(command)
 
     read = command("read", _read, "print points of a stream or entries of a track, or follow a live run",
                    "Print a page of points of a stream, or of entries of a track (--track). The root "

@@ -54,8 +54,8 @@ def cell(value):
     return str(value)
 
 
-def runs(listing):
-    """The ``ls`` table."""
+def runs(listing, params=()):
+    """The ``ls`` table, with a column for each of ``params`` (flat keys)."""
     rows = []
     for run in listing:
         status = run["status"] or ""
@@ -67,9 +67,11 @@ def runs(listing):
             status += f" x{run['launches']}"
         streams = ", ".join(f"{s['name'] or ROOT_CLI}:{s['count']:,}" for s in run["streams"])
         tracks = ", ".join(f"{t['topic']}:{t['count']:,}" for t in run.get("tracks", ()))
-        rows.append([run["prefix"], status, local_time(run.get("startedAt")),
-                     local_time(run.get("endedAt")), run["points"], streams, tracks])
-    return table(rows, ["PREFIX", "STATUS", "STARTED", "ENDED", "POINTS", "STREAMS", "TRACKS"])
+        rows.append([run["prefix"], status, *(run.get("params", {}).get(key) for key in params),
+                     local_time(run.get("startedAt")), local_time(run.get("endedAt")), run["points"],
+                     streams, tracks])
+    return table(rows, ["PREFIX", "STATUS", *params, "STARTED", "ENDED", "POINTS", "STREAMS",
+                        "TRACKS"])
 
 
 def context(recorded):

@@ -26,6 +26,7 @@ EXTRAS = {
     "video": ("imageio>=2.28", "imageio-ffmpeg>=0.4.9"),
     "system": ("psutil>=5.9", "nvidia-ml-py>=12"),
     "tensorboard": ("tensorboard>=2.10", "google-crc32c>=1.5"),
+    "sql": ("duckdb>=1.0", "pyarrow>=10"),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -57,3 +59,16 @@ def test_tracks_bench_builds_once_and_reports_every_workload(tmp_path):
     for workload in ("findByTime(t)", "findByTime([100 times])", "at the start", "at the middle",
                      "at the end"):
         assert workload in page
+
+
+def test_scale_sql_bench_builds_once_and_reports_every_figure(tmp_path):
+    pytest.importorskip("duckdb")
+    command = [sys.executable, str(BENCH / "scale_sql.py"), "--quick", "--root", str(tmp_path),
+               "--processes", "1", "--no-summaries"]
+    first = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
+    for figure in ("sql max(loss) group by prefix, 5 runs", "list_experiments, 20 runs",
+                   "list_experiments, 40 runs", "sql on params_wide, 40 runs",
+                   "list_experiments without summaries, 20 runs"):
+        assert figure in first, first
+    again = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
+    assert "built" not in again  # the stores are reused

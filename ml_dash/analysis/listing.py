@@ -1,22 +1,29 @@
-"""Finding runs: ``list_experiments(dash_root, pattern)``.
+"""Finding runs: ``list_experiments(dash_root, pattern, where=...)``.
 
 A run is a directory under ``dash_root`` that holds an LMDB store.  Listing
-reads, per run, the experiment record and each stream's last key: never any
-history, so its cost does not depend on how long the runs are.
+reads, per run, the experiment record, params and each stream's last key
+and last values: never any history, so its cost does not depend on how long
+the runs are.  A run that has ended is read from the summary its writer
+saved at close, while no commit has come since (see ``storage.run_summary``):
+a few file reads instead of opening an LMDB environment.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import MLDashError
 from ..names import glob_matcher
 from ..paths import resolve_root, run_folders
-from ..storage import held_flocks, overview_of, writer_alive
+from ..storage import held_flocks, run_summary, writer_alive
 from ..timestamps import iso
+from .filters import RunFilter
 
 
-def list_experiments(dash_root: str | None = None, pattern: str | None = None) -> list[dict]:
+def list_experiments(dash_root: str | None = None, pattern: str | None = None, *,
+                     where: str | Callable[[dict], Any] | None = None) -> list[dict]:
     """One summary dict per run under ``dash_root`` whose prefix matches ``pattern``.
 
     ``pattern`` is a glob over prefixes: ``*`` and ``?`` stay within one
@@ -26,32 +33,61 @@ def list_experiments(dash_root: str | None = None, pattern: str | None = None) -
     ``createdAt``, ``startedAt`` (of the first launch), ``endedAt`` (of the
     last), ``description``, ``tags``, ``launches`` (how many times it was started),
     ``streams`` (``[{"name", "count"}]``, the root stream named None),
-    ``points`` and ``tracks`` (``[{"topic", "count"}]``).  A run that cannot be read is
+    ``points``, ``tracks`` (``[{"topic", "count"}]``), ``params`` (flat:
+    ``{"model.depth": 4}``) and ``last``: the last value of each numeric key
+    that is not NaN, ``"key"`` for the root stream and ``"stream/key"`` for
+    the others (as ``buffer.peek`` names them).  A run that cannot be read is
     listed with status ``UNREADABLE`` and an ``error``; a ``FAILED`` one that ended by an
-    exception has an ``error`` too, ``"Type: message"``.  Sorted by prefix.  ``dash_root``
-    defaults to ``$ML_DASH_ROOT``, else ``.dash``.
+    exception has an ``error`` too, ``"Type: message"``.  Sorted by prefix.
+    ``dash_root`` defaults to ``$ML_DASH_ROOT``, else ``.dash``.
+
+    ``where`` keeps the runs it is true of: an expression such as
+    ``"params.lr > 0.01 and status == 'COMPLETED'"`` (see
+    :mod:`ml_dash.analysis.filters` for what it may hold; a param a run
+    lacks is None, and a comparison of unlike types is false), or a callable
+    given each run's dict.  A malformed expression raises ``ValueError``
+    before any run is read.
     """
-    root = os.path.realpath(resolve_root(dash_root))
-    matches = glob_matcher(pattern) if pattern else None
-    held = _Once(held_flocks)  # read when a first RUNNING run needs it, then kept
+    keep = None if where is None else RunFilter(where)
+    held = Once(held_flocks)  # read when a first RUNNING run needs it, then kept
     out = []
-    for prefix, directory in run_folders(root, pattern):
-        if matches is None or matches(prefix):
-            out.append(_summary(prefix, directory, held))
-    out.sort(key=lambda run: run["prefix"])
+    for prefix, directory, summary in run_summaries(dash_root, pattern):
+        run = listed(prefix, directory, summary, held)
+        if keep is None or keep(run):
+            out.append(run)
     return out
 
 
-def _summary(prefix, directory, held):
-    run = {"prefix": prefix, "path": directory}
-    try:
-        record, counts, tracks = overview_of(directory)
-    except (FileNotFoundError, MLDashError, OSError) as exc:
-        return dict(run, status="UNREADABLE", stale=False, error=str(exc), launches=0, streams=[],
-                    points=0, tracks=[])
+def run_summaries(dash_root: str | None, pattern: str | None) -> list[tuple]:
+    """``(prefix, directory, summary)`` of each run matching ``pattern``, sorted by
+    prefix: the summary as ``storage.run_summary`` gives it, or the exception that
+    says why the run cannot be read (``ml_dash.sql`` builds its tables from these)."""
+    root = os.path.realpath(resolve_root(dash_root))
+    matches = glob_matcher(pattern) if pattern else None
+    out = []
+    for prefix, directory in run_folders(root, pattern):
+        if matches is None or matches(prefix):
+            try:
+                summary: Any = run_summary(directory)
+            except (FileNotFoundError, MLDashError, OSError) as exc:
+                summary = exc
+            out.append((prefix, directory, summary))
+    out.sort(key=lambda run: run[0])
+    return out
+
+
+def listed(prefix: str, directory: str, summary: Any, held: Callable) -> dict:
+    """The listing's dict of a run from its summary (or the exception reading it raised)."""
+    run: dict[str, Any] = {"prefix": prefix, "path": directory}
+    if isinstance(summary, Exception):
+        return dict(run, status="UNREADABLE", stale=False, error=str(summary), launches=0, streams=[],
+                    points=0, tracks=[], params={}, last={})
+    record = summary["record"]
     writer = record.get("writer") or {}
     status = record.get("status")
-    streams = [{"name": name or None, "count": count} for name, count in sorted(counts.items())]
+    counts = {name or None: count for name, count in summary["streams"]}
+    streams = [{"name": name, "count": count}
+               for name, count in sorted(counts.items(), key=lambda item: item[0] or "")]
     run.update(
         status=status,
         stale=status == "RUNNING" and not writer_alive(
@@ -64,7 +100,11 @@ def _summary(prefix, directory, held):
         launches=int(record.get("launchCount") or 0),
         streams=streams,
         points=sum(counts.values()),
-        tracks=[{"topic": topic, "count": count} for topic, count in sorted(tracks.items())],
+        tracks=[{"topic": topic, "count": count} for topic, count in sorted(summary["tracks"].items())],
+        params=dict(sorted(summary["params"].items())),
+        last={key if not name else f"{name}/{key}": value
+              for name, values in sorted(summary["last"], key=lambda item: item[0] or "")
+              for key, value in sorted(values.items())},
     )
     failure = record.get("error")
     if status == "FAILED" and isinstance(failure, dict):
@@ -72,7 +112,7 @@ def _summary(prefix, directory, held):
     return run
 
 
-class _Once:
+class Once:
     """A call made on first use and remembered: the flock table of the
     machine can be large, and only runs still marked RUNNING need it."""
 

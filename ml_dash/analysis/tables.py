@@ -6,6 +6,7 @@ store itself needs only numpy, and a training job should not pull them in.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from typing import Any
@@ -22,7 +23,8 @@ from . import listing
 
 
 def runs_table(pattern: str | None = None, *, dash_root: str | None = None, streams: list | None = None,
-               keys: list | None = None, to: str = "pandas") -> Any:
+               keys: list | None = None, to: str = "pandas", params: bool | list | None = None,
+               where: Any = None) -> Any:
     """One long table of many runs: ``run, stream, index, _ts, keys...``.
 
     ``pattern`` selects runs as in :func:`list_experiments`; ``streams``
@@ -37,13 +39,18 @@ def runs_table(pattern: str | None = None, *, dash_root: str | None = None, stre
     ``to``: ``"pandas"`` (a DataFrame with categorical ``run`` and
     ``stream``), ``"arrow"`` (a Table with dictionary columns) or
     ``"numpy"`` (a dict of arrays, ``run`` and ``stream`` as object arrays).
+    ``params``: True adds a column ``params.KEY`` per flat param key of the
+    runs taken, a list adds those keys; each row holds its run's value (a
+    number as float64, NaN where a run lacks it; any other value as text,
+    JSON for lists, None where absent).  ``where`` selects runs as in
+    :func:`list_experiments`.
     """
     if to not in ("pandas", "arrow", "numpy"):
         raise ValueError(f"to={to!r}: use 'pandas', 'arrow' or 'numpy'")
     if to != "numpy":  # before any run is read: a missing extra is said at once
         require(*(("pandas", "pandas") if to == "pandas" else ("pyarrow", "arrow")))
-    runs = listing.list_experiments(dash_root, pattern)
-    if pattern and not runs:
+    runs = listing.list_experiments(dash_root, pattern, where=where)
+    if pattern and not runs and where is None:
         raise FileNotFoundError(_no_match(pattern, dash_root))
     wanted = None if streams is None else {s or None for s in streams}
     if wanted is not None:
@@ -73,7 +80,27 @@ def runs_table(pattern: str | None = None, *, dash_root: str | None = None, stre
         raise ColumnNotFoundError(
             f"runs_table: no stream taken has the key {absent[0]!r}"
             f"{' (' + hint + ')' if hint else ''}; their keys are {sorted(seen - {'_ts'})}")
-    return _assemble(parts, labels, order, to)
+    return _assemble(parts, labels, order, to, _param_columns(runs, params))
+
+
+def _param_columns(runs, params):
+    """``{"params.KEY": {prefix: value}}`` of the keys ``params`` asks for."""
+    if not params:
+        return {}
+    readable = [run for run in runs if run["status"] != "UNREADABLE"]
+    chosen = list(params) if isinstance(params, (list, tuple)) else \
+        sorted({key for run in readable for key in run["params"]})
+    return {f"params.{key}": {run["prefix"]: run["params"].get(key) for run in readable}
+            for key in chosen}
+
+
+def _per_row(by_run, runs, run_codes):
+    """One run's param value on each of its rows: float64 when every value is a number."""
+    values = [by_run.get(prefix) for prefix in runs]
+    if all(v is None or type(v) in (int, float) for v in values):
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)[run_codes]
+    text = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+    return np.array(text, dtype=object)[run_codes]
 
 
 def _no_match(pattern, dash_root):
@@ -120,7 +147,7 @@ def _run_columns(view, run, wanted, keys, seen):
     return out
 
 
-def _assemble(parts, labels, order, to):
+def _assemble(parts, labels, order, to, param_columns):
     total = sum(len(p[2]["_ts"]) for p in parts)
     runs = [label for label in labels if not isinstance(label, tuple)]
     names = [label[1] for label in labels if isinstance(label, tuple)]
@@ -139,6 +166,8 @@ def _assemble(parts, labels, order, to):
         for key, values in columns.items():
             out[key][at:at + length] = values
         at += length
+    for name, by_run in param_columns.items():
+        out[name] = _per_row(by_run, runs, run_codes)
     stream_names = [ROOT_EXPORT if s is None else s for s in names]
     if to == "numpy":
         return {"run": np.array(runs, dtype=object)[run_codes],

@@ -11,8 +11,9 @@ package imports ``lmdb`` and ``msgpack``.
   read store that is forgotten is released when it is garbage collected.
 - :mod:`records`: the params, log and file records, built and read back.
 - :mod:`blobs`: the contents of attached files.
-- :func:`check_store`, :func:`compact_store` and :func:`overview_of` (the
-  listing's summary of a run), :func:`writer_alive`, :func:`held_flocks`.
+- :func:`check_store`, :func:`compact_store`, :func:`overview_of` and
+  :func:`run_summary` (the listing's summary of a run, saved by a writer
+  at close), :func:`writer_alive`, :func:`held_flocks`.
 - :func:`writers_held_off` (a run held for a move or removal) and
   :func:`fsync_directory`.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import ExperimentError, MLDashError
-from . import blobs, records
+from . import blobs, records, summary
 from .check import CheckReport, check_store
 from .compact import compact_store
 from .envfiles import DATA_FILE
@@ -77,8 +78,17 @@ class Store:
             self._lease.release()
         elif self._env is not None:
             self.writer.close()
+            self._save_summary()
             release(self._env, writable=True)
             self._env = None
+
+    def _save_summary(self) -> None:
+        """The listing's summary of a run that ended (see :mod:`.summary`), saved as the
+        writer closes: after its last commit, so it names the final snapshot."""
+        try:
+            summary.save(self.path, summary.gather(self.reader))
+        except (MLDashError, OSError):
+            pass  # a shortcut only: the listing reads the store instead
 
     def __enter__(self) -> Store:
         return self
@@ -92,6 +102,45 @@ def overview_of(path: str) -> tuple:
     {track topic: count})``, in one read."""
     with Store.open(path) as store:
         return store.reader.overview()
+
+
+def run_summary(path: str) -> dict:
+    """What a listing shows of the run at ``path``: ``record``, ``streams``
+    (``[[name, count]]``), ``tracks`` (``{topic: count}``), ``params`` (flat) and
+    ``last`` (``[[stream, {key: last value}]]``).
+
+    From the run's saved summary when it is still true (no commit since it
+    was saved), else from the store in one read transaction.
+    """
+    saved = summary.fresh(path)
+    if saved is not None:
+        return saved
+    with Store.open(path) as store:
+        return summary.gather(store.reader)
+
+
+def committed_columns(path: str, wanted) -> list:
+    """``[(stream name, {key: read-only array of its committed points})]`` of the run
+    at ``path``: ``_ts`` and the keys ``wanted(key)`` accepts, of every stream with points.
+
+    A run that has ended is mapped from the column files its fresh summary
+    names, without opening LMDB; any other from its store, in one read per
+    stream.  The arrays are views of the maps and stay valid on their own.
+    """
+    saved = summary.fresh(path)
+    if saved is not None:
+        mapped = summary.mapped_columns(path, saved, wanted)
+        if mapped is not None:
+            return mapped
+    out = []
+    with Store.open(path) as store:
+        reader = store.reader
+        for name in reader.stream_names():
+            keys = [key for key in reader.column_keys(name) if key == "_ts" or wanted(key)]
+            columns, _ = reader.columns(name, keys, 0, None)
+            if len(columns.get("_ts", ())):
+                out.append((name, columns))
+    return out
 
 
 @contextlib.contextmanager
@@ -129,4 +178,4 @@ def writers_held_off(path: str, action: str):
 
 __all__ = ["Store", "Writer", "StreamSpec", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
            "check_store", "compact_store", "CheckReport", "overview_of", "writer_alive",
-           "held_flocks", "writers_held_off", "fsync_directory"]
+           "held_flocks", "writers_held_off", "fsync_directory", "run_summary", "committed_columns"]

@@ -96,6 +96,48 @@ def check_data_file(directory):
         f"(pages 0 to {newest[0]} of {page_size} bytes); an interrupted copy? Copy the run again")
 
 
+def newest_snapshot(directory):
+    """``(device, inode, transaction id)`` of the newest commit in ``data.mdb``, or None.
+
+    Reads the two meta pages (no LMDB environment is opened): any commit
+    raises the id, and a file put in its place (a compaction) has another
+    inode.  None when the file is missing, its header is not LMDB's, it is
+    shorter than its newest commit needs (see :func:`check_data_file`) or
+    ``lock.mdb`` is missing: opening the store would then fail or have to
+    repair something, which only the slow way reports.
+    """
+    # os.open and pread: a listing calls this once per run, and Python's buffered
+    # file object cost more than the two reads.
+    try:
+        fd = os.open(os.path.join(directory, DATA_FILE), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        first = os.pread(fd, _META_BYTES, 0)
+        if len(first) < _META_BYTES:
+            return None
+        page_size = _META.unpack_from(first, _META_OFFSET)[5]
+        if page_size < 512 or page_size & (page_size - 1) or page_size > 1 << 16:
+            return None
+        second = os.pread(fd, _META_BYTES, page_size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    newest = (-1, -1)
+    for page in (first, second):
+        if len(page) < _META_BYTES:
+            return None
+        flags, magic, _, _, _, _, last_page, txnid = _META.unpack_from(page, _META_OFFSET)
+        if not flags & _P_META or magic != _MAGIC:
+            return None
+        newest = max(newest, (txnid, last_page))
+    if st.st_size < (newest[1] + 1) * page_size or not os.path.exists(os.path.join(directory, LOCK_FILE)):
+        return None
+    return st.st_dev, st.st_ino, newest[0]
+
+
 def data_file_identity(directory):
     """``(device, inode)`` of ``data.mdb``, or None: which file the name means now."""
     try:

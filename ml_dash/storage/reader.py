@@ -164,6 +164,54 @@ class StoreReader:
         value, counts, tracks = self.env.read(read)
         return experiment_record(value, self.directory), counts, tracks
 
+    def summary(self):
+        """``(snapshot id, experiment record, {stream: count}, {topic: count}, params,
+        {stream: {key: last value}}, {stream: (stream id, {key: column id})})`` of one
+        read transaction: what a listing shows, and where the columns are.
+
+        The snapshot id is LMDB's transaction id of what was read: a later
+        commit makes the newest one larger, which is how a summary saved
+        from this is known to be stale.  A key's last value is the last of
+        its column that is not NaN (a point without the key holds NaN):
+        taken from the stream's last row, and from the column only for a
+        key that row lacks, so a run's summary costs one row per stream.
+        """
+        def read(txn):
+            value = self._get(txn, keys.META_DB, keys.EXPERIMENT_KEY)
+            self._catalog.refresh(txn, self.env)
+            counts, tracks, ends = {}, {}, {}
+            for name in self._catalog.by_name:
+                found = self._stream(txn, name)
+                if found:
+                    if type(name) is TrackName:
+                        tracks[name.topic] = found[2]
+                    else:
+                        counts[name] = found[2]
+                        row = txn.get(keys.pack_index(found[2] - 1), db=found[1])
+                        ends[name] = found[0], found[2], row
+            db = self.env.db(keys.PARAMS_DB, txn)
+            params = [] if db is None else list(txn.cursor(db=db))
+            return txn.id(), value, counts, tracks, params, ends
+        snapshot, value, counts, tracks, params, ends = self.env.read(read)
+        params = {key.decode("utf-8"): decode_value(data) for key, data in params}
+        last: dict = {}
+        for name, (entry, count, row) in ends.items():
+            try:
+                data = self._points.decode(row)[2] if row is not None else {}
+            except CorruptStoreError as exc:
+                raise self._damaged(name, count - 1, exc) from None
+            values = last[name] = {}
+            for key, cid in entry.columns.items():
+                if key == "_ts":
+                    continue
+                found = _number_at(data, key)
+                if found is None:  # not in the last point: the column knows its last value
+                    found = _last_number(self._map(entry.sid, cid).view(count)[:count])
+                if found is not None:
+                    values[key] = found
+        layout = {name: (entry.sid, dict(entry.columns)) for name, (entry, _, _) in ends.items()}
+        return snapshot, experiment_record(value, self.directory), counts, tracks, params, last, layout
+
     def commit_times(self, name, start, stop):
         """Commit times of points ``[start, stop)`` as a float64 array (one row scan)."""
         def read(txn):
@@ -302,6 +350,37 @@ def json_record(value, key, directory, default=None):
     except ValueError:
         raise CorruptStoreError(f"{directory}: the {key.decode()} record is damaged "
                                 f"(not JSON: {value[:60]!r})") from None
+def _number_at(data, key):
+    """The number a point's ``data`` holds for column ``key`` (``a.b``: nested), as its
+    column holds it (a float), or None; NaN is None as in a column."""
+    value = data.get(key, _NO_VALUE)
+    if value is _NO_VALUE and "." in key:
+        value = data
+        for part in key.split("."):
+            value = value.get(part, _NO_VALUE) if isinstance(value, dict) else _NO_VALUE
+    if type(value) in (int, float, bool) and value == value:
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float: its column holds NaN
+            return None
+    return None
+
+
+_NO_VALUE = object()
+
+
+def _last_number(values, chunk=1024):
+    """The last value of ``values`` that is not NaN, as a float, or None; reads
+    backwards a chunk at a time, so a key logged every step costs one chunk."""
+    stop = len(values)
+    while stop > 0:
+        part = values[max(0, stop - chunk):stop]
+        found = np.flatnonzero(~np.isnan(part))
+        if len(found):
+            return float(part[found[-1]])
+        stop -= chunk
+        chunk *= 2
+    return None
 
 
 # The fields of an experiment record that listings and views compute with.
