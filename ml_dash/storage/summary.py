@@ -42,7 +42,10 @@ _FIRST_READ = 1 << 16  # most summaries are a few hundred bytes
 def gather(reader) -> dict:
     """The summary of the store ``reader`` reads, in one read transaction."""
     snapshot, record, counts, tracks, params, last, layout = reader.summary()
+    error = record.get("error")
     record = {key: record[key] for key in LISTED if key in record}
+    if type(error) is dict:  # a FAILED run's exception, without its traceback
+        record["error"] = {"type": error.get("type"), "message": str(error.get("message"))[:200]}
     return {"format": _FORMAT, "snapshot": snapshot, "record": record,
             "streams": [[name, count] for name, count in counts.items()],
             "columns": [[name, sid, columns] for name, (sid, columns) in layout.items()],
