@@ -45,6 +45,14 @@ from .values import storable_text
 MAX_LINE = 10_000  # characters kept of one line
 STOP_TIMEOUT = 2.0  # seconds the end of a run waits for the lines to be stored
 
+_retired: list = []
+"""The tees taken out of ``sys.stdout``/``sys.stderr``, kept for the life of the process:
+CPython 3.11's ``print()`` writes to ``sys.stdout`` without a reference of its own, so a
+tee freed as the run ends crashed (SIGSEGV) another thread's print still inside it.  A
+closed tee holds only its target: two small objects per capturing run.  (Rejected:
+keeping the last few only: a print blocked on a full pipe may stay inside its tee for
+as long as the reader sleeps.)"""
+
 
 class ConsoleCapture:
     """The tees of one run on ``sys.stdout`` and ``sys.stderr``, and the thread that stores their lines."""
@@ -82,11 +90,19 @@ class ConsoleCapture:
         tees, self._tees = self._tees, []
         if not tees:
             return
+        _retired.extend(tees)  # before sys.stdout lets go of them: see _retired
         out, err = tees
         if sys.stdout is out:
             sys.stdout = out.target
         if sys.stderr is err:
             sys.stderr = err.target
+        if not self.in_its_process():
+            # A forked child: the locks of the tees and of the Event may have been held by
+            # a thread of the parent at the fork, and no thread of the child releases them.
+            for tee in tees:
+                tee.detach()
+            self._lines.clear()
+            return
         for tee in tees:
             tee.close()
         self._stopping = True
@@ -96,10 +112,13 @@ class ConsoleCapture:
             thread.join(STOP_TIMEOUT)
         self._store()  # what the thread had no time for
 
+    def in_its_process(self) -> bool:
+        """False in a forked child (a DataLoader worker): no thread of it stores lines, and
+        the run is the parent's, so the tees only pass its text on."""
+        return os.getpid() == self._pid
+
     def take(self, source: str, line: str) -> None:
         """Queue one line of ``source`` to be stored (called by the tees)."""
-        if os.getpid() != self._pid:
-            return  # a forked child (a DataLoader worker): no thread stores its lines, and the run is the parent's
         self._lines.append((source, line))
         self._wake.set()
 
@@ -139,7 +158,8 @@ class _Tee:
     def write(self, text: Any) -> int:
         written = self.target.write(text)
         capture = self._capture
-        if capture is not None and isinstance(text, str) and text and not echoing():
+        if capture is not None and isinstance(text, str) and text and not echoing() \
+                and capture.in_its_process():  # checked before the lock, which a fork may leave held
             self._feed(capture, text)
         return written
 
@@ -166,6 +186,11 @@ class _Tee:
         shown = _shown(rest)
         if capture is not None and shown:
             capture.take(self._source, shown)
+
+    def detach(self) -> None:
+        """Stop capturing without the lock (in a forked child); the partial line is dropped."""
+        self._capture = None
+        self._partial = ""
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
