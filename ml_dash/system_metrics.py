@@ -49,10 +49,11 @@ it never logs once ``stop()`` has returned.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from .arrays import require
 from .errors import ConfigurationError
@@ -71,8 +72,10 @@ def interval_of(value: Any, name: str = "system_metrics") -> float | None:
         return None
     if value is True:
         return DEFAULT_INTERVAL
-    if isinstance(value, (str, bytes)) or not isinstance(value, (int, float)) \
-            or not MIN_INTERVAL <= value <= threading.TIMEOUT_MAX:
+    # numbers.Real, not (int, float): numpy's int64 and float32 (a config read by numpy or
+    # a sweep's grid) are seconds too; numpy's bool_ is not a Real, and is refused
+    # (compared as it is: float() of a huge int raises OverflowError)
+    if not isinstance(value, numbers.Real) or not MIN_INTERVAL <= cast(float, value) <= threading.TIMEOUT_MAX:
         raise ConfigurationError(
             f"{name} must be True, False or a sampling interval in seconds (at least "
             f"{MIN_INTERVAL}), got {type(value).__name__} {value!r}")
@@ -114,11 +117,18 @@ class SystemMetrics:
         sampler.start()
         return self
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+    def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
         """Take a last sample and stop; waits at most ``timeout`` seconds for it.
 
         Nothing is logged by the sampler once this returns.  A no-op when stopped.
+        ``timeout=None`` (or one past ``threading.TIMEOUT_MAX``) waits as long as it takes.
         """
+        # checked before the sampler is let go: a refused timeout leaves it running
+        if timeout is not None and (not isinstance(timeout, numbers.Real) or not timeout >= 0):
+            raise ConfigurationError(f"system_metrics.stop(timeout=...) takes seconds (at least 0) "
+                                     f"or None, got {type(timeout).__name__} {timeout!r}")
+        if timeout is not None and timeout > threading.TIMEOUT_MAX:
+            timeout = None  # past it, join() raised OverflowError
         sampler, self._sampler = self._sampler, None
         if sampler is not None:
             sampler.stop(timeout)
