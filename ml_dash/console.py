@@ -23,7 +23,9 @@ console may hold what its author would not store.
   captured again (they are records already), so nothing recurses.
 - When the run ends the previous streams are put back, if ``sys.stdout``
   is still the tee; if something replaced it meanwhile, the tee stays in
-  that chain and only passes text on.
+  that chain and only passes text on (and is skipped when the run whose
+  tee is above it ends: two runs ended out of order still give the
+  original streams back).
 - Only what Python code writes through ``sys.stdout``/``sys.stderr`` is
   seen: a ``logging`` handler made before the run holds the earlier stream,
   and output of C code or of child processes goes to the file descriptors
@@ -93,9 +95,9 @@ class ConsoleCapture:
         _retired.extend(tees)  # before sys.stdout lets go of them: see _retired
         out, err = tees
         if sys.stdout is out:
-            sys.stdout = out.target
+            sys.stdout = _past_closed(out.target)
         if sys.stderr is err:
-            sys.stderr = err.target
+            sys.stderr = _past_closed(err.target)
         if not self.in_its_process():
             # A forked child: the locks of the tees and of the Event may have been held by
             # a thread of the parent at the fork, and no thread of the child releases them.
@@ -187,6 +189,11 @@ class _Tee:
         if capture is not None and shown:
             capture.take(self._source, shown)
 
+    @property
+    def closed_tee(self) -> bool:
+        """True once its run stopped capturing (it then only passes text on)."""
+        return self._capture is None
+
     def detach(self) -> None:
         """Stop capturing without the lock (in a forked child); the partial line is dropped."""
         self._capture = None
@@ -203,6 +210,14 @@ class _Tee:
         if name == "target":  # not set yet (copy, pickle): not the target's own
             raise AttributeError(name)
         return getattr(self.target, name)
+
+
+def _past_closed(stream):
+    """``stream``, or what it writes to when it is the closed tee of a run that ended while
+    a later one captured: runs ended out of order give back the streams they found."""
+    while isinstance(stream, _Tee) and stream.closed_tee:
+        stream = stream.target
+    return stream
 
 
 def _shown(line):

@@ -187,3 +187,18 @@ def test_a_thread_printing_while_runs_end_does_not_crash_the_process(dash_root):
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert ("a line of the run", {"console": "stdout"}) in _records(dash_root, "a/con/ends5")
+
+
+def test_runs_ended_out_of_order_give_the_streams_back(dash_root):
+    out = sys.stdout
+    first = Experiment("a/con/first", dash_root=dash_root, capture_console=True).run.start()
+    second = Experiment("a/con/second", dash_root=dash_root, capture_console=True).run.start()
+    print("while both capture")
+    first.run.complete()  # not the last one in: its tee stays in the chain until the second ends
+    print("only the second captures")
+    second.run.complete()
+    assert sys.stdout is out  # not a tee left passing text on for the rest of the process
+    stdout = {"console": "stdout"}
+    assert _records(dash_root, "a/con/first") == [("while both capture", stdout)]
+    assert _records(dash_root, "a/con/second") == [("while both capture", stdout),
+                                                     ("only the second captures", stdout)]
