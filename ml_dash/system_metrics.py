@@ -88,6 +88,10 @@ class SystemMetrics:
     def __init__(self, experiment: Any) -> None:
         self._exp = experiment
         self._sampler: _Sampler | None = None
+        # Held while a sampler is swapped: two start() at once made two samplers, and the
+        # one overwritten was never stopped.  Reentrant: start() stops the previous one.
+        self._swap = threading.RLock()
+        self._pid = os.getpid()
 
     @property
     def running(self) -> bool:
@@ -111,10 +115,12 @@ class SystemMetrics:
                                      "call stop() to stop")
         self._exp._open_session()  # raises: the run is not started, or read-only
         psutil = require("psutil", "system", "system_metrics.start()")
-        self.stop()
-        sampler = _Sampler(self._exp, seconds, psutil)
-        self._sampler = sampler
-        sampler.start()
+        self._forget_parents()
+        with self._swap:
+            self.stop()
+            sampler = _Sampler(self._exp, seconds, psutil)
+            sampler.start()
+            self._sampler = sampler
         return self
 
     def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
@@ -129,9 +135,17 @@ class SystemMetrics:
                                      f"or None, got {type(timeout).__name__} {timeout!r}")
         if timeout is not None and timeout > threading.TIMEOUT_MAX:
             timeout = None  # past it, join() raised OverflowError
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.stop(timeout)
+        self._forget_parents()
+        with self._swap:
+            sampler, self._sampler = self._sampler, None
+            if sampler is not None:
+                sampler.stop(timeout)
+
+    def _forget_parents(self):
+        """In a forked child, drop the parent's sampler (its thread is not in this process)
+        and its lock (a thread of the parent may have held it at the fork)."""
+        if self._pid != os.getpid():
+            self._pid, self._swap, self._sampler = os.getpid(), threading.RLock(), None
 
     def __repr__(self) -> str:
         state = f"every {self.interval:g} s" if self.running else "stopped"
@@ -149,7 +163,6 @@ class _Sampler:
         self._wake = threading.Event()  # set by stop(): take the last sample now
         self._lock = threading.Lock()  # held while logging; stop() takes it to close
         self._closed = False
-        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"ml_dash system metrics {experiment.prefix}")
 
@@ -161,8 +174,6 @@ class _Sampler:
         self._thread.start()
 
     def stop(self, timeout):
-        if self._pid != os.getpid():
-            return  # a forked child: the thread is the parent's, and its lock may be held forever
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)

@@ -254,3 +254,28 @@ def test_numpy_numbers_are_intervals(dash_root):
         assert exp.system_metrics.interval == 0.5
         with pytest.raises(ConfigurationError, match="got bool"):
             exp.system_metrics.start(interval=numpy.bool_(True))
+
+
+def test_threads_starting_the_sampler_at_once_leave_one_that_stop_ends(dash_root):
+    # Two start() at once each made a sampler, and one of them was never stopped (or
+    # stop() joined a thread not started yet: RuntimeError in the caller).
+    with Experiment("a/sys/race", dash_root=dash_root).run as exp:
+        errors = []
+        for _ in range(10):
+            barrier = threading.Barrier(6)
+
+            def start():
+                barrier.wait()
+                try:
+                    exp.system_metrics.start(interval=0.01)
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=start) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert len(_samplers()) == 1
+        exp.system_metrics.stop()
+        assert errors == [] and _samplers() == []
