@@ -23,7 +23,9 @@ console may hold what its author would not store.
   captured again (they are records already), so nothing recurses.
 - When the run ends the previous streams are put back, if ``sys.stdout``
   is still the tee; if something replaced it meanwhile, the tee stays in
-  that chain and only passes text on.
+  that chain and only passes text on (and is skipped when the run whose
+  tee is above it ends: two runs ended out of order still give the
+  original streams back).
 - Only what Python code writes through ``sys.stdout``/``sys.stderr`` is
   seen: a ``logging`` handler made before the run holds the earlier stream,
   and output of C code or of child processes goes to the file descriptors
@@ -44,6 +46,14 @@ from .values import storable_text
 
 MAX_LINE = 10_000  # characters kept of one line
 STOP_TIMEOUT = 2.0  # seconds the end of a run waits for the lines to be stored
+
+_retired: list = []
+"""The tees taken out of ``sys.stdout``/``sys.stderr``, kept for the life of the process:
+CPython 3.11's ``print()`` writes to ``sys.stdout`` without a reference of its own, so a
+tee freed as the run ends crashed (SIGSEGV) another thread's print still inside it.  A
+closed tee holds only its target: two small objects per capturing run.  (Rejected:
+keeping the last few only: a print blocked on a full pipe may stay inside its tee for
+as long as the reader sleeps.)"""
 
 
 class ConsoleCapture:
@@ -82,11 +92,19 @@ class ConsoleCapture:
         tees, self._tees = self._tees, []
         if not tees:
             return
+        _retired.extend(tees)  # before sys.stdout lets go of them: see _retired
         out, err = tees
         if sys.stdout is out:
-            sys.stdout = out.target
+            sys.stdout = _past_closed(out.target)
         if sys.stderr is err:
-            sys.stderr = err.target
+            sys.stderr = _past_closed(err.target)
+        if not self.in_its_process():
+            # A forked child: the locks of the tees and of the Event may have been held by
+            # a thread of the parent at the fork, and no thread of the child releases them.
+            for tee in tees:
+                tee.detach()
+            self._lines.clear()
+            return
         for tee in tees:
             tee.close()
         self._stopping = True
@@ -96,10 +114,13 @@ class ConsoleCapture:
             thread.join(STOP_TIMEOUT)
         self._store()  # what the thread had no time for
 
+    def in_its_process(self) -> bool:
+        """False in a forked child (a DataLoader worker): no thread of it stores lines, and
+        the run is the parent's, so the tees only pass its text on."""
+        return os.getpid() == self._pid
+
     def take(self, source: str, line: str) -> None:
         """Queue one line of ``source`` to be stored (called by the tees)."""
-        if os.getpid() != self._pid:
-            return  # a forked child (a DataLoader worker): no thread stores its lines, and the run is the parent's
         self._lines.append((source, line))
         self._wake.set()
 
@@ -139,7 +160,8 @@ class _Tee:
     def write(self, text: Any) -> int:
         written = self.target.write(text)
         capture = self._capture
-        if capture is not None and isinstance(text, str) and text and not echoing():
+        if capture is not None and isinstance(text, str) and text and not echoing() \
+                and capture.in_its_process():  # checked before the lock, which a fork may leave held
             self._feed(capture, text)
         return written
 
@@ -167,6 +189,16 @@ class _Tee:
         if capture is not None and shown:
             capture.take(self._source, shown)
 
+    @property
+    def closed_tee(self) -> bool:
+        """True once its run stopped capturing (it then only passes text on)."""
+        return self._capture is None
+
+    def detach(self) -> None:
+        """Stop capturing without the lock (in a forked child); the partial line is dropped."""
+        self._capture = None
+        self._partial = ""
+
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
@@ -178,6 +210,14 @@ class _Tee:
         if name == "target":  # not set yet (copy, pickle): not the target's own
             raise AttributeError(name)
         return getattr(self.target, name)
+
+
+def _past_closed(stream):
+    """``stream``, or what it writes to when it is the closed tee of a run that ended while
+    a later one captured: runs ended out of order give back the streams they found."""
+    while isinstance(stream, _Tee) and stream.closed_tee:
+        stream = stream.target
+    return stream
 
 
 def _shown(line):

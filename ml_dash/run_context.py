@@ -54,6 +54,11 @@ PACKAGES = ("numpy", "torch", "lightning", "pytorch_lightning", "transformers", 
             "tokenizers", "timm", "torchvision", "deepspeed", "lmdb")
 """The packages whose versions are recorded, when imported."""
 MAX_ARG = 1000  # characters of one command-line argument
+MAX_COMMAND = 10_000
+"""Characters of the command line kept in all: the arguments past it are counted, not kept.
+A shell glob of a data set (``train.py data/*.png``) can pass megabytes, which the record
+would carry at the start and the end of the run and every listing would read.  (Rejected:
+keeping the first and last arguments: the options usually come first, the files after.)"""
 
 _git_states: dict[str, dict | None] = {}  # folder -> its git state, read once per process
 _git_lock = threading.Lock()
@@ -81,7 +86,7 @@ def collect(script: str | None) -> dict:
     if git is not None:
         context["git"] = git
     context.update(
-        command=[storable_text(str(arg))[:MAX_ARG] for arg in getattr(sys, "argv", None) or ()],
+        command=_command(getattr(sys, "argv", None) or ()),
         cwd=storable_text(_cwd()),
         python=platform.python_version(),
         executable=storable_text(sys.executable or ""),
@@ -92,6 +97,21 @@ def collect(script: str | None) -> dict:
         pid=os.getpid(),
     )
     return context
+
+
+def _command(argv):
+    """``argv`` as stored: each argument cut at :data:`MAX_ARG` characters, and those past
+    :data:`MAX_COMMAND` in all replaced by one ``"... (N more arguments)"``."""
+    command: list[str] = []
+    size = 0
+    for index, arg in enumerate(argv):
+        text = storable_text(str(arg)[:MAX_ARG])
+        size += len(text)
+        if size > MAX_COMMAND:
+            command.append(f"... ({len(argv) - index} more arguments)")
+            break
+        command.append(text)
+    return command
 
 
 def imported_versions() -> dict:

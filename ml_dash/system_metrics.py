@@ -49,10 +49,11 @@ it never logs once ``stop()`` has returned.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from .arrays import require
 from .errors import ConfigurationError
@@ -71,8 +72,10 @@ def interval_of(value: Any, name: str = "system_metrics") -> float | None:
         return None
     if value is True:
         return DEFAULT_INTERVAL
-    if isinstance(value, (str, bytes)) or not isinstance(value, (int, float)) \
-            or not MIN_INTERVAL <= value <= threading.TIMEOUT_MAX:
+    # numbers.Real, not (int, float): numpy's int64 and float32 (a config read by numpy or
+    # a sweep's grid) are seconds too; numpy's bool_ is not a Real, and is refused
+    # (compared as it is: float() of a huge int raises OverflowError)
+    if not isinstance(value, numbers.Real) or not MIN_INTERVAL <= cast(float, value) <= threading.TIMEOUT_MAX:
         raise ConfigurationError(
             f"{name} must be True, False or a sampling interval in seconds (at least "
             f"{MIN_INTERVAL}), got {type(value).__name__} {value!r}")
@@ -85,6 +88,10 @@ class SystemMetrics:
     def __init__(self, experiment: Any) -> None:
         self._exp = experiment
         self._sampler: _Sampler | None = None
+        # Held while a sampler is swapped: two start() at once made two samplers, and the
+        # one overwritten was never stopped.  Reentrant: start() stops the previous one.
+        self._swap = threading.RLock()
+        self._pid = os.getpid()
 
     @property
     def running(self) -> bool:
@@ -108,20 +115,37 @@ class SystemMetrics:
                                      "call stop() to stop")
         self._exp._open_session()  # raises: the run is not started, or read-only
         psutil = require("psutil", "system", "system_metrics.start()")
-        self.stop()
-        sampler = _Sampler(self._exp, seconds, psutil)
-        self._sampler = sampler
-        sampler.start()
+        self._forget_parents()
+        with self._swap:
+            self.stop()
+            sampler = _Sampler(self._exp, seconds, psutil)
+            sampler.start()
+            self._sampler = sampler
         return self
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+    def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
         """Take a last sample and stop; waits at most ``timeout`` seconds for it.
 
         Nothing is logged by the sampler once this returns.  A no-op when stopped.
+        ``timeout=None`` (or one past ``threading.TIMEOUT_MAX``) waits as long as it takes.
         """
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.stop(timeout)
+        # checked before the sampler is let go: a refused timeout leaves it running
+        if timeout is not None and (not isinstance(timeout, numbers.Real) or not timeout >= 0):
+            raise ConfigurationError(f"system_metrics.stop(timeout=...) takes seconds (at least 0) "
+                                     f"or None, got {type(timeout).__name__} {timeout!r}")
+        if timeout is not None and timeout > threading.TIMEOUT_MAX:
+            timeout = None  # past it, join() raised OverflowError
+        self._forget_parents()
+        with self._swap:
+            sampler, self._sampler = self._sampler, None
+            if sampler is not None:
+                sampler.stop(timeout)
+
+    def _forget_parents(self):
+        """In a forked child, drop the parent's sampler (its thread is not in this process)
+        and its lock (a thread of the parent may have held it at the fork)."""
+        if self._pid != os.getpid():
+            self._pid, self._swap, self._sampler = os.getpid(), threading.RLock(), None
 
     def __repr__(self) -> str:
         state = f"every {self.interval:g} s" if self.running else "stopped"
@@ -139,7 +163,6 @@ class _Sampler:
         self._wake = threading.Event()  # set by stop(): take the last sample now
         self._lock = threading.Lock()  # held while logging; stop() takes it to close
         self._closed = False
-        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"ml_dash system metrics {experiment.prefix}")
 
@@ -151,8 +174,6 @@ class _Sampler:
         self._thread.start()
 
     def stop(self, timeout):
-        if self._pid != os.getpid():
-            return  # a forked child: the thread is the parent's, and its lock may be held forever
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)

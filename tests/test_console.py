@@ -119,3 +119,86 @@ def test_a_run_that_closes_while_a_line_is_half_printed(dash_root):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "left open"
     assert _records(dash_root, "a/con/open") == [("left open", {"console": "stdout"})]
+
+
+FORK_WHILE_PRINTING = """
+import os, sys, threading, time
+from ml_dash import Experiment, ExperimentError
+exp = Experiment("a/con/fork", dash_root=sys.argv[1], capture_console=True)
+exp.run.start()
+printing = True
+def spam():
+    while printing:
+        print("parent line " * 20)
+threading.Thread(target=spam, daemon=True).start()
+for attempt in range(150):
+    child = os.fork()
+    if child == 0:  # a worker: prints, ends its copy of the run, and leaves
+        print("child line")
+        if attempt % 2:
+            try:
+                exp.run.complete()
+            except ExperimentError:  # the run is the parent's
+                pass
+        os._exit(0)
+    deadline = time.monotonic() + 5
+    while not os.waitpid(child, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(child, 9)
+            sys.exit(f"the child of fork {attempt} hung")
+        time.sleep(0.002)
+printing = False
+exp.run.complete()
+"""
+
+
+def test_a_child_forked_while_a_thread_prints_does_not_hang(dash_root):
+    # A thread of the parent inside the tee at the fork held its lock in the child forever.
+    done = subprocess.run([sys.executable, "-c", FORK_WHILE_PRINTING, dash_root], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = _records(dash_root, "a/con/fork")
+    assert records and all(message.startswith("parent line") for message, _ in records)
+
+
+PRINTING_WHILE_RUNS_END = """
+import sys, threading, time
+from ml_dash import Experiment
+printing = True
+def spam():
+    while printing:
+        print("a line of a thread " * 20)
+thread = threading.Thread(target=spam)
+thread.start()
+for n in range(6):
+    with Experiment(f"a/con/ends{n}", dash_root=sys.argv[1], capture_console=True).run:
+        print("a line of the run")
+        time.sleep(0.2)
+    time.sleep(0.1)
+printing = False
+thread.join()
+"""
+
+
+def test_a_thread_printing_while_runs_end_does_not_crash_the_process(dash_root):
+    # print() holds sys.stdout without a reference of its own while it writes (CPython
+    # 3.11): the tee that the end of a run took out was freed under another thread's print.
+    done = subprocess.run([sys.executable, "-c", PRINTING_WHILE_RUNS_END, dash_root],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert ("a line of the run", {"console": "stdout"}) in _records(dash_root, "a/con/ends5")
+
+
+def test_runs_ended_out_of_order_give_the_streams_back(dash_root):
+    out = sys.stdout
+    first = Experiment("a/con/first", dash_root=dash_root, capture_console=True).run.start()
+    second = Experiment("a/con/second", dash_root=dash_root, capture_console=True).run.start()
+    print("while both capture")
+    first.run.complete()  # not the last one in: its tee stays in the chain until the second ends
+    print("only the second captures")
+    second.run.complete()
+    assert sys.stdout is out  # not a tee left passing text on for the rest of the process
+    stdout = {"console": "stdout"}
+    assert _records(dash_root, "a/con/first") == [("while both capture", stdout)]
+    assert _records(dash_root, "a/con/second") == [("while both capture", stdout),
+                                                     ("only the second captures", stdout)]

@@ -226,3 +226,19 @@ def test_each_launch_records_its_commit_and_show_lists_them(tmp_path, dash_root)
     header = next(line for line in shown.splitlines() if line.startswith("STARTED"))
     assert header.split() == ["STARTED", "ENDED", "STATUS", "PID", "HOST", "COMMIT", "COMMAND", "ERROR"]
     assert first[:12] in shown and second[:12] in shown
+
+
+def test_a_huge_command_line_is_stored_cut_with_the_count_of_what_was_left_out(tmp_path, dash_root):
+    # A shell glob of a data set as arguments (1.5 MB here, near Linux's limit) was stored
+    # whole, at the start and again at the end of the run, and read by every listing.
+    (tmp_path / "train.py").write_text(SCRIPT)
+    files = [f"data/{n:06d}/" + "x" * 1500 for n in range(1000)]
+    done = subprocess.run([sys.executable, str(tmp_path / "train.py"), dash_root, *files],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with load("a/ctx/run", dash_root=dash_root) as view:
+        command = view.info["context"]["command"]
+    assert command[:3] == [str(tmp_path / "train.py"), dash_root, files[0][:1000]]
+    assert sum(map(len, command)) < 20_000
+    kept = len(command) - 3  # the script, dash_root and the marker
+    assert command[-1] == f"... ({len(files) - kept} more arguments)"

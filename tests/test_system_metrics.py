@@ -234,3 +234,48 @@ def test_a_probe_warning_is_one_record_when_the_console_is_captured(dash_root, m
     with load("a/sys/captured", dash_root=dash_root) as view:
         messages = [r["message"] for r in view.logs.read()["data"]]
     assert len([m for m in messages if "memory probe failed" in m]) == 1, messages
+
+
+@pytest.mark.parametrize("timeout", ["2", math.nan, -1, [2]])
+def test_a_bad_stop_timeout_is_named_and_leaves_the_sampler_running(dash_root, timeout):
+    with Experiment("a/sys/badstop", dash_root=dash_root, system_metrics=0.02).run as exp:
+        with pytest.raises(ConfigurationError, match=f"timeout=.*{type(timeout).__name__}"):
+            exp.system_metrics.stop(timeout=timeout)
+        assert exp.system_metrics.running
+        exp.system_metrics.stop(timeout=math.inf)  # as long as it takes: the last sample is quick
+        assert not exp.system_metrics.running and not _samplers()
+
+
+def test_numpy_numbers_are_intervals(dash_root):
+    numpy = pytest.importorskip("numpy")
+    with Experiment("a/sys/numpy", dash_root=dash_root, system_metrics=numpy.int64(5)).run as exp:
+        assert exp.system_metrics.interval == 5.0
+        exp.system_metrics.start(interval=numpy.float32(0.5))
+        assert exp.system_metrics.interval == 0.5
+        with pytest.raises(ConfigurationError, match="got bool"):
+            exp.system_metrics.start(interval=numpy.bool_(True))
+
+
+def test_threads_starting_the_sampler_at_once_leave_one_that_stop_ends(dash_root):
+    # Two start() at once each made a sampler, and one of them was never stopped (or
+    # stop() joined a thread not started yet: RuntimeError in the caller).
+    with Experiment("a/sys/race", dash_root=dash_root).run as exp:
+        errors = []
+        for _ in range(10):
+            barrier = threading.Barrier(6)
+
+            def start():
+                barrier.wait()
+                try:
+                    exp.system_metrics.start(interval=0.01)
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=start) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert len(_samplers()) == 1
+        exp.system_metrics.stop()
+        assert errors == [] and _samplers() == []
