@@ -21,12 +21,14 @@ from .analysis.export import export
 from .analysis.listing import list_experiments
 from .analysis.plotting import plot
 from .analysis.ranges import align
+from .analysis.sync import SyncSummary, sync
 from .analysis.tables import runs_table
 from .annotations import annotate
 from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
     CorruptStoreError,
+    DatasetError,
     EntryNotFoundError,
     ExperimentError,
     FormatVersionError,
@@ -66,6 +68,8 @@ __all__ = [
     "runs_table",
     "export",
     "plot",
+    "sync",
+    "SyncSummary",
     "MLDashError",
     "MlDashError",
     "ConfigurationError",
@@ -80,4 +84,5 @@ __all__ = [
     "StreamNotFoundError",
     "ColumnNotFoundError",
     "EntryNotFoundError",
+    "DatasetError",
 ]

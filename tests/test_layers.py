@@ -32,7 +32,7 @@ LAYERS = {
     "experiment/view": ["experiment", "view", "auto_start"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
-    "cli": ["cli", "cli_output", "cli_annotate", "demo", "__main__", ""],  # "": the package's __init__
+    "cli": ["cli", "cli_output", "cli_annotate", "cli_sync", "demo", "__main__", ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
 
