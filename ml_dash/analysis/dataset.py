@@ -10,8 +10,10 @@ project), ``S`` the stream's name.  A value is percent-encoded (every byte but
 letters, digits and ``_.-~``, so ``/`` is ``%2F`` and ``=`` is ``%3D``): the
 encoding that pyarrow, Dask, DuckDB and Spark decode when they read hive
 partitions, and reversible.  The root stream, whose name is None, is the hive
-null value ``__HIVE_DEFAULT_PARTITION__``, which those readers read as null; a
-stream literally named so is written with its first ``_`` encoded.
+null value ``__HIVE_DEFAULT_PARTITION__``, which those readers read as null.
+A stream literally named so cannot be told from it by pyarrow (and so
+Dask), which decode a value before they compare it with the null's name:
+sync leaves such a stream out and says so.
 
 ``first`` and ``last`` are the point indices a part holds, zero-padded to 12
 digits so that names sort by index.  What ``DEST`` holds of a stream is read
@@ -19,8 +21,13 @@ from these names alone: no state file that could disagree with the parts.
 
 Every file is written under a temporary name that starts with ``.`` and ends
 in ``.tmp`` (Dask, pyarrow and DuckDB skip it: they read ``*.parquet`` and
-ignore hidden files), flushed to disk, and renamed into place; the folder is
-then flushed, so a part is either whole or absent, even after a power loss.
+ignore hidden files), flushed to disk, and renamed into place, so a part is
+either whole or absent, even after a power loss.  The folder is not flushed
+after the rename: a rename that a power loss undoes leaves the part absent,
+and the next sync writes it again.  (Rejected: an fsync of the folder per
+file, which doubled the cost of syncing many small runs for nothing that
+the next sync does not redo.)  Only a merge of parts flushes the folder,
+before it removes the parts it merged.
 """
 
 from __future__ import annotations
@@ -41,10 +48,9 @@ def encode_value(value: str | None) -> str:
     """The partition folder value of ``value`` (None: the hive null)."""
     if value is None:
         return HIVE_NULL
-    encoded = quote(value, safe="")
-    if encoded == HIVE_NULL:
-        return "%5F" + encoded[1:]
-    return encoded
+    if value == HIVE_NULL:
+        raise ValueError(f"{HIVE_NULL!r} is the name of the hive null: readers would read it as None")
+    return quote(value, safe="")
 
 
 def decode_value(encoded: str) -> str | None:
@@ -73,30 +79,31 @@ def part_name(first: int, last: int) -> str:
     return f"part-{first:012d}-{last:012d}.parquet"
 
 
-def parts_in(folder: str) -> list[tuple[int, int, str]]:
-    """``(first, last, name)`` of every part in ``folder``, by first index; [] when absent.
-
-    A file of another name is not a part and is left alone.
+def parts_in(folder: str) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """``(first, last, name)`` of every part in ``folder``, by first index, and the
+    names of the temporary files there (what a killed sync left half written);
+    both empty when ``folder`` is absent.  Other files are left alone.
     """
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return []
+        return [], []
     parts = []
     for name in names:
         match = _PART.match(name)
         if match:
             parts.append((int(match[1]), int(match[2]), name))
     parts.sort()
-    return parts
+    return parts, [name for name in names if _TEMPORARY.match(name)]
 
 
-def leftovers_in(folder: str) -> list[str]:
-    """Temporary files in ``folder``: what a killed sync left half written."""
-    try:
-        return [name for name in os.listdir(folder) if _TEMPORARY.match(name)]
-    except FileNotFoundError:
-        return []
+def remove_leftovers(folder: str, names: list[str] | None = None) -> None:
+    """Remove the temporary files ``names`` (default: all there) from ``folder``."""
+    for name in parts_in(folder)[1] if names is None else names:
+        try:
+            os.remove(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
 
 
 def fsync_folder(folder: str) -> None:
@@ -108,10 +115,12 @@ def fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
-def write_atomically(folder: str, name: str, data: bytes | memoryview) -> None:
+def write_atomically(folder: str, name: str, data: bytes | memoryview, durable: bool = True) -> None:
     """Put ``data`` at ``folder/name`` whole or not at all (see the module's docstring).
 
-    The caller flushes ``folder`` with :func:`fsync_folder` once its files are in place.
+    ``durable=False`` leaves out the fsync, for a file whose loss in a power
+    cut costs only its rewriting.
+
     (Rejected: writing the Parquet file straight to its temporary name with
     pyarrow's writer; encoding to memory first keeps a file open for the
     shortest time and lets a caller compare the bytes with what is there.)
@@ -121,8 +130,9 @@ def write_atomically(folder: str, name: str, data: bytes | memoryview) -> None:
     try:
         with open(temporary, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(temporary, os.path.join(folder, name))
     except BaseException:
         if os.path.exists(temporary):

@@ -26,7 +26,7 @@ import numpy as np
 from ..arrays import require
 from ..errors import DatasetError, MLDashError
 from ..names import glob_matcher
-from ..paths import resolve_root, run_folders
+from ..paths import no_run_message, resolve_root, run_folders
 from ..values import strict_json
 from ..view import ExperimentView, load
 from . import dataset
@@ -36,6 +36,7 @@ PART_POINTS = 1 << 20
 #: Parts with fewer points than this are merged by ``compact=True``.
 SMALL_PART = 1 << 16
 _LOCK_FILE = ".sync.lock"
+_FACTS_FILE = ".run.json"
 
 
 @dataclass
@@ -59,7 +60,8 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     ``SMALL_PART`` points) into larger ones.  A run that cannot be synced (its
     store is damaged, ``dest`` holds more of it than the store, another sync is
     writing it) is left as it is and named in ``failed``; the other runs are
-    synced.  Needs the ``arrow`` extra.
+    synced.  A ``pattern`` that matches no run raises ``FileNotFoundError``
+    naming the close prefixes.  Needs the ``arrow`` extra.
     """
     require("pyarrow", "arrow")
     if not isinstance(dest, (str, os.PathLike)):
@@ -68,9 +70,11 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     root = os.path.realpath(resolve_root(dash_root))
     matches = glob_matcher(pattern) if pattern else None
     summary = SyncSummary()
-    for prefix, _directory in sorted(run_folders(root, pattern)):
-        if matches is not None and not matches(prefix):
-            continue
+    prefixes = sorted(prefix for prefix, _ in run_folders(root, pattern)
+                      if matches is None or matches(prefix))
+    if pattern and not prefixes:  # a typo would sync nothing, silently
+        raise FileNotFoundError(no_run_message(pattern, dash_root))
+    for prefix in prefixes:
         before = summary.files
         try:
             _sync_run(dest, prefix, root, compact, summary)
@@ -86,8 +90,10 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
 
 def _sync_run(dest, prefix, root, compact, summary):
     with _held(dest, prefix), load(prefix, dash_root=root) as view:
-        touched = set()
-        for name in view.metrics.names():
+        names = view.metrics.names()
+        for name in names:
+            if name == dataset.HIVE_NULL:
+                continue
             stream = view.metrics(name)
             folder = dataset.stream_folder(dest, prefix, name)
             end = _held_end(folder, name, prefix)
@@ -103,14 +109,14 @@ def _sync_run(dest, prefix, root, compact, summary):
                                          _encode(_part_table(stream, start, stop)))
                 summary.files += 1
                 summary.points += stop - start
-                touched.add(folder)
             if compact and _compact(folder):
                 summary.files += 1
-                touched.add(folder)
         if _write_run_file(dest, prefix, view):
             summary.files += 1
-        for folder in touched:
-            dataset.fsync_folder(folder)
+    if dataset.HIVE_NULL in names:
+        raise DatasetError(f"the stream {dataset.HIVE_NULL!r} of {prefix!r} is not synced: it is "
+                           "the name of the hive null, which pyarrow and Dask read as the root "
+                           "stream; the run's other streams are synced")
 
 
 def _label(name):
@@ -134,6 +140,7 @@ def _held(dest: str, prefix: str) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatasetError(f"another sync is writing {prefix!r} into {dest!r}") from None
+        dataset.remove_leftovers(folder)
         yield
     finally:
         os.close(descriptor)
@@ -143,9 +150,8 @@ def _held_end(folder, name, prefix):
     """The number of points ``folder`` holds of the stream, after clearing what a
     killed sync left: its temporary files, and parts that a merged part covers
     (a merge killed before it removed them)."""
-    parts, leftovers = dataset.parts_in(folder), dataset.leftovers_in(folder)
-    for leftover in leftovers:
-        os.remove(os.path.join(folder, leftover))
+    parts, leftovers = dataset.parts_in(folder)
+    dataset.remove_leftovers(folder, leftovers)
     covered = [part for part in parts
                if any(o is not part and o[0] <= part[0] and part[1] <= o[1] for o in parts)]
     for part in covered:
@@ -187,31 +193,47 @@ def _encode(table):
 
 
 def _write_run_file(dest, prefix, view: ExperimentView):
-    """Write the run's ``run.parquet`` when it differs from the one there; True if written."""
+    """Write the run's ``run.parquet`` unless it was made from the same facts; True if written.
+
+    The facts (status, times, tags, params, points) as JSON text are kept
+    beside it in a hidden file, written after it: comparing them costs a
+    read of a few hundred bytes, where building the Parquet file to compare
+    its bytes cost more than the rest of a sync with nothing new.  A kill
+    between the two writes leaves old facts, so the next sync writes the
+    run file again, which is harmless.
+    """
     pa = require("pyarrow", "arrow")
     record = view.info
-    stamp = pa.timestamp("us", tz="UTC")
-    table = pa.table({
-        "status": pa.array([record.get("status")], pa.string()),
-        "createdAt": pa.array([_micros(record.get("createdAt"))], stamp),
-        "startedAt": pa.array([_micros(record.get("startedAt"))], stamp),
-        "endedAt": pa.array([_micros(record.get("endedAt"))], stamp),
-        "description": pa.array([record.get("description")], pa.string()),
-        "tags": pa.array([list(record.get("tags") or [])], pa.list_(pa.string())),
-        "launches": pa.array([int(record.get("launchCount") or 0)], pa.int64()),
-        "points": pa.array([sum(len(view.metrics(n)) for n in view.metrics.names())], pa.int64()),
-        "params": pa.array([strict_json(view.params.get(flatten=True))], pa.string()),
-    })
-    data = _encode(table)
+    facts = {
+        "status": record.get("status"), "createdAt": record.get("createdAt"),
+        "startedAt": record.get("startedAt"), "endedAt": record.get("endedAt"),
+        "description": record.get("description"), "tags": list(record.get("tags") or []),
+        "launches": int(record.get("launchCount") or 0),
+        "points": sum(len(view.metrics(name)) for name in view.metrics.names()),
+        "params": strict_json(view.params.get(flatten=True)),
+    }
+    text = strict_json(facts).encode()
     folder = dataset.run_folder(dest, dataset.RUNS, prefix)
     try:
-        with open(os.path.join(folder, dataset.RUN_FILE), "rb") as f:
-            if f.read() == data:
+        with open(os.path.join(folder, _FACTS_FILE), "rb") as f:
+            if f.read() == text:
                 return False
     except FileNotFoundError:
         pass
-    dataset.write_atomically(folder, dataset.RUN_FILE, data)
-    dataset.fsync_folder(folder)
+    stamp = pa.timestamp("us", tz="UTC")
+    columns = {key: pa.array([_micros(facts[key])], stamp)
+               for key in ("createdAt", "startedAt", "endedAt")}
+    table = pa.table({
+        "status": pa.array([facts["status"]], pa.string()),
+        **columns,
+        "description": pa.array([facts["description"]], pa.string()),
+        "tags": pa.array([facts["tags"]], pa.list_(pa.string())),
+        "launches": pa.array([facts["launches"]], pa.int64()),
+        "points": pa.array([facts["points"]], pa.int64()),
+        "params": pa.array([facts["params"]], pa.string()),
+    })
+    dataset.write_atomically(folder, dataset.RUN_FILE, _encode(table))
+    dataset.write_atomically(folder, _FACTS_FILE, text, durable=False)
     return True
 
 
@@ -235,7 +257,7 @@ def _compact(folder):
     pq = require("pyarrow.parquet", "arrow")
     groups: list[list] = []
     current: list = []
-    for part in dataset.parts_in(folder):
+    for part in dataset.parts_in(folder)[0]:
         size = part[1] - part[0] + 1
         if size >= SMALL_PART or sum(p[1] - p[0] + 1 for p in current) + size > PART_POINTS:
             groups.append(current)
