@@ -39,7 +39,9 @@ def log_run(dash_root, prefix, streams, params=None):
 
 def dataset_points(dest):
     """``{(run, stream): {column: array}}`` of every point the dataset holds, read the
-    way pyarrow reads a hive dataset, in index order."""
+    way pyarrow reads a hive dataset, in index order (none before a first point is synced)."""
+    if not os.path.isdir(os.path.join(dest, "metrics")):
+        return {}
     found = ds.dataset(os.path.join(dest, "metrics"), partitioning=HIVE, format="parquet")
     # Streams have different columns: the dataset's schema is the union of its files'.
     schema = pa.unify_schemas([part.physical_schema for part in found.get_fragments()] + [HIVE.schema])

@@ -69,9 +69,9 @@ def run_folder(dest: str, kind: str, prefix: str) -> str:
                         f"run={encode_value(prefix)}")
 
 
-def stream_folder(dest: str, prefix: str, stream: str | None) -> str:
-    """The folder of the parts of ``stream`` (None: the root stream) of the run ``prefix``."""
-    return os.path.join(run_folder(dest, METRICS, prefix), f"stream={encode_value(stream)}")
+def stream_part(stream: str | None) -> str:
+    """The folder name of the parts of ``stream`` (None: the root stream) in its run's folder."""
+    return f"stream={encode_value(stream)}"
 
 
 def part_name(first: int, last: int) -> str:
@@ -126,7 +126,10 @@ def write_atomically(folder: str, name: str, data: bytes | memoryview, durable: 
     shortest time and lets a caller compare the bytes with what is there.)
     """
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    # One name per file, not per process: only the sync that holds the run's
+    # lock writes in its folders, and a temporary file a killed one left is
+    # overwritten by the next write of that file instead of lingering.
+    temporary = os.path.join(folder, f".{name}.tmp")
     try:
         with open(temporary, "wb") as f:
             f.write(data)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,7 @@ from . import dataset
 PART_POINTS = 1 << 20
 #: Parts with fewer points than this are merged by ``compact=True``.
 SMALL_PART = 1 << 16
+_THREADS = 4
 _LOCK_FILE = ".sync.lock"
 _FACTS_FILE = ".run.json"
 
@@ -74,35 +76,46 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
                       if matches is None or matches(prefix))
     if pattern and not prefixes:  # a typo would sync nothing, silently
         raise FileNotFoundError(no_run_message(pattern, dash_root))
-    for prefix in prefixes:
-        before = summary.files
+
+    def one(prefix):
+        tally = SyncSummary()
         try:
-            _sync_run(dest, prefix, root, compact, summary)
+            _sync_run(dest, prefix, root, compact, tally)
         except (MLDashError, FileNotFoundError) as exc:
-            summary.failed[prefix] = str(exc)
-            continue
-        if summary.files > before:
-            summary.runs += 1
-        else:
-            summary.skipped += 1
+            tally.failed[prefix] = str(exc)
+        return tally
+
+    # Threads, one run each: pyarrow's encoder, the file writes and their
+    # fsyncs release the GIL, so the disk's waits overlap the encoding.
+    # (Rejected: processes, which would pay pyarrow's import and a pickled
+    # result per run, for runs that take milliseconds.)
+    with ThreadPoolExecutor(_THREADS) as pool:
+        for tally in pool.map(one, prefixes):
+            summary.points += tally.points
+            summary.files += tally.files
+            summary.failed.update(tally.failed)
+            if not tally.failed:
+                summary.runs += 1 if tally.files else 0
+                summary.skipped += 0 if tally.files else 1
     return summary
 
 
 def _sync_run(dest, prefix, root, compact, summary):
     with _held(dest, prefix), load(prefix, dash_root=root) as view:
         names = view.metrics.names()
+        run_folder = dataset.run_folder(dest, dataset.METRICS, prefix)
         for name in names:
             if name == dataset.HIVE_NULL:
                 continue
             stream = view.metrics(name)
-            folder = dataset.stream_folder(dest, prefix, name)
+            folder = os.path.join(run_folder, dataset.stream_part(name))
             end = _held_end(folder, name, prefix)
             count = len(stream)
             if end > count:
                 raise DatasetError(
                     f"{dest!r} holds {end} points of stream {_label(name)} of {prefix!r}, the run "
                     f"only {count}: it was synced from another run of that prefix; remove "
-                    f"{dataset.run_folder(dest, dataset.METRICS, prefix)!r} to sync it anew")
+                    f"{run_folder!r} to sync it anew")
             for start in range(end, count, PART_POINTS):
                 stop = min(start + PART_POINTS, count)
                 dataset.write_atomically(folder, dataset.part_name(start, stop - 1),
@@ -140,7 +153,6 @@ def _held(dest: str, prefix: str) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatasetError(f"another sync is writing {prefix!r} into {dest!r}") from None
-        dataset.remove_leftovers(folder)
         yield
     finally:
         os.close(descriptor)
@@ -180,15 +192,17 @@ def _part_table(stream, start, stop):
 def _encode(table):
     """Parquet bytes of ``table``.
 
-    Snappy, the readers' common default, and no dictionary encoding: a column
-    of float metrics seldom repeats, and trying the dictionary on each page
-    cost more than the rest of the encoding.  (Rejected: zstd, which shrinks
-    such columns by a few percent for several times the time.)
+    Uncompressed, without dictionaries, ``index`` delta-encoded: float
+    metrics seldom repeat and hardly compress, and snappy took four times as
+    long as the rest of the encoding (13.8 ms against 3.3 ms for 100,000
+    points of four columns) to make the file 17% smaller than this.
+    (Rejected: zstd, slower still; dictionaries, tried on every page.)
     """
     pa = require("pyarrow", "arrow")
     pq = require("pyarrow.parquet", "arrow")
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="snappy", use_dictionary=False)
+    encodings = {"index": "DELTA_BINARY_PACKED"} if "index" in table.column_names else None
+    pq.write_table(table, sink, compression="none", use_dictionary=False, column_encoding=encodings)
     return sink.getvalue()
 
 
