@@ -102,10 +102,22 @@ def test_a_stream_named_as_the_hive_null_is_left_out_and_named(tmp_path):
     log_run(root, "a/p/r", {None: 2, "__HIVE_DEFAULT_PARTITION__": 3, "train": 4})
     summary = ml_dash.sync(dest, dash_root=root)
     assert summary.points == 6
-    assert "the stream '__HIVE_DEFAULT_PARTITION__' of 'a/p/r' is not synced" in summary.failed["a/p/r"]
+    assert "the stream '__HIVE_DEFAULT_PARTITION__' is not synced" in summary.failed["a/p/r"]
     held = dataset_points(dest)
     assert sorted(held, key=str) == [("a/p/r", "train"), ("a/p/r", None)]
     assert len(held["a/p/r", None]["index"]) == 2
+
+
+def test_a_stream_with_a_key_named_as_a_dataset_column_is_left_out_and_named(tmp_path):
+    root, dest = str(tmp_path / "dash"), str(tmp_path / "dataset")
+    with ml_dash.Experiment(prefix="a/p/r", dash_root=root).run as exp:
+        exp.metrics("odd").log(index=5, loss=1.0)
+        exp.metrics("train").log(loss=2.0)
+    summary = ml_dash.sync(dest, dash_root=root)
+    assert summary.points == 1
+    assert ("the stream 'odd' is not synced: its key 'index' is a column name of the dataset"
+            in summary.failed["a/p/r"])
+    assert sorted(dataset_points(dest), key=str) == [("a/p/r", "train")]
 
 
 def test_later_syncs_append_only_new_points(tmp_path):
@@ -187,6 +199,16 @@ def test_a_run_another_sync_holds_is_left_to_it(tmp_path):
         summary = ml_dash.sync(dest, dash_root=root)
     assert summary.runs == 1 and list(summary.failed) == ["a/p/s"]
     assert "another sync is writing 'a/p/s'" in summary.failed["a/p/s"]
+
+
+def test_a_prefix_too_long_for_a_folder_name_is_named_and_the_others_sync(tmp_path):
+    root, dest = str(tmp_path / "dash"), str(tmp_path / "dataset")
+    long = "a/p/" + "/".join(["x" * 100] * 3)
+    log_run(root, long, {"train": 2})
+    log_run(root, "a/p/short", {"train": 2})
+    summary = ml_dash.sync(dest, dash_root=root)
+    assert summary.runs == 1 and list(summary.failed) == [long]
+    assert "is too long to be a folder name of the dataset" in summary.failed[long]
 
 
 def test_bad_arguments_are_refused_at_the_call(tmp_path):

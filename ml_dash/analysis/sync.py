@@ -14,6 +14,7 @@ object per point: ``pa.array`` of a float64 view wraps the mapped memory.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -83,6 +84,11 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
             _sync_run(dest, prefix, root, compact, tally)
         except (MLDashError, FileNotFoundError) as exc:
             tally.failed[prefix] = str(exc)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise  # the disk is full, dest is not writable: every run would fail alike
+            tally.failed[prefix] = (f"{prefix!r} is too long to be a folder name of the dataset "
+                                    f"once encoded (about 250 bytes at most): {exc}")
         return tally
 
     # Threads, one run each: pyarrow's encoder, the file writes and their
@@ -102,12 +108,14 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
 
 def _sync_run(dest, prefix, root, compact, summary):
     with _held(dest, prefix), load(prefix, dash_root=root) as view:
-        names = view.metrics.names()
         run_folder = dataset.run_folder(dest, dataset.METRICS, prefix)
-        for name in names:
-            if name == dataset.HIVE_NULL:
-                continue
+        refused = []
+        for name in view.metrics.names():
             stream = view.metrics(name)
+            why = _unsyncable(name, stream)
+            if why:
+                refused.append(why)
+                continue
             folder = os.path.join(run_folder, dataset.stream_part(name))
             end = _held_end(folder, name, prefix)
             count = len(stream)
@@ -126,10 +134,25 @@ def _sync_run(dest, prefix, root, compact, summary):
                 summary.files += 1
         if _write_run_file(dest, prefix, view):
             summary.files += 1
-    if dataset.HIVE_NULL in names:
-        raise DatasetError(f"the stream {dataset.HIVE_NULL!r} of {prefix!r} is not synced: it is "
-                           "the name of the hive null, which pyarrow and Dask read as the root "
-                           "stream; the run's other streams are synced")
+    if refused:
+        raise DatasetError(f"{prefix!r}: {'; '.join(refused)}; its other streams are synced")
+
+
+#: Column names the dataset gives meaning to: a stream's key of one of these names would
+#: replace the point index or hide a partition value.
+RESERVED = ("index", "project", "run", "stream")
+
+
+def _unsyncable(name, stream):
+    """Why the stream cannot be written to the dataset, or None."""
+    if name == dataset.HIVE_NULL:
+        return (f"the stream {name!r} is not synced: it is the name of the hive null, which "
+                "pyarrow and Dask read as the root stream")
+    clashing = [key for key in stream.keys() if key in RESERVED]
+    if clashing:
+        return (f"the stream {_label(name)} is not synced: its key {clashing[0]!r} is a column "
+                f"name of the dataset itself (the names {list(RESERVED)} are)")
+    return None
 
 
 def _label(name):
