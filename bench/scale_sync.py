@@ -71,7 +71,8 @@ def timed(function):
 
 
 def floors(root, dest, runs):
-    """Seconds to encode every run's stream, in memory and to files, with snappy and zstd."""
+    """Seconds to encode every run's stream in one thread: to memory as sync does, and to
+    files (no fsync, no rename) uncompressed, with snappy and with zstd."""
     import pyarrow.parquet as pq
 
     from ml_dash.analysis.sync import _encode, _part_table
@@ -84,10 +85,10 @@ def floors(root, dest, runs):
             pq.write_table(table, os.path.join(dest, f"{number}.parquet"), compression=compression,
                            use_dictionary=False)
 
-    out = {"encode in memory (snappy)": timed(lambda: [_encode(t) for t in tables]),
-           "write files (snappy)": timed(lambda: to_files("snappy")),
-           "write files (zstd)": timed(lambda: to_files("zstd")),
-           "write files (none)": timed(lambda: to_files("none"))}
+    out = {"encode to memory, sync's options": timed(lambda: [_encode(t) for t in tables]),
+           "write files, uncompressed": timed(lambda: to_files("none")),
+           "write files, snappy": timed(lambda: to_files("snappy")),
+           "write files, zstd": timed(lambda: to_files("zstd"))}
     for view in views:
         view.close()
     return out
@@ -104,6 +105,8 @@ def main():
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--store", default=os.path.join(tempfile.gettempdir(), "ml_dash_scale_sync"))
+    parser.add_argument("--pattern", help="sync only the runs this glob matches (e.g. "
+                                          "'bench/sync/run-000??' for the first 100)")
     parser.add_argument("--write", action="store_true", help="write bench/results/scale_sync.md")
     args = parser.parse_args()
     if args.quick:
@@ -113,22 +116,24 @@ def main():
     started = time.perf_counter()
     if build(root, args.runs, args.points):
         print(f"built {args.runs} runs x {args.points} points in {time.perf_counter() - started:.0f} s")
-    runs = ml_dash.list_experiments(root)
+    runs = ml_dash.list_experiments(root, args.pattern)
     total = sum(run["points"] for run in runs)
     dest = os.path.join(args.store, "dataset")
     first, again, size = [], [], 0
     for _ in range(args.repeats):
         shutil.rmtree(dest, ignore_errors=True)
-        first.append(timed(lambda: ml_dash.sync(dest, dash_root=root)))
-        again.append(timed(lambda: ml_dash.sync(dest, dash_root=root)))
+        first.append(timed(lambda: ml_dash.sync(dest, args.pattern, dash_root=root)))
+        again.append(timed(lambda: ml_dash.sync(dest, args.pattern, dash_root=root)))
         size = folder_size(dest)
     floor = floors(root, os.path.join(args.store, "floor"), runs)
     shutil.rmtree(os.path.join(args.store, "floor"))
     rows = [("sync, first (into an empty folder)", statistics.median(first)),
             ("sync, again with nothing new", statistics.median(again)),
             *(("floor: " + name, seconds) for name, seconds in floor.items())]
-    lines = [f"{len(runs)} runs x {args.points} points ({total:,} points, 3 columns each); "
-             f"dataset {size / 1e6:.0f} MB; median of {args.repeats}",
+    load = os.getloadavg()[0]
+    lines = [f"{len(runs)} runs x {args.points} points ({total:,} points; columns index, _ts, loss, "
+             f"step); dataset {size / 1e6:.0f} MB; median of {args.repeats}; load average "
+             f"{load:.1f} on {os.cpu_count()} CPUs at the end",
              "", "| what | seconds | M points/s |", "|---|---|---|"]
     for name, seconds in rows:
         rate = "" if "nothing new" in name else f"{total / seconds / 1e6:.1f}"

@@ -118,6 +118,8 @@ def test_a_stream_with_a_key_named_as_a_dataset_column_is_left_out_and_named(tmp
     assert ("the stream 'odd' is not synced: its key 'index' is a column name of the dataset"
             in summary.failed["a/p/r"])
     assert sorted(dataset_points(dest), key=str) == [("a/p/r", "train")]
+    run = pq.read_table(os.path.join(dest, "runs", "project=a%2Fp", "run=a%2Fp%2Fr", "run.parquet"))
+    assert run["points"].to_pylist() == [1]  # what the dataset holds, not what the run does
 
 
 def test_later_syncs_append_only_new_points(tmp_path):

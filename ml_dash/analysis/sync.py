@@ -95,7 +95,8 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     # fsyncs release the GIL, so the disk's waits overlap the encoding.
     # (Rejected: processes, which would pay pyarrow's import and a pickled
     # result per run, for runs that take milliseconds.)
-    with ThreadPoolExecutor(_THREADS) as pool:
+    pool = ThreadPoolExecutor(_THREADS)
+    try:
         for tally in pool.map(one, prefixes):
             summary.points += tally.points
             summary.files += tally.files
@@ -103,13 +104,15 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
             if not tally.failed:
                 summary.runs += 1 if tally.files else 0
                 summary.skipped += 0 if tally.files else 1
+    finally:  # Ctrl-C or a full disk: the runs not begun are not begun
+        pool.shutdown(wait=True, cancel_futures=True)
     return summary
 
 
 def _sync_run(dest, prefix, root, compact, summary):
     with _held(dest, prefix), load(prefix, dash_root=root) as view:
         run_folder = dataset.run_folder(dest, dataset.METRICS, prefix)
-        refused = []
+        refused, held = [], 0
         for name in view.metrics.names():
             stream = view.metrics(name)
             why = _unsyncable(name, stream)
@@ -124,6 +127,7 @@ def _sync_run(dest, prefix, root, compact, summary):
                     f"{dest!r} holds {end} points of stream {_label(name)} of {prefix!r}, the run "
                     f"only {count}: it was synced from another run of that prefix; remove "
                     f"{run_folder!r} to sync it anew")
+            held += count
             for start in range(end, count, PART_POINTS):
                 stop = min(start + PART_POINTS, count)
                 dataset.write_atomically(folder, dataset.part_name(start, stop - 1),
@@ -132,7 +136,7 @@ def _sync_run(dest, prefix, root, compact, summary):
                 summary.points += stop - start
             if compact and _compact(folder):
                 summary.files += 1
-        if _write_run_file(dest, prefix, view):
+        if _write_run_file(dest, prefix, view, held):
             summary.files += 1
     if refused:
         raise DatasetError(f"{prefix!r}: {'; '.join(refused)}; its other streams are synced")
@@ -229,8 +233,9 @@ def _encode(table):
     return sink.getvalue()
 
 
-def _write_run_file(dest, prefix, view: ExperimentView):
+def _write_run_file(dest, prefix, view: ExperimentView, points: int):
     """Write the run's ``run.parquet`` unless it was made from the same facts; True if written.
+    ``points``: how many the dataset holds of the run.
 
     The facts (status, times, tags, params, points) as JSON text are kept
     beside it in a hidden file, written after it: comparing them costs a
@@ -246,7 +251,7 @@ def _write_run_file(dest, prefix, view: ExperimentView):
         "startedAt": record.get("startedAt"), "endedAt": record.get("endedAt"),
         "description": record.get("description"), "tags": list(record.get("tags") or []),
         "launches": int(record.get("launchCount") or 0),
-        "points": sum(len(view.metrics(name)) for name in view.metrics.names()),
+        "points": points,
         "params": strict_json(view.params.get(flatten=True)),
     }
     text = strict_json(facts).encode()
