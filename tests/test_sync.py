@@ -6,6 +6,7 @@ Every test compares the dataset with the stores it came from, point for point.
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ml_dash
 from ml_dash import DatasetError
@@ -293,3 +296,14 @@ def test_sync_while_the_run_trains_holds_a_committed_prefix(tmp_path):
     assert_same(dest, root)
     runs = pq.read_table(os.path.join(dest, "runs", "project=a%2Fp", "run=a%2Fp%2Flive", "run.parquet"))
     assert runs["status"].to_pylist() == ["COMPLETED"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)))
+def test_partition_values_encode_reversibly_to_one_safe_folder_name(value):
+    from ml_dash.analysis.dataset import HIVE_NULL, decode_value, encode_value
+    if value == HIVE_NULL:
+        return
+    encoded = encode_value(value)
+    assert decode_value(encoded) == value
+    assert re.fullmatch(r"[A-Za-z0-9_.~%-]*", encoded)  # no "/", "=" or space: one folder name

@@ -97,9 +97,9 @@ def parts_in(folder: str) -> tuple[list[tuple[int, int, str]], list[str]]:
     return parts, [name for name in names if _TEMPORARY.match(name)]
 
 
-def remove_leftovers(folder: str, names: list[str] | None = None) -> None:
-    """Remove the temporary files ``names`` (default: all there) from ``folder``."""
-    for name in parts_in(folder)[1] if names is None else names:
+def remove_leftovers(folder: str, names: list[str]) -> None:
+    """Remove the temporary files ``names`` (of :func:`parts_in`) from ``folder``."""
+    for name in names:
         try:
             os.remove(os.path.join(folder, name))
         except FileNotFoundError:
