@@ -22,12 +22,14 @@ from .analysis.listing import list_experiments
 from .analysis.plotting import plot
 from .analysis.ranges import align
 from .analysis.sql import sql
+from .analysis.sync import SyncSummary, sync
 from .analysis.tables import runs_table
 from .annotations import annotate
 from .errors import (
     ColumnNotFoundError,
     ConfigurationError,
     CorruptStoreError,
+    DatasetError,
     EntryNotFoundError,
     ExperimentError,
     FormatVersionError,
@@ -68,6 +70,8 @@ __all__ = [
     "sql",
     "export",
     "plot",
+    "sync",
+    "SyncSummary",
     "MLDashError",
     "MlDashError",
     "ConfigurationError",
@@ -82,4 +86,5 @@ __all__ = [
     "StreamNotFoundError",
     "ColumnNotFoundError",
     "EntryNotFoundError",
+    "DatasetError",
 ]

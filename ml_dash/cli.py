@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from . import cli_annotate, cli_import, cli_sql
+from . import cli_annotate, cli_import, cli_sql, cli_sync
 from . import cli_output as output
 from .names import ROOT_CLI, did_you_mean, stream_label
 from .timestamps import iso
@@ -454,6 +454,7 @@ def build_parser():
     cli_annotate.add_commands(command)
     cli_import.add_commands(command)
     cli_sql.add_commands(command)
+    cli_sync.add_commands(command)
 
     read = command("read", _read, "print points of a stream or entries of a track, or follow a live run",
                    "Print a page of points of a stream, or of entries of a track (--track). The root "

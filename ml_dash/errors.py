@@ -22,6 +22,7 @@ __all__ = [
     "CorruptStoreError",
     "StreamLimitError",
     "UnstorablePointError",
+    "DatasetError",
 ]
 
 
@@ -90,6 +91,11 @@ class UnstorablePointError(MLDashError, TypeError):
     def __init__(self, message, data=None):
         super().__init__(message)
         self.data = data
+
+
+class DatasetError(MLDashError, ValueError):
+    """A synced Parquet dataset disagrees with the run it was synced from (it holds
+    more points than the run, or parts that overlap or leave a gap)."""
 
 
 class ExperimentError(MLDashError, RuntimeError):

@@ -33,7 +33,7 @@ LAYERS = {
     "integrations": ["integrations", "integrations.*"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
-    "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "cli_sql", "demo", "__main__", ""],  # "": the package's __init__
+    "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "cli_sql", "cli_sync", "demo", "__main__", ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
 
