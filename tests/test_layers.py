@@ -30,10 +30,12 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files",
                  "tracks"],
     "experiment/view": ["experiment", "view", "auto_start"],
-    "integrations": ["integrations", "integrations.*"],  # framework adapters, on the public API
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
     "cli": ["cli", "cli_output", "cli_annotate", "demo", "__main__", ""],  # "": the package's __init__
+    # Framework adapters: users of the public names (``from ml_dash import Experiment``), so
+    # above the package's __init__; nothing below imports them.
+    "integrations": ["integrations", "integrations.*"],
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
 
