@@ -109,9 +109,10 @@ class MLDashCallback(keras.callbacks.Callback):
                 val[key[len(VAL_PREFIX):]] = value
             else:
                 train[key] = value
-        metrics = self.experiment.metrics
-        metrics.log(train={**train, "epoch": epoch}, **({"val": {**val, "epoch": epoch}} if val else {}))
-        metrics.flush()  # an epoch is a coherent snapshot: readers see its train and val together
+        points = {"train": {**train, "epoch": epoch}}
+        if val:
+            points["val"] = {**val, "epoch": epoch}
+        self.experiment.metrics.log(points).flush()  # an epoch is a coherent snapshot: readers see its train and val together
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._owns_run:
