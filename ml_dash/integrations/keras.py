@@ -112,7 +112,8 @@ class MLDashCallback(keras.callbacks.Callback):
         points = {"train": {**train, "epoch": epoch}}
         if val:
             points["val"] = {**val, "epoch": epoch}
-        self.experiment.metrics.log(points).flush()  # an epoch is a coherent snapshot: readers see its train and val together
+        # One snapshot: a reader sees an epoch's train and val points together.
+        self.experiment.metrics.log(points).flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._owns_run:
