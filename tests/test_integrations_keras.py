@@ -116,3 +116,20 @@ def test_bad_arguments_are_refused(tmp_path):
     exp = Experiment(prefix="alice/keras/y", dash_root=str(tmp_path))
     with pytest.raises(TypeError, match="dash_root"):
         MLDashCallback(exp, dash_root=str(tmp_path))
+
+
+def test_a_callback_whose_fit_raised_owns_its_run_in_the_next_fit(tmp_path):
+    root = str(tmp_path / "dash")
+    callback = MLDashCallback("alice/keras/retry", dash_root=root)
+
+    class DivergesOnce(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise FloatingPointError("loss is NaN")
+
+    with pytest.raises(FloatingPointError):
+        fit(tiny_model(), [callback, DivergesOnce()])
+    assert callback.experiment.status == "RUNNING"  # Keras told no callback
+    fit(tiny_model(), [callback], epochs=1)
+    view = load("alice/keras/retry", dash_root=root)
+    assert view.status == "COMPLETED"  # the retry ended it
+    assert len(view.metrics("train")) == 2  # the failed fit's first epoch, and the retry's

@@ -4,6 +4,7 @@ through ml_dash's own API, compared with Lightning's CSVLogger on the same run."
 import csv
 import math
 import os
+import pickle
 
 import pytest
 
@@ -144,14 +145,13 @@ def test_log_model_uploads_the_checkpoints(tmp_path):
     logger = MLDashLogger("alice/tiny", dash_root=root, log_model=True)
     checkpoint = ModelCheckpoint(monitor="val_loss", save_last=True)
     trainer(tmp_path, logger, callbacks=[checkpoint]).fit(Tiny(), loader(), loader(16))
-    exp = logger.experiment  # reopened to read its files; closed again below
-    records = {record["filename"]: record for record in exp.files("checkpoints").list()}
-    exp.run.complete()
+    view = load(logger.prefix, dash_root=root)
+    records = {record["filename"]: record for record in view.files("checkpoints").list()}
     best = os.path.basename(checkpoint.best_model_path)
     assert set(records) == {best, "last.ckpt"}
     assert records[best]["metadata"]["role"] in ("best", "best_k")
     assert math.isclose(records[best]["metadata"]["score"], checkpoint.best_model_score.item())
-    stored = load(logger.prefix, dash_root=root).files(f"checkpoints/{best}").read_bytes()
+    stored = view.files(f"checkpoints/{best}").read_bytes()
     with open(checkpoint.best_model_path, "rb") as f:
         assert stored == f.read()
 
@@ -211,6 +211,27 @@ def test_bad_values_are_refused_naming_the_key(tmp_path):
         MLDashLogger("alice/tiny", log_model="best")
     with pytest.raises(TypeError, match="log_hyperparams"):
         logger.log_hyperparams({"a": 1}, "extra")
+    with pytest.raises(TypeError, match="metric names must be str"):
+        logger.log_metrics({3: 1.0}, step=0)
+    with pytest.raises(ValueError, match=r"\.\."):
+        MLDashLogger("alice/tiny", name="..")
+    with pytest.raises(TypeError, match="not both"):
+        MLDashLogger("alice/other", experiment=logger.experiment)
+    with pytest.raises(TypeError, match="colour"):
+        MLDashLogger("alice/tiny", colour="red")  # not an Experiment keyword: refused before fit
     logger.log_metrics({"train/loss": 0.5}, step=1)  # the refused call staged nothing
     logger.finalize("success")
     assert load(logger.prefix, dash_root=str(tmp_path / "dash")).metrics("train").column("loss").tolist() == [0.5]
+
+
+def test_a_pickled_logger_leaves_the_run_behind_and_continues_it(tmp_path):
+    """What ddp_spawn does with the trainer's loggers: the copy opens the run again."""
+    root = str(tmp_path / "dash")
+    logger = MLDashLogger("alice/tiny", name="{literal}", dash_root=root)
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    logger.finalize("success")
+    copy.log_metrics({"train/loss": 0.5}, step=1)
+    copy.finalize("success")
+    assert copy.prefix == logger.prefix == "alice/tiny/{literal}/version_0"  # braces in a name are text
+    assert load(logger.prefix, dash_root=root).metrics("train").column("loss").tolist() == [1.0, 0.5]

@@ -69,9 +69,10 @@ class MLDashCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         exp = self.experiment
-        self._owns_run = exp.status != "RUNNING"
-        if self._owns_run:
+        if exp.status != "RUNNING":  # not started, or ended by an earlier fit: this fit's own
             exp.run.start()
+            self._owns_run = True
+        # else: the caller's open run, or ours still open after an earlier fit raised
         self._step = 0
         exp.params.set(self._run_params())
 

@@ -68,6 +68,8 @@ def route(metrics: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
     """
     streams: dict[str | None, dict[str, Any]] = {}
     for key, value in metrics.items():
+        if type(key) is not str:
+            raise TypeError(f"MLDashLogger: metric names must be str, got {key!r} ({type(key).__name__})")
         stream, field = _split(key)
         streams.setdefault(stream, {})[field] = value
     return streams
@@ -128,15 +130,22 @@ class MLDashLogger(Logger):
         if experiment is not None and not isinstance(experiment, Experiment):
             raise TypeError("MLDashLogger: experiment must be an ml_dash Experiment, got "
                             f"{type(experiment).__name__}")
+        if experiment is not None and (prefix is not None or version is not None or dash_root is not None
+                                       or experiment_options):
+            raise TypeError("MLDashLogger: give an experiment or a prefix, version, dash_root and "
+                            f"Experiment keywords, not both: {experiment.prefix!r} names the run")
         self._base = RUN(prefix=prefix if prefix is not None else RUN.project).prefix  # checked now
         self._name = name or ""
+        self._every_rank = not rank_zero_only
+        if experiment is None:  # a name, version or keyword the run cannot take: refused now, not at fit
+            Experiment(prefix=_literal(self._prefix_of(version if version is not None else 0)),
+                       dash_root=dash_root, **experiment_options)
         self._version = version
-        self._dash_root = dash_root
+        self._dash_root = experiment.dash_root if experiment is not None else dash_root
         self._options = experiment_options
         self._log_model = log_model
-        self._every_rank = not rank_zero_only
         self._experiment = experiment
-        self._given = experiment is not None
+        self._given = experiment.prefix if experiment is not None else None
         self._owns_run = experiment is None or experiment.status != "RUNNING"
         self._checkpoint_callback: Any = None
         self._uploaded: dict[str, float] = {}  # checkpoint path: its mtime when uploaded
@@ -146,15 +155,15 @@ class MLDashLogger(Logger):
     @property
     def name(self) -> str:
         """The experiment's folder (``"lightning_logs"``); with ``experiment=``, its prefix's folder."""
-        if self._experiment is not None and self._given:
-            return self._experiment.prefix.rpartition("/")[0]
+        if self._given is not None:
+            return self._given.rpartition("/")[0]
         return self._name
 
     @property
     def version(self) -> int | str:
         """The run's version: an int (``version_<n>``) or the folder name given."""
-        if self._experiment is not None and self._given:
-            return self._experiment.name
+        if self._given is not None:
+            return self._given.rpartition("/")[2]
         if self._version is None:
             self._version = self._next_version()
         return self._version
@@ -162,8 +171,8 @@ class MLDashLogger(Logger):
     @property
     def prefix(self) -> str:
         """The run's prefix in the store."""
-        if self._experiment is not None:
-            return self._experiment.prefix
+        if self._given is not None:
+            return self._given
         return self._prefix_of(self.version)
 
     def _prefix_of(self, version):
@@ -207,7 +216,17 @@ class MLDashLogger(Logger):
         return exp
 
     def _new_experiment(self) -> Experiment:
-        return Experiment(prefix=self.prefix, dash_root=self._dash_root, **self._options)
+        # self.prefix is expanded already: its braces are text (a given experiment's prefix is
+        # only used here when this logger was pickled without it, see __getstate__)
+        return Experiment(prefix=_literal(self.prefix), dash_root=self._dash_root, **self._options)
+
+    def __getstate__(self) -> dict:
+        """Without the live run, whose store and threads belong to this process: a copy
+        sent to another process (``ddp_spawn``) opens the same prefix when it writes."""
+        state = self.__dict__.copy()
+        state["_experiment"] = None
+        state["_checkpoint_callback"] = None
+        return state
 
     @_writing_rank
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -307,6 +326,11 @@ class MLDashLogger(Logger):
             folder.upload(path, metadata={"score": score, "monitor": getattr(callback, "monitor", None),
                                           "role": role})
             self._uploaded[path] = mtime
+
+
+def _literal(prefix: str) -> str:
+    """``prefix`` as a template that expands to itself."""
+    return prefix.replace("{", "{{").replace("}", "}}")
 
 
 def _escape(prefix: str) -> str:
