@@ -1,20 +1,29 @@
 """What each framework integration costs a training step.
 
-    python bench/integrations.py --framework lightning     # or keras, or all
+    python bench/integrations.py --framework lightning     # or keras, or all (default)
     python bench/integrations.py --quick                   # smoke run
+    python bench/integrations.py --whole-fits              # also: whole fits against each other
 
-The same training loop (a tiny model on random data, CPU) is run without the
-integration and with it, in interleaved rounds.  Lightning: ``Trainer(logger=False)``,
-``Trainer(logger=<a Logger that does nothing>)`` (what any logger costs inside
-Lightning: it then gathers and converts the step's metrics) and
-``Trainer(logger=MLDashLogger(...))``, at ``log_every_n_steps=1`` (the worst case)
-and at Lightning's default of 50.  Keras: ``fit(callbacks=[])`` against
-``fit(callbacks=[MLDashCallback(...)])``, logging every batch and epoch.  A timing
-callback, present in every arm, reads the clock at the end of a warm-up batch and
-of the last batch, so setup and teardown (the run's start and close) are not
-counted: the figure is the cost per step.  Reported: the median step time of each
-arm, the difference in microseconds, and the median of the per-round ratios,
-which is what the shared, noisy machine disturbs least.
+A tiny model trains on random data (CPU, batch size 4: a step of a few ms, so any cost
+shows).  Three measurements:
+
+- **alternating steps** (the figure to quote): one fit in which the integration is
+  called on every other step only (the other steps run the same loop without it), and a
+  timing callback takes the time of every step.  Each step with the integration is
+  paired with the step after it, without: the median of the pairs' differences is its
+  cost per step.  Interleaved step by step, in one process with the same warm caches,
+  the comparison is what the load of a shared machine disturbs least; the same fits
+  with the integration called on no step (a null control) show what noise remains.  Lightning: an ``MLDashLogger``
+  behind a logger that forwards ``log_metrics``/``save`` on even steps
+  (``log_every_n_steps=1``: every step logs, the worst case; Lightning's default logs
+  one in 50); keras: an ``MLDashCallback`` whose ``on_train_batch_end`` is forwarded on
+  even batches.
+- **the hook alone**: the integration's per-step call (``log_metrics`` + ``save``, or
+  ``on_train_batch_end``) in a plain loop, without the framework around it.
+- ``--whole-fits``: whole fits without and with the integration, interleaved rounds,
+  the median of the per-round ratios; Lightning's ``logger=False`` and a logger that
+  does nothing as baselines (any logger makes Lightning gather and convert the step's
+  metrics: that cost is Lightning's).  Noisy on a shared machine: a fit is seconds long.
 """
 
 import argparse
@@ -28,18 +37,43 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")  # keras reads it at import
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-WARMUP = 20  # batches before the clock starts: first-call costs of torch and of the run
+WARMUP = 20  # steps before the clock starts: first-call costs of torch and of the run
 
 
-def lightning_round(steps, arm, root, every=1):
-    """Microseconds per training step of one Lightning fit; ``arm``: ``none``, ``noop``
-    or ``ml_dash``, the logger; ``every``: ``log_every_n_steps``."""
+class StepClock:
+    """The time of each step, from the end of one batch to the end of the next, with
+    whether the integration ran in it (``used``, set by the alternating wrapper)."""
+
+    def __init__(self):
+        self.used = False
+        self.last = None
+        self.steps = []  # (used, us)
+        self.batches = 0
+
+    def tick(self):
+        now = time.perf_counter()
+        self.batches += 1
+        if self.last is not None and self.batches > WARMUP:
+            self.steps.append((self.used, (now - self.last) * 1e6))
+        self.last = now
+
+    def pairs(self):
+        """``us with - us without`` of each step with the integration and the step after it."""
+        return [b_with - b_without for (used, b_with), (later, b_without) in zip(self.steps, self.steps[1:])
+                if used and not later]
+
+    def plain(self):
+        return [us for used, us in self.steps if not used]
+
+
+# -- lightning ---------------------------------------------------------------------------------
+
+
+def lightning_fit(steps, logger, root, callbacks=(), every=1):
+    """One Lightning fit of ``steps`` batches (after the warm-up)."""
     import torch
-    from lightning.pytorch import Callback, LightningModule, Trainer
-    from lightning.pytorch.loggers import Logger
+    from lightning.pytorch import LightningModule, Trainer
     from torch.utils.data import DataLoader, TensorDataset
-
-    from ml_dash.integrations.lightning import MLDashLogger
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # its tips, at every fit
 
@@ -57,16 +91,61 @@ def lightning_round(steps, arm, root, every=1):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    clock = _Clock(steps)
+    x = torch.randn((steps + WARMUP + 1) * 4, 8)
+    data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
+    trainer = Trainer(max_epochs=1, logger=logger, log_every_n_steps=every, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
+                      callbacks=list(callbacks), default_root_dir=root)
+    trainer.fit(Tiny(), data)
+
+
+def lightning_alternating(steps, root, active=True):
+    from lightning.pytorch import Callback
+    from lightning.pytorch.loggers import Logger
+
+    from ml_dash.integrations.lightning import MLDashLogger
+
+    clock = StepClock()
+    inner = MLDashLogger("bench/lightning", dash_root=root)
+
+    class EveryOtherStep(Logger):
+        """``MLDashLogger`` on even steps; on odd ones the same calls do nothing."""
+        name, version = inner.name, inner.version
+        experiment = property(lambda self: inner.experiment)
+
+        def log_metrics(self, metrics, step=None):
+            clock.used = step % 2 == 0
+            if clock.used and active:
+                inner.log_metrics(metrics, step)
+
+        def save(self):
+            if clock.used and active:
+                inner.save()
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            inner.log_hyperparams(params)
+
+        def finalize(self, status):
+            inner.finalize(status)
 
     class Timing(Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            clock.tick(batch_idx)
+            clock.tick()  # before Lightning logs this step: the step's log falls in the next interval
 
-    x = torch.randn((steps + WARMUP) * 4, 8)
-    data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
-    class Noop(Logger):
-        name, version = "noop", 0
+    lightning_fit(steps, EveryOtherStep(), root, [Timing()])
+    return clock
+
+
+def lightning_whole_fit(steps, arm, root):
+    from lightning.pytorch import Callback
+    from lightning.pytorch.loggers import Logger
+
+    from ml_dash.integrations.lightning import MLDashLogger
+
+    clock = StepClock()
+
+    class Nothing(Logger):
+        name, version = "nothing", 0
 
         def log_metrics(self, metrics, step=None):
             pass
@@ -74,68 +153,97 @@ def lightning_round(steps, arm, root, every=1):
         def log_hyperparams(self, params, *args, **kwargs):
             pass
 
-    logger = {"none": False, "noop": Noop(), "ml_dash": MLDashLogger("bench/lightning", dash_root=root)}[arm]
-    trainer = Trainer(max_epochs=1, logger=logger, log_every_n_steps=every, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
-                      callbacks=[Timing()], default_root_dir=root)
-    trainer.fit(Tiny(), data)
-    return clock.per_step_us()
+    class Timing(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            clock.tick()
+
+    logger = {"logger=False": False, "a logger doing nothing": Nothing(),
+              "MLDashLogger": MLDashLogger("bench/lightning", dash_root=root)}[arm]
+    lightning_fit(steps, logger, root, [Timing()])
+    return statistics.mean(clock.plain())
 
 
-def keras_round(steps, arm, root):
-    """Microseconds per training batch of one Keras fit."""
+# -- keras -------------------------------------------------------------------------------------
+
+
+def keras_fit(steps, callbacks):
     import keras
     import numpy as np
 
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x = np.random.default_rng(0).normal(size=((steps + WARMUP + 1) * 4, 8)).astype("float32")
+    model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
+
+
+def keras_alternating(steps, root, active=True):
+    import keras
+
     from ml_dash.integrations.keras import MLDashCallback
 
-    clock = _Clock(steps)
+    clock = StepClock()
+    inner = MLDashCallback("bench/keras", dash_root=root)
 
     class Timing(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            clock.tick(batch)
+            clock.tick()  # first in the list: this batch's logging falls in the next interval
 
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
-    x = np.random.default_rng(0).normal(size=((steps + WARMUP) * 4, 8)).astype("float32")
+    class EveryOtherBatch(keras.callbacks.Callback):
+        def set_model(self, model):
+            super().set_model(model)
+            inner.set_model(model)
+
+        def set_params(self, params):
+            super().set_params(params)
+            inner.set_params(params)
+
+        def on_train_begin(self, logs=None):
+            inner.on_train_begin(logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            inner.on_epoch_begin(epoch, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            clock.used = batch % 2 == 0
+            if clock.used and active:
+                inner.on_train_batch_end(batch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            inner.on_epoch_end(epoch, logs)
+
+        def on_train_end(self, logs=None):
+            inner.on_train_end(logs)
+
+    keras_fit(steps, [Timing(), EveryOtherBatch()])
+    return clock
+
+
+def keras_whole_fit(steps, arm, root):
+    import keras
+
+    from ml_dash.integrations.keras import MLDashCallback
+
+    clock = StepClock()
+
+    class Timing(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            clock.tick()
+
     callbacks = [Timing()]
-    if arm == "ml_dash":
-        callbacks.insert(0, MLDashCallback("bench/keras", dash_root=root))
-    model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
-    return clock.per_step_us()
+    if arm == "MLDashCallback":
+        callbacks.append(MLDashCallback("bench/keras", dash_root=root))
+    keras_fit(steps, callbacks)
+    return statistics.mean(clock.plain())
 
 
-class _Clock:
-    """The time from the end of batch ``WARMUP - 1`` to the end of the last batch."""
-
-    def __init__(self, steps):
-        self.steps = steps
-        self.start = self.end = None
-
-    def tick(self, batch):
-        if batch == WARMUP - 1:
-            self.start = time.perf_counter()
-        elif batch == WARMUP - 1 + self.steps:
-            self.end = time.perf_counter()
-
-    def per_step_us(self):
-        return (self.end - self.start) / self.steps * 1e6
+# -- the hook alone ----------------------------------------------------------------------------
 
 
-def lightning_every_step(steps, arm, root):
-    return lightning_round(steps, arm, root, every=1)
-
-
-def lightning_default(steps, arm, root):
-    return lightning_round(steps, arm, root, every=50)
-
-
-def direct_cost(framework, calls, root):
-    """Microseconds per call of the hook a training step calls, called in a plain loop:
-    the integration's own cost, without the framework's noise around it."""
+def hook_alone(framework, calls, root):
+    """Microseconds per call of the hook a training step calls, in a plain loop."""
     import numpy as np
 
-    value = np.float32(0.5)  # what frameworks hand over: a numpy or 0-d tensor scalar
+    value = np.float32(0.5)  # what frameworks hand over: a numpy or a 0-d tensor scalar
     if framework == "lightning":
         from ml_dash.integrations.lightning import MLDashLogger
 
@@ -144,7 +252,9 @@ def direct_cost(framework, calls, root):
         def step(i):
             logger.log_metrics({"train_loss": float(value), "epoch": 0}, step=i)
             logger.save()
-        done = logger.finalize
+
+        def done():
+            logger.finalize("success")
     else:
         from ml_dash import Experiment
         from ml_dash.integrations.keras import MLDashCallback
@@ -160,63 +270,73 @@ def direct_cost(framework, calls, root):
     for i in range(1, calls + 1):
         step(i)
     elapsed = time.perf_counter() - start
-    done(*(("success",) if framework == "lightning" else ()))
+    done()
     return elapsed / calls * 1e6
 
 
-# name: (one round's function, its arms: the baselines first, the integration last)
-SETUPS = {
-    "lightning": [("lightning, log_every_n_steps=1", lightning_every_step, ("none", "noop", "ml_dash")),
-                  ("lightning, log_every_n_steps=50", lightning_default, ("none", "noop", "ml_dash"))],
-    "keras": [("keras, every batch", keras_round, ("none", "ml_dash"))],
-}
+ALTERNATING = {"lightning": lightning_alternating, "keras": keras_alternating}
+WHOLE_FITS = {"lightning": (lightning_whole_fit, ("logger=False", "a logger doing nothing", "MLDashLogger")),
+              "keras": (keras_whole_fit, ("callbacks=[]", "MLDashCallback"))}
 
 
-def measure(run, arms, rounds, steps):
-    """``{arm: [us per step, one per round]}``, the arms interleaved: their order turns
-    by one each round, so drift of the machine falls on all of them."""
+def alternating_report(framework, fits, steps):
+    """The fits with the integration on every other step and the null fits, interleaved."""
+    pairs, null, plain = [], [], []
+    for _ in range(fits):
+        for active, into in ((True, pairs), (False, null)):
+            with tempfile.TemporaryDirectory() as root:
+                clock = ALTERNATING[framework](steps, root, active)
+            into += clock.pairs()
+            plain += clock.plain()
+    step, cost, noise = statistics.median(plain), statistics.median(pairs), statistics.median(null)
+    return (f"{framework}, alternating steps: step {step:.1f} us; with the integration "
+            f"{cost:+.1f} us per step ({cost / step * 100:+.2f}%), null control {noise:+.1f} us "
+            f"({noise / step * 100:+.2f}%); medians of {len(pairs)} and {len(null)} step pairs")
+
+
+def hook_report(framework, rounds, calls):
+    times = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as root:
+            times.append(hook_alone(framework, calls, root))
+    return (f"{framework}, the hook alone: median {statistics.median(times):.1f} us per step "
+            f"(min {min(times):.1f}, max {max(times):.1f}, {rounds} rounds of {calls} calls)")
+
+
+def whole_fits_report(framework, rounds, steps):
+    """The arms' fits interleaved, their order turning by one each round."""
+    run, arms = WHOLE_FITS[framework]
     times: dict = {arm: [] for arm in arms}
-    for arm in arms:
-        run(WARMUP, arm, tempfile.mkdtemp())  # imports and first calls, not measured
     for index in range(rounds):
         with tempfile.TemporaryDirectory() as root:
             for arm in arms[index % len(arms):] + arms[:index % len(arms)]:
                 times[arm].append(run(steps, arm, root))
-    return times
-
-
-def report(title, times):
-    arms = list(times)
     ours = times[arms[-1]]
-    lines = [f"{title}: {len(ours)} rounds, median us per step: "
+    lines = [f"{framework}, whole fits: {rounds} rounds, mean us per step, median of the rounds: "
              + ", ".join(f"{arm} {statistics.median(values):.1f}" for arm, values in times.items())]
     for base in arms[:-1]:
         ratio = statistics.median(a / b for a, b in zip(ours, times[base]))
-        extra = statistics.median(ours) - statistics.median(times[base])
-        lines.append(f"    {arms[-1]} against {base}: {extra:+.1f} us per step, "
-                     f"median ratio {ratio:.4f} ({(ratio - 1) * 100:+.2f}%)")
+        lines.append(f"    {arms[-1]} against {base}: median ratio {ratio:.4f} ({(ratio - 1) * 100:+.2f}%)")
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--framework", choices=[*SETUPS, "all"], default="all")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=400, help="measured steps per fit")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 30 steps: a smoke run")
+    parser.add_argument("--framework", choices=[*ALTERNATING, "all"], default="all")
+    parser.add_argument("--fits", type=int, default=5, help="alternating fits")
+    parser.add_argument("--steps", type=int, default=1000, help="measured steps per fit")
+    parser.add_argument("--whole-fits", type=int, default=0, metavar="ROUNDS",
+                        help="also compare whole fits, in this many rounds")
+    parser.add_argument("--quick", action="store_true", help="one short fit of each: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.steps = 3, 30
-    frameworks = list(SETUPS) if args.framework == "all" else [args.framework]
+        args.fits, args.steps, args.whole_fits = 1, 40, min(args.whole_fits, 1)
+    frameworks = list(ALTERNATING) if args.framework == "all" else [args.framework]
     for framework in frameworks:
-        direct = []
-        for _ in range(max(3, args.rounds // 3)):
-            with tempfile.TemporaryDirectory() as root:
-                direct.append(direct_cost(framework, args.steps * 10, root))
-        print(f"{framework}: the hook of one step called alone: median {statistics.median(direct):.1f} us "
-              f"(min {min(direct):.1f}, max {max(direct):.1f}), {len(direct)} rounds", flush=True)
-        for title, run, arms in SETUPS[framework]:
-            print(report(title, measure(run, arms, args.rounds, args.steps)), flush=True)
+        print(hook_report(framework, 3 if args.quick else 7, args.steps * 10), flush=True)
+        print(alternating_report(framework, args.fits, args.steps), flush=True)
+        if args.whole_fits:
+            print(whole_fits_report(framework, args.whole_fits, args.steps), flush=True)
 
 
 if __name__ == "__main__":

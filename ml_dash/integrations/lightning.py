@@ -96,8 +96,15 @@ def _writing_rank(method):
     return on_writing_rank
 
 
+_RANK_MODULES = ("lightning.fabric.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+
+
 def _rank_now() -> int:
-    return getattr(_rank, "rank", 0) or 0
+    """This process's global rank, as Lightning's strategy set it: in either package, since a
+    ``pytorch_lightning`` Trainer sets the rank of its own copy of ``rank_zero_only``."""
+    ranks = [getattr(getattr(sys.modules.get(name), "rank_zero_only", None), "rank", 0) or 0
+             for name in _RANK_MODULES]
+    return max(ranks + [getattr(_rank, "rank", 0) or 0])
 
 
 class MLDashLogger(Logger):
