@@ -22,7 +22,7 @@ def test_quick_run_reports_the_cost_per_step(framework):
     lines = [line for line in done.stdout.splitlines() if line.startswith(framework)]
     assert len(lines) == 2, done.stdout
     assert re.fullmatch(rf"{framework}, the hook alone: median {FIGURE} us per step .*", lines[0])
-    found = re.fullmatch(rf"{framework}, alternating steps: step {FIGURE} us; with the integration "
-                         rf"{FIGURE} us per step \({FIGURE}%\), null control {FIGURE} us \({FIGURE}%\); "
-                         rf"medians of (\d+) and (\d+) step pairs", lines[1])
-    assert found and int(found[1]) >= 19 and int(found[2]) >= 19, lines[1]
+    found = re.fullmatch(rf"{framework}, alternating steps: step {FIGURE} us; the integration costs {FIGURE} us "
+                         rf"per step \({FIGURE}%\): {FIGURE} us with it, {FIGURE} us in the null control; "
+                         rf"medians of (\d+) and (\d+) steps", lines[1])
+    assert found and int(found[1]) >= 10 and int(found[2]) >= 10, lines[1]

@@ -24,6 +24,7 @@ from typing import Any
 from ml_dash import Experiment
 
 from .hyperparams import storable
+from .points import log_point
 
 try:
     import keras
@@ -100,8 +101,8 @@ class MLDashCallback(keras.callbacks.Callback):
         self._step += 1
         every = self.log_every_n_batches
         if every and self._step % every == 0:
-            self.experiment.metrics("batch").log(
-                {**(logs or {}), "epoch": self._epoch, "batch": batch, "step": self._step})
+            log_point(self.experiment.metrics("batch"),
+                      {**(logs or {}), "epoch": self._epoch, "batch": batch, "step": self._step})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         train, val = {}, {}

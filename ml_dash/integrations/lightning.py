@@ -29,16 +29,19 @@ from typing import Any
 from ml_dash import RUN, Experiment, list_experiments
 
 from .hyperparams import storable
+from .points import log_point
 
 try:
     from lightning.fabric.utilities.rank_zero import rank_zero_only as _rank
     from lightning.pytorch.loggers import Logger
     from lightning.pytorch.loggers.logger import DummyExperiment
+    _OTHER_RANK_MODULE = "lightning_fabric.utilities.rank_zero"
 except ImportError:  # the older package name, when only it is installed
     try:
         from lightning_fabric.utilities.rank_zero import rank_zero_only as _rank
         from pytorch_lightning.loggers import Logger
         from pytorch_lightning.loggers.logger import DummyExperiment
+        _OTHER_RANK_MODULE = "lightning.fabric.utilities.rank_zero"
     except ImportError:
         raise ImportError("ml_dash.integrations.lightning needs PyTorch Lightning: "
                           "pip install 'ml-dash[lightning]'") from None
@@ -96,15 +99,18 @@ def _writing_rank(method):
     return on_writing_rank
 
 
-_RANK_MODULES = ("lightning.fabric.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
-
-
 def _rank_now() -> int:
     """This process's global rank, as Lightning's strategy set it: in either package, since a
-    ``pytorch_lightning`` Trainer sets the rank of its own copy of ``rank_zero_only``."""
-    ranks = [getattr(getattr(sys.modules.get(name), "rank_zero_only", None), "rank", 0) or 0
-             for name in _RANK_MODULES]
-    return max(ranks + [getattr(_rank, "rank", 0) or 0])
+    ``pytorch_lightning`` Trainer sets the rank of its own copy of ``rank_zero_only``.
+
+    Read from the functions' ``__dict__``: ``getattr`` with a default raises and catches
+    an AttributeError when the rank is not set, ~2 us on every step.
+    """
+    rank = vars(_rank).get("rank") or 0
+    other = sys.modules.get(_OTHER_RANK_MODULE)
+    if other is not None:
+        rank = max(rank, vars(other.rank_zero_only).get("rank") or 0)
+    return rank
 
 
 class MLDashLogger(Logger):
@@ -244,10 +250,13 @@ class MLDashLogger(Logger):
         if step is not None:
             shared["step"] = step
         streams = route(metrics) or {None: {}}
-        exp = self.experiment
-        ts = time.time()  # one time for the points of one call, as exp.metrics.log() gives them
+        exp = self._experiment
+        if exp is None or exp.status != "RUNNING":  # (the property checks the rank again: done here)
+            exp = self.experiment
+        # One time for the points of one call, as exp.metrics.log() gives them (None: now).
+        ts = time.time() if len(streams) > 1 else None
         for stream, fields in streams.items():
-            exp.metrics(stream).log({**shared, **fields, "_ts": ts})
+            log_point(exp.metrics(stream), {**shared, **fields}, ts)
 
     @_writing_rank
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
