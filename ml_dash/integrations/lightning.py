@@ -71,14 +71,17 @@ def route(metrics: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
     """
     streams: dict[str | None, dict[str, Any]] = {}
     for key, value in metrics.items():
-        if type(key) is not str:
-            raise TypeError(f"MLDashLogger: metric names must be str, got {key!r} ({type(key).__name__})")
-        stream, field = _split(key)
+        stream, field = _split_checked(key)
         streams.setdefault(stream, {})[field] = value
     return streams
 
 
-@functools.lru_cache(maxsize=4096)
+def _split_checked(key):
+    if type(key) is not str:
+        raise TypeError(f"MLDashLogger: metric names must be str, got {key!r} ({type(key).__name__})")
+    return _split(key)
+
+
 def _split(key):
     for phase in PHASES:
         if key.startswith(phase) and key[len(phase):len(phase) + 1] in ("/", "_") and len(key) > len(phase) + 1:
@@ -161,6 +164,7 @@ class MLDashLogger(Logger):
         self._given = experiment.prefix if experiment is not None else None
         self._owns_run = experiment is None or experiment.status != "RUNNING"
         self._checkpoint_callback: Any = None
+        self._plans: dict[tuple, tuple] = {}  # metric names: their routing (see _plan)
         self._uploaded: dict[str, float] = {}  # checkpoint path: its mtime when uploaded
 
     # -- where the run is ------------------------------------------------------------
@@ -241,22 +245,45 @@ class MLDashLogger(Logger):
         state["_checkpoint_callback"] = None
         return state
 
-    @_writing_rank
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Stage one point per stream (see :func:`route`), each holding ``step`` and the
-        call's ``epoch``; committed by ml_dash's timed commit, :meth:`save` or :meth:`finalize`."""
-        metrics = dict(metrics)
-        shared = {key: metrics.pop(key) for key in SHARED if key in metrics}
+        call's ``epoch``; committed by ml_dash's timed commit or by :meth:`finalize`.
+
+        The hot path of a training loop, kept flat: no decorator, and the routing of a
+        set of metric names planned once (:meth:`_plan`); here it runs between torch's
+        work, with cold caches, where each call costs several times what it does in a
+        tight loop (bench/integrations.py).
+        """
+        if not (self._every_rank or _rank_now() == 0):
+            return
+        names = tuple(metrics)
+        plan = self._plans.get(names) or self._plan(names)
+        shared = {key: metrics[key] for key in plan[0]}
         if step is not None:
             shared["step"] = step
-        streams = route(metrics) or {None: {}}
         exp = self._experiment
         if exp is None or exp.status != "RUNNING":  # (the property checks the rank again: done here)
             exp = self.experiment
+        streams = exp.metrics
         # One time for the points of one call, as exp.metrics.log() gives them (None: now).
-        ts = time.time() if len(streams) > 1 else None
-        for stream, fields in streams.items():
-            log_point(exp.metrics(stream), {**shared, **fields}, ts)
+        ts = time.time() if len(plan[1]) > 1 else None
+        for stream, fields in plan[1]:
+            log_point(streams(stream), {**shared, **{field: metrics[key] for key, field in fields}}, ts)
+
+    def _plan(self, keys: tuple) -> tuple:
+        """``(shared keys, [(stream, [(metric key, field)])])`` for the metric names ``keys``:
+        :func:`route`'s answer, kept for the next call with the same names (Lightning
+        logs the same few sets again and again; past 256 sets, plans are not kept)."""
+        shared = tuple(key for key in SHARED if key in keys)
+        routed: dict = {}
+        for key in keys:
+            if key not in shared:
+                stream, field = _split_checked(key)
+                routed.setdefault(stream, []).append((key, field))
+        plan = (shared, list(routed.items()) or [(None, [])])
+        if len(self._plans) < 256:
+            self._plans[keys] = plan
+        return plan
 
     @_writing_rank
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
@@ -277,7 +304,6 @@ class MLDashLogger(Logger):
         if metrics:
             self.log_metrics(metrics, 0)
 
-    @_writing_rank
     def save(self) -> None:
         """Nothing to do: Lightning calls this after every ``log_metrics``, and a commit per
         step would cost more than the step.  (Rejected: ``flush()`` here, ~50 us a step;
