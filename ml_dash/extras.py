@@ -24,6 +24,8 @@ EXTRAS = {
     "torch": ("torch",),
     "ui": ("starlette>=0.37", "uvicorn>=0.29", "pyyaml>=6", "plotly>=5"),
     "video": ("imageio>=2.28", "imageio-ffmpeg>=0.4.9"),
+    "lightning": ("lightning>=2.1",),
+    "keras": ("keras>=3",),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)

@@ -23,13 +23,15 @@ from typing import Any
 
 from ml_dash import Experiment
 
+from ..extras import missing
 from .hyperparams import storable
 from .points import log_point
 
 try:
     import keras
 except ImportError:
-    raise ImportError("ml_dash.integrations.keras needs Keras 3: pip install 'ml-dash[keras]'") from None
+    # the hint of ml_dash.extras: on the public index 'ml-dash' is another project's name
+    raise ImportError(f"ml_dash.integrations.keras: {missing('keras', 'keras')}") from None
 
 VAL_PREFIX = "val_"
 

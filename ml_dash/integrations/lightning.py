@@ -28,6 +28,7 @@ from typing import Any
 
 from ml_dash import RUN, Experiment, list_experiments
 
+from ..extras import missing
 from .hyperparams import storable
 from .points import log_point
 
@@ -43,8 +44,8 @@ except ImportError:  # the older package name, when only it is installed
         from pytorch_lightning.loggers.logger import DummyExperiment
         _OTHER_RANK_MODULE = "lightning.fabric.utilities.rank_zero"
     except ImportError:
-        raise ImportError("ml_dash.integrations.lightning needs PyTorch Lightning: "
-                          "pip install 'ml-dash[lightning]'") from None
+        # the hint of ml_dash.extras: on the public index 'ml-dash' is another project's name
+        raise ImportError(f"ml_dash.integrations.lightning: {missing('lightning', 'lightning')}") from None
 
 PHASES = ("train", "val", "validation", "valid", "test", "predict", "eval")
 """Metric name beginnings that name a stream: ``val_loss`` and ``val/loss`` go to ``val``."""
