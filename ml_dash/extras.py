@@ -27,6 +27,8 @@ EXTRAS = {
     "system": ("psutil>=5.9", "nvidia-ml-py>=12"),
     "tensorboard": ("tensorboard>=2.10", "google-crc32c>=1.5"),
     "sql": ("duckdb>=1.0", "pyarrow>=10"),
+    "lightning": ("lightning>=2.1",),
+    "keras": ("keras>=3",),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)

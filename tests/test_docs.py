@@ -3,10 +3,13 @@ and docs/cli.md equals what the command line's --help says.
 
 The blocks of one page run in order, in one namespace, in a fresh empty
 directory.  A block is skipped only when the line before its fence is
-``<!-- no-run: reason -->`` with a reason.
+``<!-- no-run: reason -->`` with a reason, or ``<!-- needs: module, ... -->``
+and one of those optional frameworks is not installed (a failure instead
+under ``ML_DASH_REQUIRE_EXTRAS=1``, where CI installs them all).
 """
 
 import glob
+import importlib.util
 import os
 import re
 import runpy
@@ -17,16 +20,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 SKIP = re.compile(r"<!--\s*no-run:(.*?)-->\s*$")
+NEEDS = re.compile(r"<!--\s*needs:(.*?)-->\s*$")
 
 
 def python_blocks(path):
-    """``(line number, code, skip reason or None)`` of each python block."""
+    """``(line number, code, skip reason or None)`` of each python block; the reason
+    names the missing modules of a block that needs what is not installed."""
     with open(path) as f:
         text = f.read()
     for match in FENCE.finditer(text):
         before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         skip = SKIP.search(before)
-        yield text.count("\n", 0, match.start()) + 1, match.group(1), skip and skip.group(1).strip()
+        line = text.count("\n", 0, match.start()) + 1
+        needs = NEEDS.search(before)
+        missing = [name.strip() for name in needs.group(1).split(",")
+                   if importlib.util.find_spec(name.strip()) is None] if needs else []
+        if missing and os.environ.get("ML_DASH_REQUIRE_EXTRAS") == "1":
+            raise AssertionError(f"{path}:{line} needs {missing}, not installed")
+        if missing:
+            yield line, match.group(1), f"needs {', '.join(missing)}"
+            continue
+        yield line, match.group(1), skip and skip.group(1).strip()
 
 
 def test_every_page_has_something_to_check():

@@ -30,9 +30,11 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files",
                  "tracks", "system_metrics", "console"],
     "experiment/view": ["experiment", "view", "auto_start"],
-    "integrations": ["integrations", "integrations.*"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
+    # Framework adapters and importers: on Experiment, load() and the listing; the CLI
+    # imports the TensorBoard importer.
+    "integrations": ["integrations", "integrations.*"],
     "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "cli_sql", "cli_sync", "demo", "__main__", ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
