@@ -24,6 +24,7 @@ EXTRAS = {
     "torch": ("torch",),
     "ui": ("starlette>=0.37", "uvicorn>=0.29", "pyyaml>=6", "plotly>=5"),
     "video": ("imageio>=2.28", "imageio-ffmpeg>=0.4.9"),
+    "transformers": ("transformers>=4.40", "accelerate>=0.26"),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)

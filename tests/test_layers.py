@@ -30,6 +30,7 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files",
                  "tracks"],
     "experiment/view": ["experiment", "view", "auto_start"],
+    "integrations": ["integrations", "integrations.*"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
     "cli": ["cli", "cli_output", "cli_annotate", "demo", "__main__", ""],  # "": the package's __init__
