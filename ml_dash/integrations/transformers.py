@@ -157,9 +157,9 @@ class MLDashCallback(TrainerCallback):
         params: dict[str, Any] = {}
         left_out: list[str] = []
         _flatten("args", args.to_dict(), params, left_out)
-        config = getattr(model, "config", None)
-        if callable(getattr(config, "to_dict", None)):
-            _flatten("model", config.to_dict(), params, left_out)
+        config_dict = getattr(getattr(model, "config", None), "to_dict", None)
+        if callable(config_dict):  # a PreTrainedModel's config; a plain torch module has none
+            _flatten("model", config_dict(), params, left_out)
         params_of = self.experiment.params
         try:
             params_of.set(**params)
