@@ -262,3 +262,16 @@ def test_routes_name_the_streams(tmp_path):
     view = load(PREFIX, dash_root=dash_root)
     assert [s["name"] for s in view.metrics.list_all()] == ["fit", "validation"]
     assert "loss" in view.metrics("validation").keys()
+
+
+def test_the_overhead_bench_runs_and_reports_every_measure(tmp_path):
+    bench = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench",
+                         "integrations_transformers.py")
+    table = tmp_path / "table.md"
+    subprocess.run([sys.executable, bench, "--quick", "--write", str(table)], check=True,
+                   capture_output=True, text=True, timeout=120)
+    lines = table.read_text().splitlines()
+    for measure in ("training step without the callback", "training step with it",
+                    "inside the callback per logged step (on_log)", "on_train_begin", "on_train_end"):
+        row = next(line for line in lines if measure in line)
+        assert row.split("|")[2].strip()[0].isdigit(), row
