@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it
 
-from ml_dash import Experiment, load  # noqa: E402
+from ml_dash import RUN, Experiment, load  # noqa: E402
 from ml_dash.integrations.transformers import MLDashCallback  # noqa: E402
 
 PREFIX = "alice/nlp/bert-tiny"
@@ -154,6 +154,17 @@ def test_a_run_the_caller_opened_is_the_callers_and_fails_with_the_exception(tmp
     assert view.status == "FAILED"
     assert view.error["type"] == "RuntimeError" and "item 9" in view.error["message"]
     assert rows(view, "train") == expected_points(failing.state.log_history)[0] != []
+
+
+def test_the_callback_class_alone_records_into_the_launchs_default_run(tmp_path, monkeypatch):
+    """``callbacks=[MLDashCallback]``: the Trainer makes the callback, with no arguments."""
+    monkeypatch.setenv("ML_DASH_ROOT", str(tmp_path / "dash"))
+    RUN.prefix = "alice/nlp/by-class"
+    run = trainer(tmp_path, MLDashCallback, max_steps=2)
+    run.train()
+    view = load("alice/nlp/by-class", dash_root=str(tmp_path / "dash"))
+    assert view.status == "COMPLETED"
+    assert rows(view, "train") == expected_points(run.state.log_history)[0]
 
 
 def test_the_callback_leaves_an_open_run_open(tmp_path):

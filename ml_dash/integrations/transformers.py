@@ -101,6 +101,7 @@ class MLDashCallback(TrainerCallback):
         self.log_params = log_params
         self._owned = False  # this callback opened the run, so it closes it
         self._training = False  # on_train_begin came, on_train_end not yet
+        self._pid = os.getpid()  # of the process that began training: a forked child closes nothing
         self._warned: set[str] = set()  # keys whose values were left out, warned once each
 
     # -- the Trainer's events ------------------------------------------------------
@@ -115,6 +116,7 @@ class MLDashCallback(TrainerCallback):
             exp.run.start()
             self._owned = True
         self._training = True
+        self._pid = os.getpid()
         _unfinished.add(self)
         if self.log_params:
             self._set_params(args, model)
@@ -307,7 +309,7 @@ def _close_unfinished_runs():
     and went on to end normally.
     """
     error = getattr(sys, "last_value", None)
-    for callback in list(_unfinished):
+    for callback in [c for c in _unfinished if c._pid == os.getpid()]:
         try:
             callback._close_unfinished("the program exited", error)
         except Exception as exc:  # report, and keep closing the others
