@@ -123,7 +123,9 @@ def test_a_value_that_cannot_be_stored_is_left_out_and_named(tmp_path):
     with pytest.warns(UserWarning, match="'blob' as a Tokenizer"):
         run.log({"blob": Tokenizer(), "note": "warm-up done", "ratio": torch.tensor(0.25),
                  "eval_score": torch.tensor([2.0])})
+    run.log({"blob": Tokenizer()})  # nothing storable (warned once already): no launch for it
     view = load(PREFIX, dash_root=dash_root)
+    assert len(view.launches) == 2  # the training, and the log after it
     params = view.params.get()
     assert "model.helper" not in params and "model.shapes" not in params
     assert params["model.widths"] == [8, 16]

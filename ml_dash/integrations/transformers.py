@@ -125,6 +125,8 @@ class MLDashCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         points = self._points(logs, state)
+        if not points:  # nothing storable: no launch opened for it
+            return
         if self.experiment.status == "RUNNING":
             self._log(points)
         else:  # trainer.evaluate() or trainer.log() outside train(): a short launch of the run
