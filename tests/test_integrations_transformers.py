@@ -113,24 +113,28 @@ def test_params_hold_the_training_arguments_and_the_model_config(tmp_path):
 
 
 def test_a_value_that_cannot_be_stored_is_left_out_and_named(tmp_path):
-    class Tokenizer:  # an object in the config: no parameter one can store
+    class Helper:  # an object in the config: no parameter one can store
         pass
 
     dash_root = str(tmp_path / "dash")
     run = trainer(tmp_path, MLDashCallback(prefix=PREFIX, dash_root=dash_root), max_steps=1,
-                  model=tiny_model(helper=Tokenizer(), shapes=[1, Tokenizer()], widths=(8, 16)))
+                  model=tiny_model(helper=Helper(), shapes=[1, Helper()], widths=(8, 16)))
     run.train()
-    with pytest.warns(UserWarning, match="'blob' as a Tokenizer"):
-        run.log({"blob": Tokenizer(), "note": "warm-up done", "ratio": torch.tensor(0.25),
+    with pytest.warns(UserWarning, match="'blob' as a Helper"):
+        run.log({"blob": Helper(), "note": "warm-up done", "ratio": torch.tensor(0.25),
                  "eval_score": torch.tensor([2.0])})
-    run.log({"blob": Tokenizer()})  # nothing storable (warned once already): no launch for it
+    with pytest.warns(UserWarning) as warned:
+        run.log({"blob": Helper(), "_ts": 5.0, "": 1})  # nothing storable: no launch for it
+    assert sorted(str(w.message).split(" which")[0] for w in warned) == [
+        "MLDashCallback: the Trainer logged '' as a key,",
+        "MLDashCallback: the Trainer logged '_ts' as a key,"]  # 'blob': warned once already
     view = load(PREFIX, dash_root=dash_root)
     assert len(view.launches) == 2  # the training, and the log after it
     params = view.params.get()
     assert "model.helper" not in params and "model.shapes" not in params
     assert params["model.widths"] == [8, 16]
-    warned = [line for line in view.logs.read(level="warn")["data"]]
-    assert warned[0]["metadata"]["keys"] == ["model.helper", "model.shapes"]
+    warn_lines = view.logs.read(level="warn")["data"]
+    assert warn_lines[0]["metadata"]["keys"] == ["model.helper", "model.shapes"]
     last = rows(view, "train")[-1]
     assert last == {"global_step": 1, "epoch": last["epoch"], "note": "warm-up done", "ratio": 0.25}
     assert rows(view, "eval")[-1]["score"] == 2.0

@@ -64,6 +64,7 @@ __all__ = ["MLDashCallback"]
 ROUTES = {"eval_": "eval", "test_": "test"}
 """Key prefixes of the Trainer's logs and the stream each goes to; the rest go to ``train``."""
 
+_LOG_ARGUMENTS = ("_ts", "_flush")  # taken by Stream.log() as its own, not as fields
 _LEFT_OUT = object()  # what _storable() returns for a value the store cannot hold
 _unfinished: set[MLDashCallback] = set()  # callbacks whose training began and has not ended
 
@@ -102,7 +103,7 @@ class MLDashCallback(TrainerCallback):
         self._owned = False  # this callback opened the run, so it closes it
         self._training = False  # on_train_begin came, on_train_end not yet
         self._pid = os.getpid()  # of the process that began training: a forked child closes nothing
-        self._warned: set[str] = set()  # keys whose values were left out, warned once each
+        self._warned: set[str] = set()  # reprs of the keys left out, warned once each
 
     # -- the Trainer's events ------------------------------------------------------
 
@@ -187,6 +188,9 @@ class MLDashCallback(TrainerCallback):
         for key, value in logs.items():
             if key == "epoch":
                 continue
+            if not isinstance(key, str) or not key or key in _LOG_ARGUMENTS:
+                self._warn_left_out(key, value, None, "as a key")
+                continue
             stream, name = self._route(key)
             stored = _storable(value)
             if stored is _LEFT_OUT:
@@ -210,12 +214,13 @@ class MLDashCallback(TrainerCallback):
                 warnings.warn(f"MLDashCallback: a point of the {stream!r} stream was left out: "
                               f"{exc}", stacklevel=2)
 
-    def _warn_left_out(self, key, value, stream):
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(f"MLDashCallback: the Trainer logged {key!r} as a {type(value).__name__}, "
-                          f"which ml_dash cannot store; it is left out of the {stream!r} stream",
-                          stacklevel=3)
+    def _warn_left_out(self, key, value, stream, what=None):
+        if repr(key) not in self._warned:
+            self._warned.add(repr(key))
+            what = what or f"as a {type(value).__name__}"
+            where = f" of the {stream!r} stream" if stream else ""
+            warnings.warn(f"MLDashCallback: the Trainer logged {key!r} {what}, which ml_dash "
+                          f"cannot store; it is left out{where}", stacklevel=3)
 
     # -- a training that did not end -------------------------------------------------
 
