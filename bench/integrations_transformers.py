@@ -13,7 +13,9 @@ figure is a median over rounds, and the overhead is the median of the per-round 
 Two measures:
 
 - the interval between consecutive ``on_step_begin`` events (a whole step: forward, backward,
-  optimizer, the logging and every callback), after ``--warmup`` steps, with and without;
+  optimizer, the logging and every callback), after ``--warmup`` steps, with and without; in
+  wall time, and in the process's CPU time (every thread of it, so the background commits
+  count), which other processes on a loaded machine disturb far less;
 - the time spent inside MLDashCallback itself, taken by timing callbacks placed just before
   and just after it in the Trainer's list: per logged step (``on_log``), and once per run
   (``on_train_begin``: opening the run and storing the params; ``on_train_end``: closing it).
@@ -50,6 +52,7 @@ class Clock(transformers.TrainerCallback):
 
     def on_step_begin(self, *args, **kwargs):
         self._mark("step_begin")
+        self.times.setdefault("step_begin_cpu", []).append(time.process_time())
 
     def on_log(self, *args, **kwargs):
         self._mark("log")
@@ -79,7 +82,8 @@ class Tokens(torch.utils.data.Dataset):
 
 
 def train_once(work, steps, with_callback):
-    """``(step intervals, {event: seconds inside MLDashCallback})`` of one training."""
+    """``({"wall": step intervals, "cpu": their CPU time}, {event: seconds inside
+    MLDashCallback})`` of one training."""
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(transformers.BertConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -98,10 +102,12 @@ def train_once(work, steps, with_callback):
                                    callbacks=callbacks)
     trainer.remove_callback(transformers.PrinterCallback)  # no print of every log, either way
     trainer.train()
-    starts = before.times["step_begin"]
+    intervals = {clock: [b - a for a, b in zip(starts, starts[1:])]
+                 for clock, starts in (("wall", before.times["step_begin"]),
+                                       ("cpu", before.times["step_begin_cpu"]))}
     inside = {event: [b - a for a, b in zip(before.times[event], after.times[event])]
               for event in ("train_begin", "log", "train_end")}
-    return [b - a for a, b in zip(starts, starts[1:])], inside
+    return intervals, inside
 
 
 def main():
@@ -116,28 +122,34 @@ def main():
         options.rounds, options.steps, options.warmup = 2, 10, 3
     torch.set_num_threads(1)  # steadier figures on a shared machine than threads contending
     work = tempfile.mkdtemp(prefix="ml_dash-bench-hf-")
-    ratios, steps_with, steps_without, on_log, begin, end = [], [], [], [], [], []
+    steps = {(clock, side): [] for clock in ("wall", "cpu") for side in (True, False)}
+    ratios: dict[str, list] = {"wall": [], "cpu": []}
+    on_log, begin, end = [], [], []
     try:
         for round_ in range(options.rounds):
             medians = {}
             for with_callback in ((True, False) if round_ % 2 else (False, True)):
                 intervals, inside = train_once(work, options.steps, with_callback)
-                medians[with_callback] = statistics.median(intervals[options.warmup:])
+                for clock, values in intervals.items():
+                    medians[clock, with_callback] = statistics.median(values[options.warmup:])
+                    steps[clock, with_callback].append(medians[clock, with_callback])
                 if with_callback:
                     on_log.append(statistics.median(inside["log"][options.warmup:]))
                     begin.extend(inside["train_begin"])
                     end.extend(inside["train_end"])
-            steps_with.append(medians[True])
-            steps_without.append(medians[False])
-            ratios.append(medians[True] / medians[False])
+            for clock in ratios:
+                ratios[clock].append(medians[clock, True] / medians[clock, False])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    step = statistics.median(steps_without)
-    rows = [
-        ("training step without the callback", f"{step * 1e3:.2f} ms", ""),
-        ("training step with it", f"{statistics.median(steps_with) * 1e3:.2f} ms",
-         f"{(statistics.median(ratios) - 1) * 100:+.2f} % (median of per-round ratios; "
-         f"rounds {min(ratios) - 1:+.1%} .. {max(ratios) - 1:+.1%})"),
+    step = statistics.median(steps["wall", False])
+    rows = []
+    for clock, what in (("wall", "training step"), ("cpu", "CPU time of a training step")):
+        rows += [
+            (f"{what} without the callback", f"{statistics.median(steps[clock, False]) * 1e3:.2f} ms", ""),
+            (f"{what} with it", f"{statistics.median(steps[clock, True]) * 1e3:.2f} ms",
+             f"{(statistics.median(ratios[clock]) - 1) * 100:+.2f} % (median of per-round ratios; "
+             f"rounds {min(ratios[clock]) - 1:+.1%} .. {max(ratios[clock]) - 1:+.1%})")]
+    rows += [
         ("inside the callback per logged step (on_log)", f"{statistics.median(on_log) * 1e6:.0f} us",
          f"{statistics.median(on_log) / step * 100:.2f} % of a step"),
         ("once per run: on_train_begin (open, params)", f"{statistics.median(begin) * 1e3:.1f} ms", ""),
