@@ -16,6 +16,9 @@ Two measures:
   optimizer, the logging and every callback), after ``--warmup`` steps, with and without; in
   wall time, and in the process's CPU time (every thread of it, so the background commits
   count), which other processes on a loaded machine disturb far less;
+- in a third training of each round, the callback records the logs of every other step only:
+  the steps whose log it recorded against the steps whose log it did not, side by side under
+  the same load (background commits fall on both alike);
 - the time spent inside MLDashCallback itself, taken by timing callbacks placed just before
   and just after it in the Trainer's list: per logged step (``on_log``), and once per run
   (``on_train_begin``: opening the run and storing the params; ``on_train_end``: closing it).
@@ -69,6 +72,15 @@ class ClockAfter(Clock):
     """Placed after it."""
 
 
+class EveryOtherLog(MLDashCallback):
+    """MLDashCallback recording only the logs of even steps: in one training, steps with and
+    without its work alternate, so both kinds see the same load of the machine."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step % 2 == 0:
+            super().on_log(args, state, control, logs=logs, **kwargs)
+
+
 class Tokens(torch.utils.data.Dataset):
     def __init__(self, size, length):
         generator = torch.Generator().manual_seed(0)
@@ -81,7 +93,7 @@ class Tokens(torch.utils.data.Dataset):
         return {"input_ids": self.ids[index], "labels": int(index % 2)}
 
 
-def train_once(work, steps, with_callback):
+def train_once(work, steps, with_callback, kind=MLDashCallback):
     """``({"wall": step intervals, "cpu": their CPU time}, {event: seconds inside
     MLDashCallback})`` of one training."""
     torch.manual_seed(0)
@@ -96,7 +108,7 @@ def train_once(work, steps, with_callback):
     callbacks = [before]
     if with_callback:
         shutil.rmtree(os.path.join(work, "dash"), ignore_errors=True)
-        callbacks.append(MLDashCallback(prefix="bench/hf/tiny", dash_root=os.path.join(work, "dash")))
+        callbacks.append(kind(prefix="bench/hf/tiny", dash_root=os.path.join(work, "dash")))
     callbacks.append(after)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=Tokens(steps * 8, 32),
                                    callbacks=callbacks)
@@ -108,6 +120,15 @@ def train_once(work, steps, with_callback):
     inside = {event: [b - a for a, b in zip(before.times[event], after.times[event])]
               for event in ("train_begin", "log", "train_end")}
     return intervals, inside
+
+
+def paired_ratio(work, steps, warmup):
+    """Median step interval whose log MLDashCallback recorded over the median of those it did
+    not, in one training (interval ``j`` holds step ``j + 1`` and its log)."""
+    intervals = train_once(work, steps, True, EveryOtherLog)[0]["wall"][warmup:]
+    logged = [t for j, t in enumerate(intervals, warmup) if (j + 1) % 2 == 0]
+    skipped = [t for j, t in enumerate(intervals, warmup) if (j + 1) % 2 == 1]
+    return statistics.median(logged) / statistics.median(skipped)
 
 
 def main():
@@ -124,7 +145,7 @@ def main():
     work = tempfile.mkdtemp(prefix="ml_dash-bench-hf-")
     steps = {(clock, side): [] for clock in ("wall", "cpu") for side in (True, False)}
     ratios: dict[str, list] = {"wall": [], "cpu": []}
-    on_log, begin, end = [], [], []
+    on_log, begin, end, paired = [], [], [], []
     try:
         for round_ in range(options.rounds):
             medians = {}
@@ -139,6 +160,7 @@ def main():
                     end.extend(inside["train_end"])
             for clock in ratios:
                 ratios[clock].append(medians[clock, True] / medians[clock, False])
+            paired.append(paired_ratio(work, options.steps, options.warmup))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     step = statistics.median(steps["wall", False])
@@ -150,6 +172,9 @@ def main():
              f"{(statistics.median(ratios[clock]) - 1) * 100:+.2f} % (median of per-round ratios; "
              f"rounds {min(ratios[clock]) - 1:+.1%} .. {max(ratios[clock]) - 1:+.1%})")]
     rows += [
+        ("steps alternately recorded and not, in one training", "",
+         f"{(statistics.median(paired) - 1) * 100:+.2f} % (median of per-run ratios; "
+         f"runs {min(paired) - 1:+.1%} .. {max(paired) - 1:+.1%})"),
         ("inside the callback per logged step (on_log)", f"{statistics.median(on_log) * 1e6:.0f} us",
          f"{statistics.median(on_log) / step * 100:.2f} % of a step"),
         ("once per run: on_train_begin (open, params)", f"{statistics.median(begin) * 1e3:.1f} ms", ""),
