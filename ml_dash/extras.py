@@ -29,6 +29,7 @@ EXTRAS = {
     "sql": ("duckdb>=1.0", "pyarrow>=10"),
     "lightning": ("lightning>=2.1",),
     "keras": ("keras>=3",),
+    "transformers": ("transformers>=4.40", "accelerate>=0.26"),
 }
 
 _PROJECT_NAME = re.compile(r'^name\s*=\s*"ml-dash"\s*$', re.M)
