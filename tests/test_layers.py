@@ -30,7 +30,6 @@ LAYERS = {
     "concepts": ["aggregation", "stream", "metrics", "params", "logs", "file_paths", "file_contents", "files",
                  "tracks", "system_metrics", "console"],
     "experiment/view": ["experiment", "view", "auto_start"],
-    "integrations": ["integrations", "integrations.*"],
     "analysis": ["analysis", "analysis.*"],
     "dashboard": ["dashboard", "dashboard.*"],
     # Framework adapters and importers: on Experiment, load() and the listing; the CLI
