@@ -35,7 +35,8 @@ LAYERS = {
     # Framework adapters and importers: on Experiment, load() and the listing; the CLI
     # imports the TensorBoard importer.
     "integrations": ["integrations", "integrations.*"],
-    "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "cli_sql", "cli_sync", "demo", "__main__", ""],  # "": the package's __init__
+    "cli": ["cli", "cli_output", "cli_annotate", "cli_import", "cli_sql", "cli_sync", "demo", "__main__",
+            ""],  # "": the package's __init__
 }
 STORAGE_ONLY = ("lmdb", "msgpack")
 

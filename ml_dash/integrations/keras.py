@@ -22,7 +22,6 @@ import math
 from typing import Any
 
 from ..experiment import Experiment
-
 from ..extras import missing
 from .hyperparams import storable
 from .points import log_point

@@ -28,9 +28,8 @@ from typing import Any
 
 from ..analysis.listing import list_experiments
 from ..experiment import Experiment
-from ..run import RUN
-
 from ..extras import missing
+from ..run import RUN
 from .hyperparams import storable
 from .points import log_point
 
