@@ -32,6 +32,12 @@ def is_template(text: Any) -> bool:
     return isinstance(text, str) and ("{" in text or "}" in text)
 
 
+def literal(text: str) -> str:
+    """``text`` as a template that expands to itself: its braces doubled, so none is a field
+    (a prefix taken from a folder name or a framework's run name, not written as a template)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def field_names(template: str) -> list[str]:
     """The field names of ``template`` (namespaces removed), in order;
     ``ConfigurationError`` naming it if its braces do not parse."""

@@ -30,6 +30,7 @@ from ..analysis.listing import list_experiments
 from ..experiment import Experiment
 from ..extras import missing
 from ..run import RUN
+from ..templates import literal
 from .hyperparams import storable
 from .points import log_point
 
@@ -156,7 +157,7 @@ class MLDashLogger(Logger):
         self._name = name or ""
         self._every_rank = not rank_zero_only
         if experiment is None:  # a name, version or keyword the run cannot take: refused now, not at fit
-            Experiment(prefix=_literal(self._prefix_of(version if version is not None else 0)),
+            Experiment(prefix=literal(self._prefix_of(version if version is not None else 0)),
                        dash_root=dash_root, **experiment_options)
         self._version = version
         self._dash_root = experiment.dash_root if experiment is not None else dash_root
@@ -237,7 +238,7 @@ class MLDashLogger(Logger):
     def _new_experiment(self) -> Experiment:
         # self.prefix is expanded already: its braces are text (a given experiment's prefix is
         # only used here when this logger was pickled without it, see __getstate__)
-        return Experiment(prefix=_literal(self.prefix), dash_root=self._dash_root, **self._options)
+        return Experiment(prefix=literal(self.prefix), dash_root=self._dash_root, **self._options)
 
     def __getstate__(self) -> dict:
         """Without the live run, whose store and threads belong to this process: a copy
@@ -370,11 +371,6 @@ class MLDashLogger(Logger):
             folder.upload(path, metadata={"score": score, "monitor": getattr(callback, "monitor", None),
                                           "role": role})
             self._uploaded[path] = mtime
-
-
-def _literal(prefix: str) -> str:
-    """``prefix`` as a template that expands to itself."""
-    return prefix.replace("{", "{{").replace("}", "}}")
 
 
 def _escape(prefix: str) -> str:

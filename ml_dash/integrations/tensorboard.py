@@ -45,6 +45,7 @@ from ..arrays import require
 from ..errors import MLDashError
 from ..experiment import Experiment
 from ..run import RUN
+from ..templates import literal
 from ..view import load
 from .tfrecord import RecordReader
 
@@ -173,7 +174,7 @@ class _RunImport:
             return
         description = None if done else f"imported from TensorBoard: {os.path.abspath(self.directory)}"
         try:
-            with Experiment(_literal(self.prefix), dash_root=self.dash_root,
+            with Experiment(literal(self.prefix), dash_root=self.dash_root,
                             description=description).run as exp:
                 for name, start, plugins in todo:
                     self._file(exp, name, start, plugins)
@@ -224,11 +225,6 @@ class _RunImport:
         self.scalars += decoder.scalars
         self.summary.scalars += decoder.scalars
         decoder.next_chunk()
-
-
-def _literal(prefix):
-    """``prefix`` as ``Experiment`` takes it literally: braces doubled, so none is a template field."""
-    return prefix.replace("{", "{{").replace("}", "}}")
 
 
 def _imported(prefix, dash_root):

@@ -11,7 +11,7 @@ package imports ``lmdb`` and ``msgpack``.
   read store that is forgotten is released when it is garbage collected.
 - :mod:`records`: the params, log and file records, built and read back.
 - :mod:`blobs`: the contents of attached files.
-- :func:`check_store`, :func:`compact_store`, :func:`overview_of` and
+- :func:`check_store`, :func:`compact_store`,
   :func:`run_summary` (the listing's summary of a run, saved by a writer
   at close), :func:`writer_alive`, :func:`held_flocks`.
 - :func:`writers_held_off` (a run held for a move or removal) and
@@ -97,13 +97,6 @@ class Store:
         self.close()
 
 
-def overview_of(path: str) -> tuple:
-    """The listing's summary of the run at ``path``: ``(record, {stream: count},
-    {track topic: count})``, in one read."""
-    with Store.open(path) as store:
-        return store.reader.overview()
-
-
 def run_summary(path: str) -> dict:
     """What a listing shows of the run at ``path``: ``record``, ``streams``
     (``[[name, count]]``), ``tracks`` (``{topic: count}``), ``params`` (flat) and
@@ -177,5 +170,5 @@ def writers_held_off(path: str, action: str):
 
 
 __all__ = ["Store", "Writer", "StreamSpec", "StoreReader", "records", "blobs", "MAX_STREAMS", "DATA_FILE",
-           "check_store", "compact_store", "CheckReport", "overview_of", "writer_alive",
+           "check_store", "compact_store", "CheckReport", "writer_alive",
            "held_flocks", "writers_held_off", "fsync_directory", "run_summary", "committed_columns"]

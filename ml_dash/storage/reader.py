@@ -144,26 +144,6 @@ class StoreReader:
                     if type(name) is TrackName and self._stream(txn, name)]
         return self.env.read(read)
 
-    def overview(self):
-        """``(experiment record, {stream name: committed points}, {track topic:
-        committed entries})`` in one read transaction: what a listing of runs
-        needs, without any history."""
-        def read(txn):
-            value = self._get(txn, keys.META_DB, keys.EXPERIMENT_KEY)
-            self._catalog.refresh(txn, self.env)
-            counts = {}
-            tracks = {}
-            for name in self._catalog.by_name:
-                found = self._stream(txn, name)
-                if found:
-                    if type(name) is TrackName:
-                        tracks[name.topic] = found[2]
-                    else:
-                        counts[name] = found[2]
-            return value, counts, tracks
-        value, counts, tracks = self.env.read(read)
-        return experiment_record(value, self.directory), counts, tracks
-
     def summary(self):
         """``(snapshot id, experiment record, {stream: count}, {topic: count}, params,
         {stream: {key: last value}}, {stream: (stream id, {key: column id})})`` of one
