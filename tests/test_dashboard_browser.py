@@ -584,3 +584,48 @@ def test_no_script_errors(site, browser):
     _wait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".files img"))
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+
+
+FAILED_IN_A_REPO = textwrap.dedent("""
+    import sys
+    from ml_dash import Experiment
+    with Experiment(prefix="dave/ctx/broken", dash_root=sys.argv[1]).run as exp:
+        exp.metrics("train").log(loss=0.5, step=0)
+        raise ValueError("loss is nan at step 1")
+""")
+
+
+def test_a_failed_run_shows_its_error_and_commit(tmp_path, browser):
+    """The run page of a run that failed in a git checkout names the exception and the
+    commit it ran from, as ``ml-dash show`` does."""
+    repo, root = tmp_path / "repo", str(tmp_path / "dash")
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(git[:5] + ["init", "-q", "-b", "main", str(repo)], check=True, timeout=30)
+    (repo / "train.py").write_text(FAILED_IN_A_REPO)
+    subprocess.run(git + ["add", "train.py"], check=True, timeout=30)
+    subprocess.run(git + ["commit", "-q", "-m", "first"], check=True, timeout=30)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True,
+                            timeout=30).stdout.strip()
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "train.py", root], cwd=repo, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ml_dash", "serve", "--dash-root", root, "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/api/runs")  # the server answers
+        _open(browser, base, "run=dave/ctx/broken")
+        metas = _wait(browser, 10).until(
+            lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, ".meta") if "error:" in e.text] and
+            [e.text for e in d.find_elements(By.CSS_SELECTOR, ".meta")])
+        assert any("error: ValueError: loss is nan at step 1" in text for text in metas)
+        assert any(f"git {commit[:12]} (main)" in text for text in metas)
+        _shot(browser, "failed-run")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
