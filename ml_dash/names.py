@@ -73,6 +73,9 @@ def absent_streams(missing, names, where):
 @functools.lru_cache(maxsize=64)
 def glob_matcher(pattern):
     """A ``match(text)`` function for the glob ``pattern`` (see the module docstring)."""
+    if not isinstance(pattern, str):  # every listing, sync and query takes its pattern here
+        raise TypeError(f"pattern must be a str, a glob over prefixes such as 'alice/**', "
+                        f"got {type(pattern).__name__}")
     pattern = pattern.strip("/")
     out, i = [], 0
     while i < len(pattern):

@@ -133,6 +133,20 @@ def test_a_query_duckdb_refuses_is_a_value_error(runs):
         ml_dash.sql("selec 1", dash_root=runs)
     with pytest.raises(TypeError, match="query must be a str"):
         ml_dash.sql(None, dash_root=runs)
+    with pytest.raises(ValueError, match="the query is empty"):
+        ml_dash.sql(" ; ", dash_root=runs)
+    with pytest.raises(TypeError, match="pattern must be a str.*got int"):
+        ml_dash.sql("select 1", pattern=5, dash_root=runs)
+    with pytest.raises(TypeError, match="pattern must be a str.*got int"):
+        ml_dash.list_experiments(runs, 5)
+
+
+def test_statements_other_than_one_select_see_the_tables(runs):
+    """DuckDB serialises only a single select: a script of several statements, or a
+    ``create table ... as select``, still finds the tables it names."""
+    assert _rows("select count(*) from runs; select count(*) from metrics", runs) == \
+        _rows("select count(*) from metrics", runs) == [(24,)]  # 12 + 11 + 1 points
+    ml_dash.sql("create table t as select * from params", dash_root=runs)  # no error: params is there
 
 
 LIVE = """

@@ -26,6 +26,7 @@ reading LMDB rows, which would decode each point in Python.)
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,8 @@ def sql(query: str, pattern: str | None = None, dash_root: str | None = None) ->
     pa = require("pyarrow", "sql", "ml_dash.sql()")
     if not isinstance(query, str):
         raise TypeError(f"ml_dash.sql: query must be a str, got {type(query).__name__}")
+    if not query.strip(" \t\n\r;"):
+        raise ValueError("ml_dash.sql: the query is empty")
     connection = duckdb.connect()
     connection.execute("set enable_progress_bar = false")  # a library call prints nothing
     try:
@@ -86,15 +89,19 @@ def sql(query: str, pattern: str | None = None, dash_root: str | None = None) ->
 def _names_in(connection, query):
     """``(tables, columns)``: the lowercased names of the tables and of the columns the
     query mentions, from DuckDB's own parse tree (``json_serialize_sql``).  ``columns``
-    is None for all of them (a ``*`` or ``COLUMNS(...)``).  A query the parser refuses
-    names nothing: running it, DuckDB reports why.
+    is None for all of them (a ``*`` or ``COLUMNS(...)``).  What DuckDB does not
+    serialise (a statement other than one ``select``: ``create table ... as select``,
+    several statements) names the tables whose names it holds as words, with all their
+    columns: more is built than needed, never less.  A query the parser refuses then
+    names nothing that it does not hold, and running it, DuckDB reports why.
 
     (Rejected: ``duckdb.get_table_names``, which in DuckDB 2.0 also binds the query and
     refuses ``join ... using (prefix)`` over tables not registered yet.)
     """
     tree = json.loads(connection.execute("select json_serialize_sql(?)", [query]).fetchall()[0][0])
     if tree.get("error"):
-        return set(), None
+        words = set(re.findall(r"\w+", query.lower()))
+        return {name for name in TABLES if name in words}, None
     tables: set = set()
     columns: set | None = set()
     stack = [tree]
