@@ -359,3 +359,11 @@ def test_chunks_cover_the_file_once(tmp_path, monkeypatch):
     ranges = [(row["data"]["start"], row["data"]["end"]) for row in view.metrics(RECORD_STREAM).read()["data"]]
     assert len(ranges) > 40 // 7 and ranges[0][0] == 0 and ranges[-1][1] == os.path.getsize(_event_file(logdir))
     assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))
+
+
+def test_arguments_of_the_wrong_type_are_named(tmp_path):
+    with pytest.raises(TypeError, match="logdir must be a folder path, got NoneType"):
+        import_tensorboard(None, dash_root=str(tmp_path / "dash"))
+    with pytest.raises(TypeError, match="prefix must be a str, got int"):
+        import_tensorboard(str(tmp_path), 5, dash_root=str(tmp_path / "dash"))
+    assert import_tensorboard(tmp_path, "alice/tb", dash_root=str(tmp_path / "dash")).scalars == 0  # a Path is fine

@@ -89,6 +89,11 @@ def import_tensorboard(logdir: str, prefix: str | None = None,
     imported (a prefix the store refuses, a run being written) is named in
     the summary's ``problems`` and the others are imported.
     """
+    if not isinstance(logdir, (str, os.PathLike)):
+        raise TypeError(f"import_tensorboard: logdir must be a folder path, got {type(logdir).__name__}")
+    if prefix is not None and not isinstance(prefix, str):
+        raise TypeError(f"import_tensorboard: prefix must be a str, got {type(prefix).__name__}")
+    logdir = os.fspath(logdir)
     if not os.path.isdir(logdir):
         what = ("is a file: give the folder that holds it (TensorBoard's --logdir)"
                 if os.path.exists(logdir) else f"does not exist (looked in {os.path.abspath(logdir)})")
