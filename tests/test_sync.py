@@ -142,6 +142,22 @@ def test_later_syncs_append_only_new_points(tmp_path):
     assert_same(dest, root)
 
 
+def test_a_run_whose_facts_changed_since_the_last_sync_gets_a_new_run_file(tmp_path):
+    """A sync with nothing new skips an ended run from its saved summary; a tag, a
+    description or params set after the run ended are still seen by the next sync."""
+    root, dest = str(tmp_path / "dash"), str(tmp_path / "dataset")
+    log_run(root, "a/p/r", {"train": 5}, params={"lr": 0.1})
+    ml_dash.sync(dest, dash_root=root)
+    ml_dash.annotate("a/p/r", dash_root=root, tags=["best"], description="the one")
+    again = ml_dash.sync(dest, dash_root=root)
+    assert (again.runs, again.points, again.files) == (1, 0, 1)  # the run file only
+    run = pq.read_table(os.path.join(dest, "runs", "project=a%2Fp", "run=a%2Fp%2Fr", "run.parquet"))
+    assert run.column("tags").to_pylist() == [["best"]]
+    assert run.column("description").to_pylist() == ["the one"]
+    assert ml_dash.sync(dest, dash_root=root).skipped == 1
+    assert_same(dest, root)
+
+
 def test_compact_merges_small_parts_and_a_killed_merge_is_cleared(tmp_path):
     root, dest = str(tmp_path / "dash"), str(tmp_path / "dataset")
     for start in range(0, 40, 10):

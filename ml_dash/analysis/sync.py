@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,8 @@ from ..arrays import require
 from ..errors import DatasetError, MLDashError
 from ..names import glob_matcher
 from ..paths import no_run_message, resolve_root, run_folders
+from ..storage import run_summary
+from ..timestamps import iso
 from ..values import strict_json
 from ..view import ExperimentView, load
 from . import dataset
@@ -73,15 +76,16 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     root = os.path.realpath(resolve_root(dash_root))
     matches = glob_matcher(pattern) if pattern else None
     summary = SyncSummary()
-    prefixes = sorted(prefix for prefix, _ in run_folders(root, pattern)
-                      if matches is None or matches(prefix))
-    if pattern and not prefixes:  # a typo would sync nothing, silently
+    runs = sorted((prefix, directory) for prefix, directory in run_folders(root, pattern)
+                  if matches is None or matches(prefix))
+    if pattern and not runs:  # a typo would sync nothing, silently
         raise FileNotFoundError(no_run_message(pattern, dash_root))
 
-    def one(prefix):
+    def one(run):
+        prefix, directory = run
         tally = SyncSummary()
         try:
-            _sync_run(dest, prefix, root, compact, tally)
+            _sync_run(dest, prefix, directory, root, compact, tally)
         except (MLDashError, FileNotFoundError) as exc:
             tally.failed[prefix] = str(exc)
         except OSError as exc:
@@ -97,7 +101,7 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     # result per run, for runs that take milliseconds.)
     pool = ThreadPoolExecutor(_THREADS)
     try:
-        for tally in pool.map(one, prefixes):
+        for tally in pool.map(one, runs):
             summary.points += tally.points
             summary.files += tally.files
             summary.failed.update(tally.failed)
@@ -109,8 +113,42 @@ def sync(dest: str, pattern: str | None = None, dash_root: str | None = None, *,
     return summary
 
 
-def _sync_run(dest, prefix, root, compact, summary):
-    with _held(dest, prefix), load(prefix, dash_root=root) as view:
+def _sync_run(dest, prefix, directory, root, compact, summary):
+    with _held(dest, prefix):
+        if not compact and _all_held(dest, prefix, directory):
+            return
+        _sync_held_run(dest, prefix, root, compact, summary)
+
+
+def _all_held(dest, prefix, directory):
+    """True when ``dest`` already holds every point and the run file of an ended run,
+    told from the run's summary (``storage.run_summary``: the saved one while no
+    commit came since), without opening its store: what makes a sync with
+    nothing new cost a few file reads per run.  Anything else (a live run, a
+    stream with more points, new facts, a summary that cannot be read) is left
+    to the full sync, which also reports what is wrong.
+    """
+    try:
+        saved = run_summary(directory)
+    except (MLDashError, OSError):
+        return False
+    record = saved["record"]
+    if record.get("status") in (None, "RUNNING"):
+        return False
+    run_folder = dataset.run_folder(dest, dataset.METRICS, prefix)
+    held = 0
+    for name, count in saved["streams"]:
+        name = name or None  # the root stream's name in a summary is ""
+        if count and _held_end(os.path.join(run_folder, dataset.stream_part(name)), name, prefix) != count:
+            return False
+        held += count
+    times = {key: iso(record.get(key)) for key in ("createdAt", "startedAt", "endedAt")}
+    text = _facts_text(dict(record, **times), saved["params"], held)
+    return _facts_held(dest, prefix) == text
+
+
+def _sync_held_run(dest, prefix, root, compact, summary):
+    with load(prefix, dash_root=root) as view:
         run_folder = dataset.run_folder(dest, dataset.METRICS, prefix)
         refused, held = [], 0
         for name in view.metrics.names():
@@ -245,23 +283,11 @@ def _write_run_file(dest, prefix, view: ExperimentView, points: int):
     run file again, which is harmless.
     """
     pa = require("pyarrow", "arrow")
-    record = view.info
-    facts = {
-        "status": record.get("status"), "createdAt": record.get("createdAt"),
-        "startedAt": record.get("startedAt"), "endedAt": record.get("endedAt"),
-        "description": record.get("description"), "tags": list(record.get("tags") or []),
-        "launches": int(record.get("launchCount") or 0),
-        "points": points,
-        "params": strict_json(view.params.get(flatten=True)),
-    }
-    text = strict_json(facts).encode()
+    text = _facts_text(view.info, view.params.get(flatten=True), points)
+    if _facts_held(dest, prefix) == text:
+        return False
+    facts = json.loads(text)
     folder = dataset.run_folder(dest, dataset.RUNS, prefix)
-    try:
-        with open(os.path.join(folder, _FACTS_FILE), "rb") as f:
-            if f.read() == text:
-                return False
-    except FileNotFoundError:
-        pass
     stamp = pa.timestamp("us", tz="UTC")
     columns = {key: pa.array([_micros(facts[key])], stamp)
                for key in ("createdAt", "startedAt", "endedAt")}
@@ -277,6 +303,28 @@ def _write_run_file(dest, prefix, view: ExperimentView, points: int):
     dataset.write_atomically(folder, dataset.RUN_FILE, _encode(table))
     dataset.write_atomically(folder, _FACTS_FILE, text, durable=False)
     return True
+
+
+def _facts_text(record, params, points):
+    """The facts of the run file as JSON bytes, from ``record`` with ISO times and the
+    flat ``params``: the same bytes from a view and from a saved summary."""
+    return strict_json({
+        "status": record.get("status"), "createdAt": record.get("createdAt"),
+        "startedAt": record.get("startedAt"), "endedAt": record.get("endedAt"),
+        "description": record.get("description"), "tags": list(record.get("tags") or []),
+        "launches": int(record.get("launchCount") or 0),
+        "points": points,
+        "params": strict_json(params),
+    }).encode()
+
+
+def _facts_held(dest, prefix):
+    """The facts ``dest`` holds of the run (bytes), or None."""
+    try:
+        with open(os.path.join(dataset.run_folder(dest, dataset.RUNS, prefix), _FACTS_FILE), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def _micros(text):
