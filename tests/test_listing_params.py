@@ -99,6 +99,18 @@ def test_a_where_outside_the_language_is_refused_at_the_call(dash_root, where):
         ml_dash.list_experiments(dash_root, where=where)
 
 
+@pytest.mark.parametrize("levels, nots", [(150, 5), (100, 8), (50, 18)])
+def test_a_filter_nested_past_what_its_walk_takes_is_refused_not_a_recursion_error(sweep, levels,
+                                                                                     nots):
+    # each level of brackets holds an `and` and a run of `not`: short enough for the parser and
+    # the check, the walk over a run's values went deeper and raised RecursionError mid-listing
+    where = "prefix"
+    for _ in range(levels):
+        where = "(prefix and " + "not " * nots + where + ")"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        ml_dash.list_experiments(sweep, where=where)
+
+
 def test_where_of_another_type_is_refused(dash_root):
     with pytest.raises(TypeError, match="where= must be an expression"):
         ml_dash.list_experiments(dash_root, where=3)
