@@ -99,6 +99,18 @@ def test_a_where_outside_the_language_is_refused_at_the_call(dash_root, where):
         ml_dash.list_experiments(dash_root, where=where)
 
 
+@pytest.mark.parametrize("levels, nots", [(150, 5), (100, 8), (50, 18)])
+def test_a_filter_nested_past_what_its_walk_takes_is_refused_not_a_recursion_error(sweep, levels,
+                                                                                     nots):
+    # each level of brackets holds an `and` and a run of `not`: short enough for the parser and
+    # the check, the walk over a run's values went deeper and raised RecursionError mid-listing
+    where = "prefix"
+    for _ in range(levels):
+        where = "(prefix and " + "not " * nots + where + ")"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        ml_dash.list_experiments(sweep, where=where)
+
+
 def test_where_of_another_type_is_refused(dash_root):
     with pytest.raises(TypeError, match="where= must be an expression"):
         ml_dash.list_experiments(dash_root, where=3)
@@ -134,6 +146,41 @@ def test_a_stale_or_damaged_summary_is_not_used(sweep):
     with open(path, "w") as f:
         json.dump(summary, f)
     assert _by_prefix(ml_dash.list_experiments(sweep))[prefix]["points"] == 33
+
+
+def _set(part, index, value):
+    def damage(summary):
+        summary[part][index] = value
+    return damage
+
+
+def _set_in_all(part, index, value):
+    def damage(summary):
+        for entry in summary[part]:
+            entry[index] = value
+    return damage
+
+
+@pytest.mark.parametrize("damage", [
+    _set("record", "launchCount", "x"), _set("record", "writer", 5), _set("record", "tags", 5),
+    _set("record", "tags", [{"a": 1}]), _set("record", "status", 3), _set("record", "description", [1]),
+    _set_in_all("streams", 0, ["a"]), _set_in_all("streams", 1, -3), _set_in_all("last", 0, 5),
+    _set("tracks", "topic", "many"), _set_in_all("columns", 1, -1),
+])
+def test_a_summary_of_the_right_snapshot_but_wrong_shapes_is_not_used(sweep, damage):
+    # a summary.json edited or damaged in place while the store stayed as it was: the listing,
+    # `ls`, the table and the columns must come from the store, not fail and not read past a column
+    prefix = "team/sweep/lr-0"
+    before = _by_prefix(ml_dash.list_experiments(sweep))[prefix]
+    path = os.path.join(before["path"], "summary.json")
+    with open(path) as f:
+        summary = json.load(f)
+    damage(summary)
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    assert _by_prefix(ml_dash.list_experiments(sweep))[prefix] == before
+    assert len(ml_dash.runs_table(prefix, dash_root=sweep)) == 33
+    assert cli("ls", "--dash-root", sweep).returncode == 0
 
 
 def test_a_relaunched_run_is_read_from_its_store(sweep):

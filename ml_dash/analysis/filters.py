@@ -37,6 +37,7 @@ FIELDS = ("prefix", "status", "stale", "description", "tags", "points", "launche
           "createdAt", "startedAt", "endedAt")
 _GROUPS = ("params", "last")
 MAX_LENGTH = 10_000  # a filter is a line or two; the parser's memory grows with nesting
+MAX_DEPTH = 100  # nodes on the deepest path; the walk takes up to two Python frames per node
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge,
             ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
@@ -65,10 +66,15 @@ class RunFilter:
         except (RecursionError, MemoryError):  # nested past what Python's parser takes
             raise ValueError(f"where={where[:60]!r}...: nested too deeply") from None
         self._expression = where
-        try:
-            self._check(tree)
-        except RecursionError:
-            raise ValueError(f"where={where[:60]!r}...: nested too deeply") from None
+        # Depth is measured without recursion and bounded before the tree is walked, so that
+        # neither the check nor the walk over each run can meet Python's recursion limit, however
+        # deep the caller's own stack.  (Rejected: catching RecursionError around the check alone;
+        # the walk spends more frames per node than the check, and a filter the check accepted
+        # raised RecursionError in the middle of a listing.)
+        if _depth(tree) > MAX_DEPTH:
+            raise ValueError(f"where={where[:60]!r}...: nested too deeply "
+                             f"(more than {MAX_DEPTH} levels)")
+        self._check(tree)
         self._tree = tree
         self._test = lambda run: bool(self._value(self._tree, run))
 
@@ -158,6 +164,17 @@ class RunFilter:
                 return False
             left = right
         return True
+
+
+def _depth(tree: ast.AST) -> int:
+    """The number of nodes on the longest path from ``tree`` down, counted with a list, not
+    the call stack."""
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _is_number(value):

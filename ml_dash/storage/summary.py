@@ -112,18 +112,33 @@ def fresh(directory: str) -> dict | None:
 
 
 def _well_formed(summary):
-    """The shapes a listing relies on (a file edited by hand must not break it)."""
+    """The shapes a listing relies on: a file edited or damaged in place, while the store kept
+    its snapshot, must cost only the slow way, never a listing that fails or shows a count of
+    points the columns do not hold.  (Rejected: checking only the containers' types; a stream
+    named by a list, a negative count or a tag that is a dict then failed later, in `ls`.)"""
     record, streams, tracks = summary.get("record"), summary.get("streams"), summary.get("tracks")
     last, params = summary.get("last"), summary.get("params")
-    times = [record.get(field) for field in ("createdAt", "startedAt", "endedAt")] \
-        if type(record) is dict else []
-    return (type(record) is dict and type(params) is dict
-            and all(t is None or (type(t) in (int, float) and abs(t) < MAX_TIME) for t in times)
-            and type(tracks) is dict
-            and type(streams) is list and type(last) is list
-            and all(type(s) is list and len(s) == 2 and type(s[1]) is int for s in streams)
-            and all(type(entry) is list and len(entry) == 2 and type(entry[1]) is dict
-                    for entry in last))
+    if not (type(record) is dict and type(params) is dict and type(tracks) is dict
+            and type(streams) is list and type(last) is list):
+        return False
+    times = [record.get(field) for field in ("createdAt", "startedAt", "endedAt")]
+    tags = record.get("tags", [])
+    return (all(t is None or (type(t) in (int, float) and abs(t) < MAX_TIME) for t in times)
+            and type(record.get("status")) is str
+            and type(record.get("prefix", "")) is str
+            and type(record.get("description")) in (str, type(None))
+            and type(tags) is list and all(type(tag) is str for tag in tags)
+            and _is_count(record.get("launchCount", 0))
+            and type(record.get("writer", {})) is dict
+            and all(type(topic) is str and _is_count(count) for topic, count in tracks.items())
+            and all(type(s) is list and len(s) == 2 and type(s[0]) is str and _is_count(s[1])
+                    for s in streams)
+            and all(type(entry) is list and len(entry) == 2 and type(entry[0]) is str
+                    and type(entry[1]) is dict for entry in last))
+
+
+def _is_count(value):
+    return type(value) is int and value >= 0
 
 
 def mapped_columns(directory: str, summary: dict, wanted) -> list | None:
@@ -140,7 +155,7 @@ def mapped_columns(directory: str, summary: dict, wanted) -> list | None:
     counts = dict((name, count) for name, count in summary["streams"])
     out = []
     for entry in layout:
-        if type(entry) is not list or len(entry) != 3 or type(entry[1]) is not int \
+        if type(entry) is not list or len(entry) != 3 or not _is_count(entry[1]) \
                 or type(entry[2]) is not dict or entry[0] not in counts:
             return None
         name, sid, columns = entry
@@ -148,7 +163,7 @@ def mapped_columns(directory: str, summary: dict, wanted) -> list | None:
         arrays = {}
         for key, cid in columns.items():
             if key == "_ts" or wanted(key):
-                if type(cid) is not int:
+                if not _is_count(cid):
                     return None
                 path = column_path(directory, sid, cid)
                 check_no_link(directory, path)
