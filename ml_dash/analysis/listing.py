@@ -10,8 +10,10 @@ a few file reads instead of opening an LMDB environment.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import MLDashError
@@ -65,15 +67,37 @@ def run_summaries(dash_root: str | None, pattern: str | None) -> list[tuple]:
     root = os.path.realpath(resolve_root(dash_root))
     matches = glob_matcher(pattern) if pattern else None
     out = []
-    for prefix, directory in run_folders(root, pattern):
-        if matches is None or matches(prefix):
-            try:
-                summary: Any = run_summary(directory)
-            except (FileNotFoundError, MLDashError, OSError) as exc:
-                summary = exc
-            out.append((prefix, directory, summary))
+    with _collector_paused():
+        for prefix, directory in run_folders(root, pattern):
+            if matches is None or matches(prefix):
+                try:
+                    summary: Any = run_summary(directory)
+                except (FileNotFoundError, MLDashError, OSError) as exc:
+                    summary = exc
+                out.append((prefix, directory, summary))
     out.sort(key=lambda run: run[0])
     return out
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector held off while summaries are decoded.
+
+    Each summary is a dozen new dicts and lists that all live on, so the
+    collector ran again and again over every object of the process (numpy,
+    pyarrow, duckdb) and found nothing: 0.28 s of 1.09 s for a query over
+    10,000 runs.  Nothing decoded here holds a cycle.  The collector is
+    turned back on only if it was on, so a caller that turned it off keeps it off.
+    (Rejected: ``gc.freeze()``, which would move the caller's objects out of
+    reach of later collections too.)
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def listed(prefix: str, directory: str, summary: Any, held: Callable) -> dict:

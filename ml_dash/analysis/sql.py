@@ -182,11 +182,12 @@ def _params_table(pa, runs):
 
 
 def _params_wide(pa, runs):
-    keys = sorted({key for _, _, summary in runs for key in summary["params"]})
+    params = [summary["params"] for _, _, summary in runs]
+    keys = sorted(set().union(*params))
     names = column_names(("prefix",), keys)
     out = {"prefix": pa.array([prefix for prefix, _, _ in runs], pa.string())}
     for key, name in zip(keys, names):
-        out[name] = _param_column(pa, [summary["params"].get(key) for _, _, summary in runs])
+        out[name] = _param_column(pa, [flat.get(key) for flat in params])
     return pa.table(out)
 
 

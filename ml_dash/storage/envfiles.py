@@ -37,6 +37,7 @@ _DATA_VERSION = 1
 _META = struct.Struct("=H4xIIQQI92xQQ")  # flags, magic, version, address, map size, psize, last page, txnid
 _META_OFFSET = 10
 _META_BYTES = _META_OFFSET + _META.size
+_COMMON_PAGE = 4096  # LMDB's page is the OS page: one read then holds both meta pages
 
 # The lock file LMDB needs: a 192-byte header and 64 bytes per reader slot
 # beyond the first (measured with py-lmdb 3.0: max_readers=1024 gives 65,664).
@@ -114,13 +115,17 @@ def newest_snapshot(directory):
         return None
     try:
         st = os.fstat(fd)
-        first = os.pread(fd, _META_BYTES, 0)
-        if len(first) < _META_BYTES:
+        head = os.pread(fd, _COMMON_PAGE + _META_BYTES, 0)  # both meta pages of the usual size
+        if len(head) < _META_BYTES:
             return None
+        first = head[:_META_BYTES]
         page_size = _META.unpack_from(first, _META_OFFSET)[5]
         if page_size < 512 or page_size & (page_size - 1) or page_size > 1 << 16:
             return None
-        second = os.pread(fd, _META_BYTES, page_size)
+        if page_size == _COMMON_PAGE:
+            second = head[page_size:]
+        else:
+            second = os.pread(fd, _META_BYTES, page_size)
     except OSError:
         return None
     finally:
