@@ -134,10 +134,9 @@ class Metrics(Stream):
         points = [(self(key)._spec, data, ts) for key, data, ts in points]
         if scalars:
             points.insert(0, (self._spec, scalars, ts))
-        staged = session.staged
-        if len(staged) >= session.max_backlog:
+        if len(session.staged) >= session.max_backlog:
             session.flush()  # before staging, as in Stream.log
-        staged.extend(points)
+        session.staged.extend(points)  # not a queue read before: see Stream.log
         if _flush:
             session.flush()
         return self

@@ -28,7 +28,7 @@ from itertools import repeat, starmap
 from typing import Any
 
 from .delayed import call_later
-from .errors import ConfigurationError, ExperimentError, StreamLimitError, UnstorablePointError
+from .errors import ConfigurationError, ExperimentError, RunNotStartedError, StreamLimitError, UnstorablePointError
 from .storage import Store
 
 # Chosen so that a loop that flushes every step never reaches it.
@@ -160,12 +160,14 @@ class Session:
             self.flush()  # before staging, as in Stream.log
         self._floors.stage(self.staged_entries, spec, data, ts, auto)
 
-    def flush(self):
-        """Commit everything staged as one snapshot; on failure keep it staged."""
+    def flush(self, staged=None):
+        """Commit everything staged (in ``staged``, else :attr:`staged`) as one snapshot;
+        on failure keep it staged."""
         if self.forked:
             raise _forked_error(self)
         with self._flush_lock:
-            staged = self.staged
+            if staged is None:
+                staged = self.staged
             points: list = []
             entries: Any = ()
             records = []
@@ -208,7 +210,17 @@ class Session:
                 timer = self._timer
             if timer is not None and timer is not threading.current_thread():
                 timer.join()  # a timed commit in progress ends first
-            self.flush()  # what other threads staged meanwhile
+            # Other threads may go on logging while the run closes: from here on their
+            # points are refused (RunNotStartedError at the call), and the last flush
+            # takes what they staged before.  (Left in place, the queue took points
+            # until the experiment let go of this session: log() returned for each, and
+            # up to max_backlog of them were dropped with the closed store.)
+            staged, self.staged = self.staged, _ClosedQueue(self)
+            try:
+                self.flush(staged)
+            except BaseException:
+                self.staged = staged  # the run stays open, for a retry
+                raise
         self.store.close()  # finishes a close that was interrupted after the writer closed
 
 
@@ -364,6 +376,25 @@ class _ParentsQueue:
 
     def append(self, item):
         raise _forked_error(self._session)
+
+    extend = append
+
+
+class _ClosedQueue(collections.deque):
+    """The staging queue of a session being closed: refuses points with ``RunNotStartedError``.
+
+    A deque, always empty, so that a flush of another thread (its backlog was full) finds
+    nothing to commit.
+    """
+
+    def __init__(self, session):
+        super().__init__()
+        self._session = session
+
+    def append(self, item):
+        raise RunNotStartedError(
+            f"{self._session.path}: the run is closed; use 'with Experiment(...).run as exp:' "
+            "or call exp.run.start() first")
 
     extend = append
 

@@ -115,7 +115,9 @@ class Stream:
             # point not staged, so calling log() again stores it once.  (Flushing
             # after staging raised with the point staged: a retry stored it twice.)
             session.flush()
-        staged.append((self._spec, fields, _ts))
+        # session.staged again, not the queue read above: a run that closed meanwhile
+        # swapped it for one that refuses the point, which the old queue would have lost
+        session.staged.append((self._spec, fields, _ts))
         if _flush:
             session.flush()
         return self

@@ -275,3 +275,43 @@ def test_experiments_read_after_their_run_and_forgotten_keep_no_descriptors(dash
     done = subprocess.run([sys.executable, "-c", FORGOTTEN_EXPERIMENTS, dash_root],
                           capture_output=True, text=True, check=False, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_points_logged_by_other_threads_while_the_run_closes_are_stored_or_refused(dash_root):
+    """Every log() that returned is stored; one the closing run no longer takes raises.
+
+    Threads that go on logging while the main thread completes the run used to stage
+    points after the last commit: their log() returned, and up to 100,000 were lost.
+    """
+    from ml_dash.errors import RunNotStartedError
+
+    for trial in range(3):
+        exp = Experiment(prefix=f"{PREFIX}-{trial}", dash_root=dash_root)
+        exp.run.start()
+        returned = [0] * 4
+        refused = []
+
+        def spin(t):
+            while True:
+                try:
+                    if t % 2:
+                        exp.metrics(f"s{t}").log(v=1.0)
+                    else:  # a dict routed to its stream: Metrics.log stages it
+                        exp.metrics.log(**{f"s{t}": {"v": 1.0}})
+                except RunNotStartedError as exc:
+                    refused.append(exc)
+                    return
+                returned[t] += 1
+
+        threads = [threading.Thread(target=spin, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.05)
+        exp.run.complete()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert len(refused) == 4 and "the run is closed" in str(refused[0])
+        view = load(f"{PREFIX}-{trial}", dash_root=dash_root)
+        stored = [len(view.metrics(f"s{t}").read(start_index=0, limit=10**7)["data"]) for t in range(4)]
+        assert stored == returned, (trial, stored, returned)
