@@ -61,3 +61,15 @@ def random_steps(steps, count, seed=1):
 def emit(result):
     """Hand the result to the parent as one JSON line."""
     print(MARKER + json.dumps(result), flush=True)
+
+
+def python_speed_ms(rounds=5):
+    """Milliseconds of ``sum(range(10**6))``, the best of ``rounds``: how fast this machine
+    runs Python, printed beside figures so that results from different machines compare
+    (the same code measured 0.5 s on one 2-CPU machine and 0.8 s on another)."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        sum(range(10**6))
+        best = min(best, time.perf_counter() - started)
+    return best * 1e3

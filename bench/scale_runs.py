@@ -35,6 +35,7 @@ import tempfile
 import time
 
 import lmdb
+from measure import python_speed_ms
 
 from ml_dash import Experiment
 
@@ -66,14 +67,18 @@ SYSTEMS = {"ml_dash": ml_dash_run, "raw LMDB floor": floor_run}
 
 
 def disk_of(folder):
-    """``(allocated bytes, apparent bytes)`` of every file under ``folder``."""
+    """``(allocated bytes, apparent bytes, {file kind: allocated bytes})`` of every file under
+    ``folder``; a file's kind is its name, or ``column`` for the files under ``columns/``."""
     blocks = apparent = 0
+    kinds: dict = {}
     for directory, _, files in os.walk(folder):
         for name in files:
             st = os.lstat(os.path.join(directory, name))
             blocks += st.st_blocks * 512
             apparent += st.st_size
-    return blocks, apparent
+            kind = "column" if os.path.basename(directory).isdigit() and name.endswith(".f64") else name
+            kinds[kind] = kinds.get(kind, 0) + st.st_blocks * 512
+    return blocks, apparent, kinds
 
 
 def measure(points, runs, rounds, work):
@@ -92,9 +97,10 @@ def measure(points, runs, rounds, work):
             out[name]["ms"].append((time.perf_counter() - start) / per_round * 1e3)
         made += per_round
     for name, root in roots.items():
-        blocks, apparent = disk_of(root)
+        blocks, apparent, kinds = disk_of(root)
         out[name]["blocks"] = blocks / made
         out[name]["apparent"] = apparent / made
+        out[name]["kinds"] = {kind: size / made for kind, size in sorted(kinds.items())}
         out[name]["runs"] = made
         shutil.rmtree(root)
     return out
@@ -134,7 +140,17 @@ def table(results, syncs):
             synced = "n/a" if syncs is None else f"{syncs[points][name]:.1f}"
             lines.append(f"| {points:,} | {name} | {statistics.median(got['ms']):.2f} | "
                          f"{got['blocks'] / 1024:.1f} | {got['apparent'] / 1024:.1f} | {synced} |")
+    lines += ["", "Allocated per run, by file (KB):", "",
+              "| points per run | system | " + " | ".join(_KINDS) + " |",
+              "|---:|---|" + "---:|" * len(_KINDS)]
+    for points, figures in results.items():
+        for name, got in figures.items():
+            sizes = [got["kinds"].get(kind, 0) / 1024 for kind in _KINDS]
+            lines.append(f"| {points:,} | {name} | " + " | ".join(f"{size:.1f}" for size in sizes) + " |")
     return "\n".join(lines)
+
+
+_KINDS = ("data.mdb", "lock.mdb", "column", "summary.json", "writer.lock")
 
 
 def main():
@@ -158,7 +174,8 @@ def main():
     runs = next(iter(next(iter(results.values())).values()))["runs"]
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     heading = (f"{runs:,} runs per row, 2 keys per point, {args.rounds} interleaved rounds, "
-               f"load average {load} at the end on {os.cpu_count()} CPUs; "
+               f"load average {load} at the end on {os.cpu_count()} CPUs "
+               f"(Python speed: `sum(range(10**6))` {python_speed_ms():.1f} ms); "
                f"`python bench/scale_runs.py --runs {args.runs} --rounds {args.rounds} "
                f"--points {' '.join(map(str, args.points))}`")
     text = heading + "\n\n" + table(results, syncs) + "\n"

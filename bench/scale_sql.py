@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from measure import python_speed_ms  # noqa: E402
 
 import ml_dash  # noqa: E402
 
@@ -100,6 +101,7 @@ def main(argv=None):
         sizes = {"long": (1_000, 100_000), "small": [1_000, 10_000, 100_000]}
         repeats = args.repeats
 
+    print(f"{os.cpu_count()} CPUs, Python speed: sum(range(10**6)) {python_speed_ms():.1f} ms")
     runs, points = sizes["long"]
     long_root = os.path.join(args.root, f"long-{runs}x{points}")
     took = build(long_root, runs, points, args.processes)

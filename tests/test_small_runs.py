@@ -153,11 +153,15 @@ def test_scale_runs_benchmark_smoke_run(tmp_path):
     done = subprocess.run([sys.executable, str(BENCH / "scale_runs.py"), "--runs", "6", "--rounds", "2",
                            "--points", "10", "--traced", "2", "--dir", str(tmp_path), "--write", str(page)],
                           check=True, capture_output=True, text=True, timeout=120)
-    rows = [line for line in page.read_text().splitlines() if line.startswith("| 10 |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["ml_dash", "raw LMDB floor"], done.stdout
-    for row in rows:
+    totals, by_file = (
+        [line for line in part.splitlines() if line.startswith("| 10 |")]
+        for part in page.read_text().split("Allocated per run, by file"))
+    assert [row.split("|")[2].strip() for row in totals] == ["ml_dash", "raw LMDB floor"], done.stdout
+    assert [row.split("|")[2].strip() for row in by_file] == ["ml_dash", "raw LMDB floor"], done.stdout
+    for row, files in zip(totals, by_file):
         ms, allocated, apparent = (float(cell) for cell in row.split("|")[3:6])
         assert ms > 0 and allocated > 0 and apparent > 0
+        assert sum(float(cell) for cell in files.split("|")[3:-1]) == pytest.approx(allocated, abs=0.2)
     assert list(tmp_path.iterdir()) == [page]  # the runs it made are gone
 
 
